@@ -1,0 +1,37 @@
+# Causeway: the two commands a new user needs are `make demo` and `make test`.
+CARGO ?= cargo
+export CAUSEWAY_BIN ?= $(CURDIR)/target/debug/causeway
+
+.PHONY: all build demo test unit lint bench release clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --bins
+
+# A local primary + 2 streaming replicas with Causeway in front; Ctrl-C stops.
+demo: build
+	./target/debug/causeway-demo
+
+# Every test: unit tests beside the code and integration tests against a real
+# PostgreSQL primary with streaming replicas.
+test: build
+	$(CARGO) test --workspace --no-fail-fast
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+release:
+	$(CARGO) build --release -p causeway
+
+# Causeway vs PgBouncer vs direct PostgreSQL, same machine, same run.
+bench: release
+	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway bash bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf .demo bench/out

@@ -1,0 +1,243 @@
+//! Merging the layers with figment. Lowest to highest: built-in defaults,
+//! `/etc/causeway/causeway.toml` (when present), each `--config` file in
+//! order, `CAUSEWAY_*` environment variables (`__` nests keys), CLI flags.
+
+use std::path::{Path, PathBuf};
+
+use figment2::providers::{Env, Format, Serialized, Toml};
+use figment2::{Figment, Metadata, Source};
+
+use crate::model::Config;
+use crate::validate;
+
+pub const SYSTEM_CONFIG: &str = "/etc/causeway/causeway.toml";
+
+/// Environment variables with the prefix that are not settings (used by
+/// tooling around Causeway); everything else must be a known key.
+const ENV_NOT_SETTINGS: &[&str] = &["bin", "log"];
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    /// The system file; read only if it exists.
+    pub system_file: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Environment prefix (`CAUSEWAY_`); `None` skips the environment.
+    pub env_prefix: Option<String>,
+    /// CLI flags as `dotted.key = TOML value`.
+    pub overrides: Vec<(String, toml::Value)>,
+}
+
+impl Default for Layers {
+    fn default() -> Self {
+        Layers {
+            system_file: PathBuf::from(SYSTEM_CONFIG),
+            files: Vec::new(),
+            env_prefix: Some("CAUSEWAY_".into()),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} not found")]
+    Missing(PathBuf),
+    /// A parse, unknown-key or type error; figment's text names the key and source.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("invalid value for `{key}` ({source_name}): {reason}")]
+    Value {
+        key: String,
+        source_name: String,
+        reason: String,
+    },
+}
+
+impl Layers {
+    fn figment(&self) -> Result<Figment, ConfigError> {
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        if self.system_file.exists() {
+            f = f.merge(Toml::file(&self.system_file).search(false));
+        }
+        for file in &self.files {
+            if !file.exists() {
+                return Err(ConfigError::Missing(file.clone()));
+            }
+            f = f.merge(Toml::file(file).search(false));
+        }
+        if let Some(prefix) = &self.env_prefix {
+            let env = Env::prefixed(prefix)
+                .split("__")
+                .filter(|k| !ENV_NOT_SETTINGS.contains(&k.as_str()));
+            f = f.merge(env);
+        }
+        for (key, value) in &self.overrides {
+            f = f.merge(Serialized::default(key, value));
+        }
+        Ok(f)
+    }
+}
+
+/// Loads, merges and validates. Errors name the key and the file or
+/// environment variable it came from.
+pub fn load(layers: &Layers) -> Result<Config, ConfigError> {
+    let fig = layers.figment()?;
+    let cfg: Config = fig.extract().map_err(|e| {
+        let msgs: Vec<String> = e
+            .into_iter()
+            .map(|e| describe_error(&e, layers.env_prefix.as_deref()))
+            .collect();
+        ConfigError::Invalid(msgs.join("; "))
+    })?;
+    validate::check(&cfg).map_err(|v| ConfigError::Value {
+        source_name: describe_source(&fig, &v.key, layers.env_prefix.as_deref()),
+        key: v.key,
+        reason: v.reason,
+    })?;
+    Ok(cfg)
+}
+
+/// figment's own text names the key and file; for environment variables it
+/// names only the prefix, so spell out the variable.
+fn describe_error(e: &figment2::Error, env_prefix: Option<&str>) -> String {
+    match (&e.metadata, env_prefix) {
+        (Some(md), Some(prefix)) if md.name.contains("environment") && !e.path.is_empty() => {
+            let var = format!("{prefix}{}", e.path.join("__").to_uppercase());
+            format!(
+                "{} for key `{}` (environment variable {var})",
+                e.kind,
+                e.path.join(".")
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// "TOML file /etc/x.toml", "environment variable CAUSEWAY_X", ...
+fn describe_source(fig: &Figment, key: &str, env_prefix: Option<&str>) -> String {
+    // The value may come from a parent table (e.g. a whole [databases.x]).
+    let mut k = key;
+    loop {
+        if let Some(md) = fig.find_metadata(k) {
+            return describe_metadata(md, k, env_prefix);
+        }
+        match k.rfind('.') {
+            Some(i) => k = &k[..i],
+            None => return "built-in default".into(),
+        }
+    }
+}
+
+fn describe_metadata(md: &Metadata, key: &str, env_prefix: Option<&str>) -> String {
+    match &md.source {
+        Some(Source::File(p)) => format!("{} {}", md.name, shown(p)),
+        Some(Source::Code(_)) => "built-in default".into(),
+        _ => {
+            if md.name.contains("environment") {
+                if let Some(prefix) = env_prefix {
+                    let var = key.replace('.', "__").to_uppercase();
+                    return format!("environment variable {prefix}{var}");
+                }
+            }
+            md.name.to_string()
+        }
+    }
+}
+
+fn shown(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PoolMode;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn layers(files: &[&Path], prefix: Option<&str>) -> Layers {
+        Layers {
+            system_file: PathBuf::from("/nonexistent/causeway.toml"),
+            files: files.iter().map(|p| p.to_path_buf()).collect(),
+            env_prefix: prefix.map(String::from),
+            overrides: vec![],
+        }
+    }
+
+    #[test]
+    fn defaults_match_pgbouncer() {
+        let c = load(&layers(&[], None)).unwrap();
+        assert_eq!(c.listen_port, 6432);
+        assert_eq!(c.max_client_conn, 100);
+        assert_eq!(c.default_pool_size, 20);
+        assert_eq!(c.query_wait_timeout, 120.0);
+        assert_eq!(c.server_reset_query, "DISCARD ALL");
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let a = file("listen_port = 7000\ndefault_pool_size = 5\npool_mode = \"transaction\"\n[databases.app]\nhost = \"127.0.0.1\"\n");
+        let b = file("default_pool_size = 7\n");
+        std::env::set_var("CWTEST_LAYERS_DEFAULT_POOL_SIZE", "9");
+        std::env::set_var("CWTEST_LAYERS_DATABASES__APP__POOL_SIZE", "3");
+        let mut l = layers(&[a.path(), b.path()], Some("CWTEST_LAYERS_"));
+        let c = load(&l).unwrap();
+        assert_eq!(c.listen_port, 7000);
+        assert_eq!(c.default_pool_size, 9);
+        assert_eq!(c.pool_mode, PoolMode::Transaction);
+        assert_eq!(c.databases["app"].pool_size, Some(3));
+        l.overrides
+            .push(("default_pool_size".into(), toml::Value::Integer(11)));
+        l.overrides
+            .push(("databases.app.pool_size".into(), toml::Value::Integer(4)));
+        let c = load(&l).unwrap();
+        assert_eq!(c.default_pool_size, 11);
+        assert_eq!(c.databases["app"].pool_size, Some(4));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let a = file("listen_prot = 7000\n");
+        let err = load(&layers(&[a.path()], None)).unwrap_err().to_string();
+        assert!(err.contains("listen_prot"), "{err}");
+        assert!(err.contains(&a.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_file() {
+        let a = file("[databases.app]\nhost = \"h\"\npool_size = \"big\"\n");
+        let err = load(&layers(&[a.path()], None)).unwrap_err().to_string();
+        assert!(err.contains("pool_size"), "{err}");
+        assert!(err.contains(&a.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn bad_env_value_names_variable() {
+        std::env::set_var("CWTEST_ENV_LISTEN_PORT", "99999");
+        let err = load(&layers(&[], Some("CWTEST_ENV_")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains("CWTEST_ENV_LISTEN_PORT"), "{err}");
+    }
+
+    #[test]
+    fn impossible_value_names_key_and_file() {
+        let a = file("[databases.app]\nhost = \"h\"\npool_size = 0\nmin_pool_size = 5\n");
+        let err = load(&layers(&[a.path()], None)).unwrap_err().to_string();
+        assert!(err.contains("databases.app.min_pool_size"), "{err}");
+        assert!(err.contains(&a.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = load(&layers(&[Path::new("/nonexistent/x.toml")], None)).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing(_)));
+    }
+}

@@ -1,0 +1,308 @@
+//! The configuration model. Names and defaults follow PgBouncer where it
+//! has the setting, so a PgBouncer user recognises every key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    #[default]
+    Session,
+    Transaction,
+    Statement,
+}
+
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AuthType {
+    #[serde(rename = "trust")]
+    Trust,
+    /// md5, or SCRAM when the stored secret is a SCRAM verifier (as PgBouncer).
+    #[default]
+    #[serde(rename = "md5")]
+    Md5,
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// Cleartext password: only sensible over TLS; kept for compatibility.
+    #[serde(rename = "plain")]
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleHint {
+    /// Discover with pg_is_in_recovery() (the routing issue); treated as
+    /// "primary if first" until then.
+    #[default]
+    Auto,
+    Primary,
+    Replica,
+}
+
+/// Top-level settings (PgBouncer's `[pgbouncer]` section) plus the
+/// `[databases.*]` and `[users.*]` tables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen_addr: String,
+    pub listen_port: u16,
+    /// Tokio worker threads; 0 = one per core.
+    pub workers: usize,
+    pub pool_mode: PoolMode,
+    pub auth_type: AuthType,
+    pub auth_file: Option<PathBuf>,
+    /// User that runs `auth_query` on the database's primary (none = off).
+    pub auth_user: Option<String>,
+    pub auth_query: String,
+    pub auth_dbname: Option<String>,
+    pub admin_users: Vec<String>,
+    pub stats_users: Vec<String>,
+
+    pub max_client_conn: u32,
+    pub default_pool_size: u32,
+    pub min_pool_size: u32,
+    pub reserve_pool_size: u32,
+    /// Seconds a client waits before the reserve pool may serve it.
+    pub reserve_pool_timeout: f64,
+    /// 0 = unlimited.
+    pub max_db_connections: u32,
+    pub max_user_connections: u32,
+
+    pub server_idle_timeout: f64,
+    pub server_lifetime: f64,
+    pub server_connect_timeout: f64,
+    pub server_login_retry: f64,
+    pub query_timeout: f64,
+    pub query_wait_timeout: f64,
+    pub client_idle_timeout: f64,
+    pub client_login_timeout: f64,
+    pub idle_transaction_timeout: f64,
+    pub server_reset_query: String,
+    pub server_reset_query_always: bool,
+    pub server_check_delay: f64,
+    pub server_check_query: String,
+
+    /// Largest protocol message accepted from a client, bytes.
+    pub max_packet_size: u32,
+    pub pkt_buf: u32,
+    /// Parameters re-applied on server switches besides PgBouncer's fixed five.
+    pub track_extra_parameters: Vec<String>,
+    /// Startup parameters accepted and dropped instead of tracked.
+    pub ignore_startup_parameters: Vec<String>,
+    pub tcp_keepalive: bool,
+    pub so_reuseport: bool,
+
+    pub log_connections: bool,
+    pub log_disconnections: bool,
+    pub log_pooler_errors: bool,
+    pub log_format: LogFormat,
+    /// tracing filter, e.g. "info" or "causeway=debug".
+    pub log_level: String,
+    pub stats_period: f64,
+    /// Prometheus endpoint (`host:port`); empty = disabled.
+    pub metrics_addr: String,
+
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    pub users: BTreeMap<String, UserConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_addr: "127.0.0.1".into(),
+            listen_port: 6432,
+            workers: 0,
+            pool_mode: PoolMode::Session,
+            auth_type: AuthType::Md5,
+            auth_file: None,
+            auth_user: None,
+            auth_query: "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin".into(),
+            auth_dbname: None,
+            admin_users: Vec::new(),
+            stats_users: Vec::new(),
+            max_client_conn: 100,
+            default_pool_size: 20,
+            min_pool_size: 0,
+            reserve_pool_size: 0,
+            reserve_pool_timeout: 5.0,
+            max_db_connections: 0,
+            max_user_connections: 0,
+            server_idle_timeout: 600.0,
+            server_lifetime: 3600.0,
+            server_connect_timeout: 15.0,
+            server_login_retry: 15.0,
+            query_timeout: 0.0,
+            query_wait_timeout: 120.0,
+            client_idle_timeout: 0.0,
+            client_login_timeout: 60.0,
+            idle_transaction_timeout: 0.0,
+            server_reset_query: "DISCARD ALL".into(),
+            server_reset_query_always: false,
+            server_check_delay: 30.0,
+            server_check_query: "select 1".into(),
+            max_packet_size: 2_147_483_647,
+            pkt_buf: 4096,
+            track_extra_parameters: vec!["IntervalStyle".into()],
+            ignore_startup_parameters: Vec::new(),
+            tcp_keepalive: true,
+            so_reuseport: false,
+            log_connections: true,
+            log_disconnections: true,
+            log_pooler_errors: true,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            stats_period: 60.0,
+            metrics_addr: "127.0.0.1:9930".into(),
+            databases: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+/// One server of a database: the primary or a streaming replica.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub role: RoleHint,
+    /// Relative share of reads (weighted balancing).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_weight() -> u32 {
+    1
+}
+
+/// PgBouncer's `[databases]` entry. `name = "*"` is the fallback for
+/// databases not listed.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Database name on the servers (default: the client's database name).
+    pub dbname: Option<String>,
+    /// Shorthand for a single primary server (`host`/`port`).
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub servers: Vec<ServerConfig>,
+    /// Force this server login user (PgBouncer's `user=`).
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub auth_user: Option<String>,
+    pub pool_size: Option<u32>,
+    pub min_pool_size: Option<u32>,
+    pub reserve_pool_size: Option<u32>,
+    pub pool_mode: Option<PoolMode>,
+    pub max_db_connections: Option<u32>,
+    pub server_lifetime: Option<f64>,
+    /// Run once on each new server connection.
+    pub connect_query: Option<String>,
+    /// Startup parameters sent to the server (e.g. client_encoding).
+    pub client_encoding: Option<String>,
+    pub datestyle: Option<String>,
+    pub timezone: Option<String>,
+    pub application_name: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// The servers, with the `host`/`port` shorthand folded in first.
+    pub fn server_list(&self) -> Vec<ServerConfig> {
+        let mut v = Vec::new();
+        if let Some(h) = &self.host {
+            v.push(ServerConfig {
+                host: h.clone(),
+                port: self.port.unwrap_or(5432),
+                role: RoleHint::Primary,
+                weight: 1,
+            });
+        }
+        v.extend(self.servers.iter().cloned());
+        v
+    }
+}
+
+/// PgBouncer's `[users]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserConfig {
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<u32>,
+    pub reserve_pool_size: Option<u32>,
+    pub max_user_connections: Option<u32>,
+    pub max_user_client_connections: Option<u32>,
+}
+
+impl Config {
+    /// The entry serving a client's database name: its own or the `*` fallback.
+    pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
+        self.databases.get(name).or_else(|| self.databases.get("*"))
+    }
+
+    pub fn pool_mode_for(&self, db: &DatabaseConfig, user: &str) -> PoolMode {
+        self.users
+            .get(user)
+            .and_then(|u| u.pool_mode)
+            .or(db.pool_mode)
+            .unwrap_or(self.pool_mode)
+    }
+
+    pub fn pool_size_for(&self, db: &DatabaseConfig, user: &str) -> u32 {
+        self.users
+            .get(user)
+            .and_then(|u| u.pool_size)
+            .or(db.pool_size)
+            .unwrap_or(self.default_pool_size)
+    }
+
+    pub fn reserve_pool_size_for(&self, db: &DatabaseConfig, user: &str) -> u32 {
+        self.users
+            .get(user)
+            .and_then(|u| u.reserve_pool_size)
+            .or(db.reserve_pool_size)
+            .unwrap_or(self.reserve_pool_size)
+    }
+
+    pub fn max_user_connections_for(&self, user: &str) -> u32 {
+        self.users
+            .get(user)
+            .and_then(|u| u.max_user_connections)
+            .unwrap_or(self.max_user_connections)
+    }
+
+    /// A copy fit for printing: every password replaced.
+    pub fn masked(&self) -> Config {
+        let mut c = self.clone();
+        for db in c.databases.values_mut() {
+            if db.password.is_some() {
+                db.password = Some("********".into());
+            }
+        }
+        c
+    }
+}

@@ -1,0 +1,23 @@
+//! Server connections and pools.
+//!
+//! A [`Pool`] holds the connections of one (database, user, server) triple.
+//! Clients wait in FIFO order; a released connection goes straight to the
+//! oldest waiter. Every open connection owns a slot of its pool (and of the
+//! database's and user's limits); dropping the connection frees the slot, so
+//! a broken connection can never be counted twice or returned by mistake.
+
+mod cancel;
+mod error;
+mod limits;
+mod params;
+mod pool;
+mod server;
+mod settings;
+
+pub use cancel::{forward_cancel, CancelTarget};
+pub use error::{PoolError, ServerError};
+pub use limits::Limit;
+pub use params::ParamSet;
+pub use pool::{Pool, PoolKey, PoolSnapshot};
+pub use server::{Login, ServerConn, ServerSink};
+pub use settings::{secs as settings_secs, PoolSettings};

@@ -1,0 +1,326 @@
+//! One connection to a PostgreSQL server: login as a client, run
+//! Causeway's own small queries (reset, check, parameter sync), and hand
+//! the raw stream to a session.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use causeway_protocol::auth::md5::{md5_password_hash, md5_salted_response};
+use causeway_protocol::auth::messages::{self as authmsg, AuthRequest};
+use causeway_protocol::auth::scram_client::ScramClient;
+use causeway_protocol::{backend, frontend, scan::body, HEADER_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cancel::CancelTarget;
+use crate::error::ServerError;
+use crate::params::ParamSet;
+use crate::pool::SlotGuard;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where and as whom to log in.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    pub password: Option<String>,
+    /// Extra startup parameters (application_name, client_encoding, ...).
+    pub startup: Vec<(String, String)>,
+}
+
+/// Internal queries never return big results; a bigger frame is a bug.
+const MAX_INTERNAL_FRAME: usize = 1 << 20;
+
+pub struct ServerConn {
+    pub stream: TcpStream,
+    /// Bytes read from the server and not yet consumed.
+    pub buf: BytesMut,
+    /// Every ParameterStatus the server reported plus what we SET.
+    pub params: ParamSet,
+    /// Fingerprint of the client parameter set this server was last synced
+    /// to (0 = unknown).
+    pub synced_fp: u64,
+    pub id: u64,
+    pub cancel: Arc<CancelTarget>,
+    pub created: Instant,
+    pub last_used: Instant,
+    /// `in_hot_standby` as last reported (PG14+).
+    pub in_hot_standby: Option<bool>,
+    /// Set when the connection must not go back to the pool.
+    pub broken: bool,
+    pub(crate) slot: Option<SlotGuard>,
+}
+
+/// Where a session forwards bytes coming from a server (kept as a type so
+/// the session can name the write half it uses).
+pub type ServerSink = TcpStream;
+
+impl std::fmt::Debug for ServerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConn")
+            .field("id", &self.id)
+            .field("pid", &self.cancel.pid)
+            .finish()
+    }
+}
+
+impl ServerConn {
+    /// Connects and logs in, within `timeout`.
+    pub async fn connect(
+        login: &Login,
+        timeout: Duration,
+        keepalive: bool,
+    ) -> Result<Self, ServerError> {
+        tokio::time::timeout(timeout, Self::connect_inner(login, keepalive))
+            .await
+            .map_err(|_| ServerError::Timeout("connecting to server (server_connect_timeout)"))?
+    }
+
+    async fn connect_inner(login: &Login, keepalive: bool) -> Result<Self, ServerError> {
+        let addr_text = format!("{}:{}", login.host, login.port);
+        let stream = TcpStream::connect((login.host.as_str(), login.port))
+            .await
+            .map_err(|e| ServerError::Connect {
+                addr: addr_text.clone(),
+                reason: e.to_string(),
+            })?;
+        stream.set_nodelay(true)?;
+        if keepalive {
+            let sock = socket2::SockRef::from(&stream);
+            let _ = sock.set_keepalive(true);
+        }
+        let peer: SocketAddr = stream.peer_addr()?;
+        let mut conn = ServerConn {
+            stream,
+            buf: BytesMut::with_capacity(8192),
+            params: ParamSet::new(),
+            synced_fp: 0,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            cancel: Arc::new(CancelTarget::new(peer, 0, Vec::new())),
+            created: Instant::now(),
+            last_used: Instant::now(),
+            in_hot_standby: None,
+            broken: false,
+            slot: None,
+        };
+        conn.login(login, peer).await?;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, login: &Login, peer: SocketAddr) -> Result<(), ServerError> {
+        let mut out = BytesMut::with_capacity(256);
+        let mut params: Vec<(&str, &str)> = vec![
+            ("user", login.user.as_str()),
+            ("database", login.database.as_str()),
+        ];
+        for (k, v) in &login.startup {
+            params.push((k.as_str(), v.as_str()));
+        }
+        frontend::write_startup(&mut out, params);
+        self.stream.write_all(&out).await?;
+        let mut scram: Option<ScramClient> = None;
+        loop {
+            let frame = self.next_frame().await?;
+            let b = body(&frame);
+            match frame[0] {
+                b'R' => {
+                    let req = authmsg::parse_auth_request(b)
+                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                    out.clear();
+                    match req {
+                        AuthRequest::Ok => continue,
+                        AuthRequest::Cleartext => {
+                            let pw = need_password(login)?;
+                            authmsg::write_password_message(&mut out, pw.as_bytes());
+                        }
+                        AuthRequest::Md5 { salt } => {
+                            let pw = need_password(login)?;
+                            // A stored md5 hash works as well as the password.
+                            let hash = if is_md5_hash(pw) {
+                                pw.to_string()
+                            } else {
+                                md5_password_hash(&login.user, pw)
+                            };
+                            let resp = md5_salted_response(&hash, salt);
+                            authmsg::write_password_message(&mut out, resp.as_bytes());
+                        }
+                        AuthRequest::Sasl { mechanisms } => {
+                            if !mechanisms.contains(&"SCRAM-SHA-256") {
+                                return Err(ServerError::Protocol(
+                                    "server offers no SASL mechanism Causeway supports".into(),
+                                ));
+                            }
+                            let pw = need_password(login)?;
+                            let client = ScramClient::new(pw.as_bytes());
+                            let first = client
+                                .client_first()
+                                .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                            authmsg::write_sasl_initial_response(
+                                &mut out,
+                                client.mechanism(),
+                                first,
+                            );
+                            scram = Some(client);
+                        }
+                        AuthRequest::SaslContinue(data) => {
+                            let client = scram.as_mut().ok_or_else(|| {
+                                ServerError::Protocol("unexpected SASLContinue".into())
+                            })?;
+                            let reply = client
+                                .handle_server_first(data)
+                                .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                            authmsg::write_sasl_response(&mut out, reply);
+                        }
+                        AuthRequest::SaslFinal(data) => {
+                            let mut client = scram.take().ok_or_else(|| {
+                                ServerError::Protocol("unexpected SASLFinal".into())
+                            })?;
+                            client
+                                .handle_server_final(data)
+                                .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                            continue;
+                        }
+                        other => {
+                            return Err(ServerError::Protocol(format!(
+                                "unsupported authentication request {other:?}"
+                            )))
+                        }
+                    }
+                    self.stream.write_all(&out).await?;
+                }
+                b'K' => {
+                    let (pid, secret) = backend::parse_backend_key_data(b)
+                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                    self.cancel = Arc::new(CancelTarget::new(peer, pid, secret.to_vec()));
+                }
+                b'S' => self.note_parameter(b)?,
+                b'E' => {
+                    let f = backend::parse_error_fields(b)
+                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                    return Err(ServerError::Login {
+                        code: f.code.to_string(),
+                        message: f.message.to_string(),
+                    });
+                }
+                b'Z' => return Ok(()),
+                // NoticeResponse, NegotiateProtocolVersion: nothing to do.
+                _ => {}
+            }
+        }
+    }
+
+    /// Records a ParameterStatus body. Returns the (name, value) seen.
+    pub fn note_parameter(&mut self, body: &[u8]) -> Result<(), ServerError> {
+        let (k, v) = backend::parse_parameter_status(body)
+            .map_err(|e| ServerError::Protocol(e.to_string()))?;
+        if k == "in_hot_standby" {
+            self.in_hot_standby = Some(v == "on");
+        }
+        self.params.set(k, v, true);
+        Ok(())
+    }
+
+    /// Reads one whole frame (header included) from the server.
+    async fn next_frame(&mut self) -> Result<BytesMut, ServerError> {
+        loop {
+            if self.buf.len() >= HEADER_LEN {
+                let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+                if len < 4 || len as usize > MAX_INTERNAL_FRAME {
+                    return Err(ServerError::Protocol(format!("bad frame length {len}")));
+                }
+                let total = len as usize + 1;
+                if self.buf.len() >= total {
+                    return Ok(self.buf.split_to(total));
+                }
+                self.buf.reserve(total - self.buf.len());
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(ServerError::Io("server closed the connection".into()));
+            }
+        }
+    }
+
+    /// Runs Causeway's own simple query to completion, discarding rows.
+    /// ParameterStatus changes are recorded and returned so a session can
+    /// pass them on to its client.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<(String, String)>, ServerError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 8);
+        frontend::write_query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        let mut err = None;
+        let mut changed = Vec::new();
+        loop {
+            let frame = self.next_frame().await?;
+            let b = body(&frame);
+            match frame[0] {
+                b'S' => {
+                    self.note_parameter(b)?;
+                    if let Ok((k, v)) = backend::parse_parameter_status(b) {
+                        changed.push((k.to_string(), v.to_string()));
+                    }
+                }
+                b'E' if err.is_none() => {
+                    let f = backend::parse_error_fields(b)
+                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                    err = Some(ServerError::Query {
+                        code: f.code.to_string(),
+                        message: f.message.to_string(),
+                    });
+                }
+                b'Z' => {
+                    let status = backend::parse_ready_status(b)
+                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                    if status != b'I' {
+                        // Our queries never leave a transaction open; if
+                        // one did, the connection is not safe to reuse.
+                        self.broken = true;
+                    }
+                    return match err {
+                        Some(e) => Err(e),
+                        None => Ok(changed),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Drops any leftover bytes and marks the parameter view unknown after
+    /// a reset query.
+    pub fn after_reset(&mut self) {
+        self.params.forget_unreported();
+        self.synced_fp = 0;
+    }
+
+    /// Sends Terminate; used when closing a healthy connection.
+    pub async fn terminate(mut self) {
+        let mut out = BytesMut::with_capacity(5);
+        frontend::write_terminate(&mut out);
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.stream.write_all(&out)).await;
+    }
+
+    /// Discards `n` consumed bytes of the read buffer.
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+    }
+}
+
+fn need_password(login: &Login) -> Result<&str, ServerError> {
+    login.password.as_deref().ok_or_else(|| ServerError::Login {
+        code: causeway_protocol::sqlstate::INVALID_PASSWORD.into(),
+        message: format!(
+            "server asks for a password for user \"{}\" and Causeway has none (set it in auth_file or the database entry)",
+            login.user
+        ),
+    })
+}
+
+fn is_md5_hash(s: &str) -> bool {
+    s.len() == 35 && s.starts_with("md5") && s[3..].bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,112 @@
+//! Messages Causeway sends to servers as a client.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::backend::{begin, finish, put_cstr};
+use crate::startup::{CANCEL_REQUEST_CODE, PROTOCOL_3_0};
+
+pub fn write_startup<'a>(buf: &mut BytesMut, params: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let at = buf.len();
+    buf.put_i32(0);
+    buf.put_i32(PROTOCOL_3_0);
+    for (k, v) in params {
+        put_cstr(buf, k);
+        put_cstr(buf, v);
+    }
+    buf.put_u8(0);
+    let len = (buf.len() - at) as i32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+pub fn write_query(buf: &mut BytesMut, sql: &str) {
+    let at = begin(buf, b'Q');
+    put_cstr(buf, sql);
+    finish(buf, at);
+}
+
+pub fn write_terminate(buf: &mut BytesMut) {
+    buf.put_slice(&[b'X', 0, 0, 0, 4]);
+}
+
+pub fn write_sync(buf: &mut BytesMut) {
+    buf.put_slice(&[b'S', 0, 0, 0, 4]);
+}
+
+pub fn write_cancel_request(buf: &mut BytesMut, pid: i32, secret: &[u8]) {
+    buf.put_i32(12 + secret.len() as i32 - 4);
+    buf.put_i32(CANCEL_REQUEST_CODE);
+    buf.put_i32(pid);
+    buf.put_slice(secret);
+}
+
+/// Quotes a value as an SQL string literal that reads the same whatever
+/// standard_conforming_strings is (E'' form when a backslash is present).
+pub fn quote_literal(out: &mut String, v: &str) {
+    if v.contains('\\') {
+        out.push('E');
+    }
+    out.push('\'');
+    for c in v.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+}
+
+/// A GUC name we are willing to put in a SET statement unquoted.
+pub fn is_safe_guc_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::startup::{parse, StartupPacket};
+
+    #[test]
+    fn startup_roundtrip() {
+        let mut b = BytesMut::new();
+        write_startup(&mut b, [("user", "u"), ("database", "d")]);
+        match parse(&b).unwrap() {
+            StartupPacket::Startup { params, .. } => {
+                assert_eq!(params, vec![("user", "u"), ("database", "d")])
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn cancel_request_roundtrip() {
+        let mut b = BytesMut::new();
+        write_cancel_request(&mut b, 9, &[1, 2, 3, 4]);
+        assert_eq!(b.len(), 16);
+        assert_eq!(
+            parse(&b).unwrap(),
+            StartupPacket::Cancel {
+                pid: 9,
+                secret: &[1, 2, 3, 4]
+            }
+        );
+    }
+
+    #[test]
+    fn quoting() {
+        let mut s = String::new();
+        quote_literal(&mut s, "it's");
+        assert_eq!(s, "'it''s'");
+        let mut s = String::new();
+        quote_literal(&mut s, r"a\b");
+        assert_eq!(s, r"E'a\\b'");
+        assert!(is_safe_guc_name("DateStyle"));
+        assert!(is_safe_guc_name("causeway.route"));
+        assert!(!is_safe_guc_name("x; drop table t"));
+        assert!(!is_safe_guc_name("1abc"));
+    }
+}

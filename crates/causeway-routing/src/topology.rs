@@ -1,0 +1,39 @@
+//! The routing view of a database's servers, as the session sees it at the
+//! moment it routes (a cheap, immutable snapshot).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+    /// Not yet probed.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerState {
+    pub role: Role,
+    /// Reachable and not banned.
+    pub healthy: bool,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Topology {
+    /// Index = the server's position in the database's configured list.
+    pub servers: Vec<ServerState>,
+}
+
+impl Topology {
+    /// The one server that is primary, if exactly one claims it.
+    pub fn primary(&self) -> Option<usize> {
+        let mut it = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.role == Role::Primary);
+        match (it.next(), it.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What every session shares: the configuration in force, secrets,
+//! databases and pools, cancel keys, client counts and the shutdown state.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use causeway_config::{Config, Layers};
+use causeway_routing::{Policy, PrimaryOnly};
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use crate::cancel::CancelRegistry;
+use crate::databases::Databases;
+use crate::secrets::Secrets;
+
+/// Where the process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// SIGTERM: no new clients; connected ones stay until they leave.
+    NoAccept,
+    /// SIGINT: no new clients; each closes once its server is released.
+    Draining,
+    /// Close everything now.
+    Stopping,
+}
+
+pub struct App {
+    pub layers: Layers,
+    config: RwLock<Arc<Config>>,
+    secrets: RwLock<Arc<Secrets>>,
+    pub databases: Databases,
+    pub cancels: Arc<CancelRegistry>,
+    /// Where requests go (the routing crate's policy).
+    pub policy: Box<dyn Policy>,
+    clients: AtomicU32,
+    phase: watch::Sender<Phase>,
+}
+
+impl App {
+    pub fn new(layers: Layers, config: Config, secrets: Secrets) -> Arc<App> {
+        Arc::new(App {
+            layers,
+            config: RwLock::new(Arc::new(config)),
+            secrets: RwLock::new(Arc::new(secrets)),
+            databases: Databases::default(),
+            cancels: Arc::new(CancelRegistry::default()),
+            policy: Box::new(PrimaryOnly),
+            clients: AtomicU32::new(0),
+            phase: watch::channel(Phase::Running).0,
+        })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    pub fn secrets(&self) -> Arc<Secrets> {
+        self.secrets.read().clone()
+    }
+
+    /// Re-reads every layer; on any error the old configuration stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = causeway_config::load(&self.layers).map_err(|e| e.to_string())?;
+        let secrets = Secrets::load(config.auth_file.as_deref())?;
+        self.databases.reload(&config, &secrets);
+        *self.config.write() = Arc::new(config);
+        *self.secrets.write() = Arc::new(secrets);
+        Ok(())
+    }
+
+    /// Counts a new client; false when max_client_conn is reached.
+    pub fn admit_client(self: &Arc<Self>) -> Option<ClientPermit> {
+        let max = self.config.read().max_client_conn;
+        self.clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ClientPermit { app: self.clone() })
+    }
+
+    pub fn client_count(&self) -> u32 {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    pub fn watch_phase(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.send_replace(p);
+    }
+}
+
+/// One admitted client; frees its place when the session ends.
+pub struct ClientPermit {
+    app: Arc<App>,
+}
+
+impl Drop for ClientPermit {
+    fn drop(&mut self) {
+        self.app.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,179 @@
+//! causeway: a PostgreSQL connection pooler and read/write router.
+
+mod app;
+mod cancel;
+mod cli;
+mod databases;
+mod listener;
+mod secrets;
+mod session;
+mod signals;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_config::{Config, LogFormat};
+use clap::Parser;
+
+use crate::app::{App, Phase};
+use crate::cli::{Cli, Command};
+use crate::secrets::Secrets;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let layers = match cli.layers() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("causeway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match causeway_config::load(&layers) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("causeway: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        return match toml::to_string(&config.masked()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("causeway: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    init_logging(&config);
+    raise_fd_limit();
+    let secrets = match Secrets::load(config.auth_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("causeway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.workers > 0 {
+        rt.worker_threads(config.workers);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("causeway: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(layers, config, secrets)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("causeway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    layers: causeway_config::Layers,
+    config: Config,
+    secrets: Secrets,
+) -> Result<(), String> {
+    let addr: SocketAddr = format!(
+        "{}:{}",
+        listen_host(&config.listen_addr),
+        config.listen_port
+    )
+    .parse()
+    .map_err(|e| format!("invalid listen address: {e}"))?;
+    let listener = listener::bind(addr, config.so_reuseport)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if config.auth_type != causeway_config::AuthType::Trust && secrets.len() == 0 {
+        tracing::warn!(
+            "auth_type needs passwords but no auth_file entries are loaded: every login will fail"
+        );
+    }
+    let app = App::new(layers, config, secrets);
+    tracing::info!(%addr, "listening");
+    tokio::spawn({
+        let app = app.clone();
+        async move {
+            if let Err(e) = signals::run(app).await {
+                tracing::error!(error = %e, "cannot install signal handlers");
+            }
+        }
+    });
+    tokio::spawn(maintenance(app.clone()));
+    listener::run(app.clone(), listener).await;
+    // Not accepting any more: wait for clients as the phase says.
+    loop {
+        if app.phase() == Phase::Stopping || app.client_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if app.client_count() > 0 {
+        // Give sessions a moment to send their goodbye.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for db in app.databases.all() {
+        for pool in db.pools() {
+            pool.close();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Pool upkeep: idle timeouts, lifetimes, min_pool_size.
+async fn maintenance(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for db in app.databases.all() {
+            for pool in db.pools() {
+                pool.maintain();
+            }
+        }
+    }
+}
+
+fn listen_host(addr: &str) -> &str {
+    match addr {
+        "localhost" => "127.0.0.1",
+        a => a,
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+/// PgBouncer fails at ~1000 clients under the default soft limit of 1024.
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

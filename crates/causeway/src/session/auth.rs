@@ -1,0 +1,182 @@
+//! The Authenticating state: prove the client knows its secret, the way
+//! PgBouncer does (trust, md5, scram-sha-256, plain), against the
+//! auth_file's secrets. A stored SCRAM verifier is enough: no plaintext.
+
+use bytes::BytesMut;
+use causeway_config::AuthType;
+use causeway_protocol::auth::messages::{self as m};
+use causeway_protocol::auth::{md5::verify_md5_response, ScramServer, ScramVerifier, Secret};
+use causeway_protocol::{scan::body, sqlstate, HEADER_LEN};
+
+use super::client::Client;
+
+/// Auth messages are small; anything larger is refused.
+const MAX_AUTH_MESSAGE: usize = 16 * 1024;
+
+pub enum Outcome {
+    /// Authenticated; the plaintext password when the client sent one
+    /// (usable to log in to servers).
+    Ok { password: Option<String> },
+    /// Refused or gone; an error has been sent when possible.
+    Failed,
+}
+
+pub async fn authenticate(
+    client: &mut Client,
+    auth_type: AuthType,
+    user: &str,
+    secret: Option<&Secret>,
+) -> Outcome {
+    let result = match auth_type {
+        AuthType::Trust => Ok(None),
+        AuthType::Plain => cleartext(client, user, secret).await.map(Some),
+        AuthType::Md5 => match secret {
+            // As PgBouncer: md5 switches to SCRAM when the stored secret is SCRAM.
+            Some(Secret::Scram(_)) => scram(client, secret).await.map(|_| None),
+            _ => md5(client, user, secret).await.map(|_| None),
+        },
+        AuthType::ScramSha256 => scram(client, secret).await.map(|_| None),
+    };
+    match result {
+        Ok(password) => {
+            m::write_auth_ok(&mut client.out);
+            Outcome::Ok { password }
+        }
+        Err(Failure::Refused(reason)) => {
+            tracing::info!(user, client = %client.peer, reason, "client authentication failed");
+            client
+                .fatal(
+                    sqlstate::INVALID_PASSWORD,
+                    &format!("password authentication failed for user \"{user}\""),
+                )
+                .await;
+            Outcome::Failed
+        }
+        Err(Failure::Protocol(reason)) => {
+            client.fatal(sqlstate::PROTOCOL_VIOLATION, &reason).await;
+            Outcome::Failed
+        }
+        Err(Failure::Gone) => Outcome::Failed,
+    }
+}
+
+enum Failure {
+    Refused(&'static str),
+    Protocol(String),
+    Gone,
+}
+
+/// Sends what is in `client.out` and reads the client's 'p' message body.
+async fn exchange(client: &mut Client) -> Result<BytesMut, Failure> {
+    client.flush().await.map_err(|_| Failure::Gone)?;
+    loop {
+        if client.buf.len() >= HEADER_LEN {
+            let tag = client.buf[0];
+            let len =
+                i32::from_be_bytes([client.buf[1], client.buf[2], client.buf[3], client.buf[4]]);
+            if tag != m::PASSWORD_TAG {
+                return Err(Failure::Protocol(format!(
+                    "expected password response, got message type '{}'",
+                    tag as char
+                )));
+            }
+            if len < 4 || len as usize > MAX_AUTH_MESSAGE {
+                return Err(Failure::Protocol(format!(
+                    "invalid password message length {len}"
+                )));
+            }
+            let total = len as usize + 1;
+            if client.buf.len() >= total {
+                return Ok(client.buf.split_to(total));
+            }
+        }
+        match client.read_more().await {
+            Ok(0) | Err(_) => return Err(Failure::Gone),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn cleartext(
+    client: &mut Client,
+    user: &str,
+    secret: Option<&Secret>,
+) -> Result<String, Failure> {
+    m::write_auth_cleartext_password(&mut client.out);
+    let frame = exchange(client).await?;
+    let given =
+        m::parse_password_message(body(&frame)).map_err(|e| Failure::Protocol(e.to_string()))?;
+    let ok = match secret {
+        Some(Secret::Plain(p)) => constant_eq(p.as_bytes(), given.as_bytes()),
+        Some(Secret::Md5(h)) => {
+            let mine = causeway_protocol::auth::md5_password_hash(user, given);
+            constant_eq(h.as_bytes(), mine.as_bytes())
+        }
+        Some(Secret::Scram(v)) => {
+            ScramVerifier::from_password(given.as_bytes(), v.salt(), v.iterations())
+                .is_ok_and(|d| constant_eq(d.stored_key(), v.stored_key()))
+        }
+        None => false,
+    };
+    if ok {
+        Ok(given.to_string())
+    } else {
+        Err(Failure::Refused("wrong password or unknown user"))
+    }
+}
+
+async fn md5(client: &mut Client, user: &str, secret: Option<&Secret>) -> Result<(), Failure> {
+    let salt: [u8; 4] = rand::random();
+    m::write_auth_md5_password(&mut client.out, salt);
+    let frame = exchange(client).await?;
+    let given =
+        m::parse_password_message(body(&frame)).map_err(|e| Failure::Protocol(e.to_string()))?;
+    match secret {
+        Some(s) if verify_md5_response(s, user, salt, given) => Ok(()),
+        _ => Err(Failure::Refused("wrong password or unknown user")),
+    }
+}
+
+async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<(), Failure> {
+    // An unknown user still goes through the exchange (against a random
+    // verifier) so the reply does not reveal which users exist.
+    let mut server = match secret {
+        Some(s) => ScramServer::from_secret(s)
+            .map_err(|_| Failure::Refused("stored secret cannot do SCRAM"))?,
+        None => ScramServer::new(ScramVerifier::from_password_random_salt(&rand::random::<
+            [u8; 16],
+        >())),
+    };
+    m::write_auth_sasl(&mut client.out, &[m::SCRAM_SHA_256]);
+    let frame = exchange(client).await?;
+    let (mech, data) = m::parse_sasl_initial_response(body(&frame))
+        .map_err(|e| Failure::Protocol(e.to_string()))?;
+    if mech != m::SCRAM_SHA_256 {
+        return Err(Failure::Protocol(format!(
+            "unsupported SASL mechanism {mech:?}"
+        )));
+    }
+    let first = server.handle_client_first(data).map_err(scram_failure)?;
+    m::write_auth_sasl_continue(&mut client.out, &first);
+    let frame = exchange(client).await?;
+    let fin = server
+        .handle_client_final(m::parse_sasl_response(body(&frame)))
+        .map_err(scram_failure)?;
+    if secret.is_none() {
+        return Err(Failure::Refused("unknown user"));
+    }
+    m::write_auth_sasl_final(&mut client.out, &fin);
+    Ok(())
+}
+
+fn scram_failure(e: causeway_protocol::auth::ScramError) -> Failure {
+    if e.sqlstate() == sqlstate::INVALID_PASSWORD {
+        Failure::Refused("wrong password")
+    } else {
+        Failure::Protocol(format!("SCRAM authentication failed: {e}"))
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,134 @@
+//! Session parameters that must follow a client from server to server.
+
+use causeway_config::Config;
+use causeway_pool::{ParamSet, ServerConn, ServerError};
+
+/// PgBouncer's fixed set; `track_extra_parameters` adds to it.
+const ALWAYS_TRACKED: &[&str] = &[
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "standard_conforming_strings",
+    "application_name",
+];
+
+pub fn is_tracked(name: &str, cfg: &Config) -> bool {
+    ALWAYS_TRACKED.iter().any(|t| t.eq_ignore_ascii_case(name))
+        || cfg
+            .track_extra_parameters
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// The client's expected parameters at login, and the ParameterStatus
+/// messages to welcome it with (the server's values, the client's own
+/// where it set one at startup, as PostgreSQL would report them).
+pub fn initial(
+    welcome: &ParamSet,
+    startup: &[(String, String)],
+    cfg: &Config,
+) -> (ParamSet, Vec<(String, String)>) {
+    let mut mine = ParamSet::new();
+    for (k, v) in welcome.iter() {
+        if is_tracked(k, cfg) {
+            mine.set(k, v, true);
+        }
+    }
+    for (k, v) in startup {
+        if cfg
+            .ignore_startup_parameters
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case(k))
+        {
+            continue;
+        }
+        mine.set(k, v, welcome.contains(k));
+    }
+    let report = welcome
+        .iter()
+        .map(|(k, v)| (k.to_string(), mine.get(k).unwrap_or(v).to_string()))
+        .collect();
+    (mine, report)
+}
+
+/// Makes `conn` match the client's parameters. Returns the values the
+/// server reported back that differ from what the client believes (the
+/// server may normalise, e.g. DateStyle 'iso' -> 'ISO, MDY').
+pub async fn sync(
+    client: &mut ParamSet,
+    conn: &mut ServerConn,
+) -> Result<Vec<(String, String)>, ServerError> {
+    if conn.synced_fp == client.fingerprint() {
+        return Ok(Vec::new());
+    }
+    let mut news = Vec::new();
+    if let Some(sql) = client.sync_sql(&conn.params) {
+        // Record what we set before the server reports its own spelling.
+        for (k, v) in client.iter() {
+            conn.params.set(k, v, false);
+        }
+        let changed = match conn.simple_query(&sql).await {
+            Ok(c) => c,
+            Err(e) => {
+                conn.broken = true;
+                return Err(e);
+            }
+        };
+        conn.params.drop_unreported_except(client);
+        for (k, v) in changed {
+            if client.contains(&k) && client.get(&k) != Some(v.as_str()) {
+                client.set(&k, &v, true);
+                news.push((k, v));
+            }
+        }
+    }
+    conn.synced_fp = client.fingerprint();
+    Ok(news)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn welcome_uses_client_values_for_tracked_params() {
+        let cfg = Config::default();
+        let mut w = ParamSet::new();
+        w.set("TimeZone", "UTC", true);
+        w.set("server_version", "15.18", true);
+        w.set("IntervalStyle", "postgres", true);
+        let startup = vec![
+            ("TimeZone".to_string(), "Asia/Tokyo".to_string()),
+            ("search_path".to_string(), "s1".to_string()),
+        ];
+        let (mine, report) = initial(&w, &startup, &cfg);
+        assert_eq!(mine.get("timezone"), Some("Asia/Tokyo"));
+        assert_eq!(mine.get("search_path"), Some("s1"));
+        assert_eq!(
+            mine.get("intervalstyle"),
+            Some("postgres"),
+            "track_extra_parameters default"
+        );
+        assert!(!mine.contains("server_version"));
+        assert!(report.contains(&("TimeZone".into(), "Asia/Tokyo".into())));
+        assert!(report.contains(&("server_version".into(), "15.18".into())));
+        assert!(
+            !report.iter().any(|(k, _)| k == "search_path"),
+            "not a reported parameter"
+        );
+    }
+
+    #[test]
+    fn ignored_startup_parameters_are_dropped() {
+        let cfg = Config {
+            ignore_startup_parameters: vec!["extra_float_digits".into()],
+            ..Config::default()
+        };
+        let (mine, _) = initial(
+            &ParamSet::new(),
+            &[("extra_float_digits".into(), "3".into())],
+            &cfg,
+        );
+        assert!(!mine.contains("extra_float_digits"));
+    }
+}

@@ -1,0 +1,348 @@
+//! The Active state's engine: bytes flow both ways between a client and its
+//! server at once (so notices, NOTIFY and pipelined replies are never stuck
+//! behind a read of the other side), forwarded as they arrive without
+//! decoding. Only what pooling needs is looked at: the requests that owe a
+//! ReadyForQuery (Query, Sync, FunctionCall), ReadyForQuery's status,
+//! ParameterStatus, ErrorResponse and Terminate.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Buf;
+use causeway_config::PoolMode;
+use causeway_pool::{ParamSet, ServerConn};
+use causeway_protocol::scan::{body, Interest, Scanner, Step};
+use causeway_protocol::{backend, ProtocolError};
+use tokio::io::AsyncWrite;
+use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
+
+use super::client::Client;
+
+/// Stop reading a side while this many of its bytes wait to be written.
+const HIGH_WATER: usize = 256 * 1024;
+/// Keep at least this much room to read into.
+const READ_ROOM: usize = 8 * 1024;
+
+#[derive(Debug)]
+pub enum End {
+    /// The transaction is over and the pool mode lets the server go.
+    Release,
+    /// Terminate received or the client socket closed.
+    ClientGone,
+    /// The server socket failed. `clean`: the client is at a message
+    /// boundary, so an ErrorResponse can still be sent.
+    ServerGone {
+        clean: bool,
+    },
+    ClientProtocol(ProtocolError),
+    ServerProtocol(ProtocolError),
+    /// A configured timeout fired: (SQLSTATE, message).
+    Timeout(&'static str, &'static str),
+    /// statement pool mode: the client opened a transaction block.
+    StatementModeTxn,
+}
+
+/// Timeouts that apply while a server is attached (None = off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeouts {
+    pub query: Option<Duration>,
+    pub idle_transaction: Option<Duration>,
+    /// Session mode: the client attached but idle.
+    pub client_idle: Option<Duration>,
+}
+
+/// Per-attachment state of the flow.
+pub struct Flow {
+    mode: PoolMode,
+    max_packet: usize,
+    timeouts: Timeouts,
+    /// ReadyForQuery messages the server still owes.
+    pub expected: u32,
+    /// Last transaction status seen ('I', 'T', 'E').
+    pub status: u8,
+    c_scan: Scanner,
+    /// Front bytes of the client buffer that are checked and may go out.
+    c_ready: usize,
+    s_scan: Scanner,
+    s_ready: usize,
+    /// A ReadyForQuery ended the work; new client messages wait for the
+    /// next routing decision.
+    release_seen: bool,
+    terminate: bool,
+    deadline: Option<Instant>,
+    pub queries: u64,
+    pub transactions: u64,
+}
+
+impl Flow {
+    pub fn new(mode: PoolMode, max_packet: usize, timeouts: Timeouts) -> Self {
+        Flow {
+            mode,
+            max_packet,
+            timeouts,
+            expected: 0,
+            status: b'I',
+            c_scan: Scanner::new(),
+            c_ready: 0,
+            s_scan: Scanner::new(),
+            s_ready: 0,
+            release_seen: false,
+            terminate: false,
+            deadline: None,
+            queries: 0,
+            transactions: 0,
+        }
+    }
+
+    /// The server owes nothing and no transaction is open.
+    pub fn server_idle(&self) -> bool {
+        self.expected == 0 && self.status == b'I' && self.c_ready == 0 && self.c_scan.at_boundary()
+    }
+
+    /// Bytes from the server that are checked and not yet sent to the client.
+    pub fn server_ready(&self) -> usize {
+        self.s_ready
+    }
+
+    /// Runs until something needs the session's attention.
+    pub async fn run(
+        &mut self,
+        client: &mut Client,
+        conn: &mut ServerConn,
+        params: &mut ParamSet,
+        timer: &mut Pin<Box<Sleep>>,
+    ) -> End {
+        poll_fn(|cx| self.poll(cx, client, conn, params, timer.as_mut())).await
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut Client,
+        conn: &mut ServerConn,
+        params: &mut ParamSet,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Poll<End> {
+        loop {
+            let mut progress = false;
+
+            if self.s_ready > 0 {
+                match Pin::new(&mut client.stream).poll_write(cx, &conn.buf[..self.s_ready]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(End::ClientGone)
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        conn.buf.advance(n);
+                        self.s_ready -= n;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.c_ready > 0 {
+                match Pin::new(&mut conn.stream).poll_write(cx, &client.buf[..self.c_ready]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(End::ServerGone {
+                            clean: self.s_scan.at_boundary(),
+                        })
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        client.buf.advance(n);
+                        self.c_ready -= n;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.release_seen
+                && self.s_ready == 0
+                && self.server_idle()
+                && self.mode != PoolMode::Session
+            {
+                return Poll::Ready(End::Release);
+            }
+            if self.terminate && self.c_ready == 0 {
+                return Poll::Ready(End::ClientGone);
+            }
+
+            let (c_before, s_before) = (self.c_ready, self.s_ready);
+            if let Err(end) = self.scan_server(conn, params) {
+                return Poll::Ready(end);
+            }
+            if let Err(e) = self.scan_client(client) {
+                return Poll::Ready(End::ClientProtocol(e));
+            }
+            // Newly checked bytes (or a Terminate/ReadyForQuery seen) need
+            // another turn to be written out.
+            progress |= self.c_ready != c_before
+                || self.s_ready != s_before
+                || self.terminate
+                || self.release_seen;
+
+            if !self.release_seen && self.s_ready < HIGH_WATER {
+                reserve(&mut conn.buf);
+                match poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(End::ServerGone {
+                            clean: self.s_scan.at_boundary(),
+                        })
+                    }
+                    Poll::Ready(Ok(_)) => progress = true,
+                    Poll::Pending => {}
+                }
+            }
+            if !self.terminate && client.buf.len() < HIGH_WATER {
+                reserve(&mut client.buf);
+                match poll_read_buf(Pin::new(&mut client.stream), cx, &mut client.buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(End::ClientGone)
+                    }
+                    Poll::Ready(Ok(_)) => progress = true,
+                    Poll::Pending => {}
+                }
+            }
+
+            if !progress {
+                if let Some(d) = self.deadline {
+                    if timer.as_mut().deadline() != d {
+                        timer.as_mut().reset(d);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(self.timeout_end());
+                    }
+                }
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn timeout_end(&self) -> End {
+        if self.expected > 0 {
+            End::Timeout("57014", "query_timeout")
+        } else if self.status != b'I' {
+            End::Timeout("25P03", "idle_transaction_timeout")
+        } else {
+            End::Timeout("57P05", "client_idle_timeout")
+        }
+    }
+
+    fn scan_client(&mut self, client: &Client) -> Result<(), ProtocolError> {
+        while !self.terminate {
+            if self.release_seen && self.c_scan.at_boundary() && self.c_ready == 0 {
+                // The next message starts new work: it is routed afresh.
+                return Ok(());
+            }
+            match self.c_scan.step(
+                &client.buf[self.c_ready..],
+                self.max_packet,
+                client_interest,
+            )? {
+                Step::Pass(n) => {
+                    self.c_ready += n;
+                    self.release_seen = false;
+                }
+                Step::Header { tag: b'X', .. } => self.terminate = true,
+                Step::Header { tag, .. } => {
+                    if tag == b'Q' {
+                        self.queries += 1;
+                    }
+                    if self.expected == 0 {
+                        self.deadline = self.timeouts.query.map(|t| Instant::now() + t);
+                    }
+                    self.expected += 1;
+                }
+                Step::Whole { .. } | Step::NeedMore => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_server(&mut self, conn: &mut ServerConn, params: &mut ParamSet) -> Result<(), End> {
+        while !self.release_seen {
+            let step = self
+                .s_scan
+                .step(&conn.buf[self.s_ready..], usize::MAX >> 1, server_interest)
+                .map_err(End::ServerProtocol)?;
+            match step {
+                Step::Pass(n) => self.s_ready += n,
+                Step::Whole { tag, frame } => {
+                    let len = frame.len();
+                    match tag {
+                        b'Z' => {
+                            let status = backend::parse_ready_status(body(frame))
+                                .map_err(End::ServerProtocol)?;
+                            self.expected = self.expected.saturating_sub(1);
+                            self.status = status;
+                            if self.expected == 0 {
+                                if status == b'T' && self.mode == PoolMode::Statement {
+                                    return Err(End::StatementModeTxn);
+                                }
+                                if status == b'I' {
+                                    self.transactions += 1;
+                                }
+                                self.release_seen = status == b'I';
+                                self.deadline = match status {
+                                    b'I' if self.mode == PoolMode::Session => {
+                                        self.timeouts.client_idle
+                                    }
+                                    b'I' => None,
+                                    _ => self.timeouts.idle_transaction,
+                                }
+                                .map(|t| Instant::now() + t);
+                            }
+                        }
+                        b'S' => {
+                            // Rare (SET of a reported parameter): copying is fine.
+                            let b = body(frame).to_vec();
+                            if let Ok((k, v)) = backend::parse_parameter_status(&b) {
+                                // The client now believes this value; so
+                                // does the server: keep them in step.
+                                if params.contains(k) {
+                                    params.set(k, v, true);
+                                }
+                            }
+                            conn.note_parameter(&b).map_err(|_| {
+                                End::ServerProtocol(ProtocolError::Malformed("ParameterStatus"))
+                            })?;
+                            conn.synced_fp = params.fingerprint();
+                        }
+                        b'E' => {
+                            if let Ok(f) = backend::parse_error_fields(body(frame)) {
+                                if f.severity == "FATAL" || f.severity == "PANIC" {
+                                    conn.broken = true;
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.s_ready += len;
+                }
+                Step::Header { .. } | Step::NeedMore => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn client_interest(tag: u8) -> Interest {
+    match tag {
+        b'Q' | b'S' | b'F' | b'X' => Interest::Header,
+        _ => Interest::Pass,
+    }
+}
+
+fn server_interest(tag: u8) -> Interest {
+    match tag {
+        b'Z' | b'S' | b'E' => Interest::Whole,
+        _ => Interest::Pass,
+    }
+}
+
+fn reserve(buf: &mut bytes::BytesMut) {
+    if buf.capacity() - buf.len() < READ_ROOM {
+        buf.reserve(2 * READ_ROOM);
+    }
+}

@@ -1,0 +1,129 @@
+//! The Startup state: answer SSL/GSSENC requests, forward cancel requests,
+//! and read the StartupMessage into a [`StartupInfo`].
+
+use causeway_protocol::startup::{self, StartupPacket};
+use causeway_protocol::{backend, sqlstate};
+use tokio::io::AsyncWriteExt;
+
+use super::client::Client;
+use crate::app::App;
+
+/// What the client asked for at startup.
+#[derive(Debug, Clone)]
+pub struct StartupInfo {
+    pub user: String,
+    pub database: String,
+    /// Other parameters, `options -c` settings included, in order.
+    pub params: Vec<(String, String)>,
+}
+
+pub enum Outcome {
+    Login(StartupInfo),
+    /// Cancel request handled, or the client went away.
+    Done,
+    /// Refused; an error has been sent.
+    Refused,
+}
+
+pub async fn negotiate(client: &mut Client, app: &App) -> Outcome {
+    loop {
+        let len = loop {
+            match startup::packet_len(&client.buf) {
+                Ok(Some(n)) if client.buf.len() >= n => break n,
+                Ok(_) => {}
+                Err(e) => {
+                    client
+                        .fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            &format!("invalid startup packet: {e}"),
+                        )
+                        .await;
+                    return Outcome::Refused;
+                }
+            }
+            match client.read_more().await {
+                Ok(0) | Err(_) => return Outcome::Done,
+                Ok(_) => {}
+            }
+        };
+        let packet = client.buf.split_to(len);
+        match startup::parse(&packet) {
+            Ok(StartupPacket::Ssl) | Ok(StartupPacket::GssEnc) => {
+                // Not offered yet: 'N' lets libpq's sslmode=prefer go on in clear.
+                if client.stream.write_all(b"N").await.is_err() {
+                    return Outcome::Done;
+                }
+            }
+            Ok(StartupPacket::Cancel { pid, secret }) => {
+                if let Some(target) = app.cancels.lookup(pid, secret) {
+                    if let Err(e) = causeway_pool::forward_cancel(&target).await {
+                        tracing::warn!(error = %e, "forwarding cancel request failed");
+                    }
+                }
+                return Outcome::Done;
+            }
+            Ok(StartupPacket::Startup {
+                minor,
+                params,
+                unknown_options,
+            }) => {
+                if minor > 0 || !unknown_options.is_empty() {
+                    backend::write_negotiate_protocol_version(&mut client.out, 0, &unknown_options);
+                }
+                return match info_from(params) {
+                    Ok(info) => Outcome::Login(info),
+                    Err((code, msg)) => {
+                        client.fatal(code, &msg).await;
+                        Outcome::Refused
+                    }
+                };
+            }
+            Err(e) => {
+                client
+                    .fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        &format!("invalid startup packet: {e}"),
+                    )
+                    .await;
+                return Outcome::Refused;
+            }
+        }
+    }
+}
+
+fn info_from(params: Vec<(&str, &str)>) -> Result<StartupInfo, (&'static str, String)> {
+    let mut user = None;
+    let mut database = None;
+    let mut rest = Vec::new();
+    for (k, v) in params {
+        match k {
+            "user" => user = Some(v.to_string()),
+            "database" => database = Some(v.to_string()),
+            "replication" if v != "false" && v != "0" && v != "off" && v != "no" => {
+                return Err((
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "replication connections are not supported through Causeway; connect to the server directly".into(),
+                ))
+            }
+            "replication" => {}
+            "options" => {
+                let opts = startup::parse_options(v)
+                    .map_err(|_| (sqlstate::PROTOCOL_VIOLATION, format!("invalid options startup parameter: {v:?}")))?;
+                rest.extend(opts);
+            }
+            _ => rest.push((k.to_string(), v.to_string())),
+        }
+    }
+    let user = user.filter(|u| !u.is_empty()).ok_or((
+        sqlstate::INVALID_AUTHORIZATION,
+        "no PostgreSQL user name specified in startup packet".to_string(),
+    ))?;
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    Ok(StartupInfo {
+        user,
+        database,
+        params: rest,
+    })
+}

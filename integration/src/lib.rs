@@ -1,0 +1,9 @@
+//! Test harness for Causeway: a real PostgreSQL primary with streaming
+//! replicas ([`cluster`]) and a launcher for the Causeway binary
+//! ([`causeway`]).
+
+pub mod causeway;
+pub mod cluster;
+
+pub use causeway::{causeway_bin, free_port, userlist, CausewayBuilder, CausewayProcess};
+pub use cluster::{free_ports, shared_cluster, Cluster, ClusterOptions, Node};
