@@ -11,6 +11,7 @@ use bytes::{Buf, BytesMut};
 use causeway_protocol::auth::md5::{md5_password_hash, md5_salted_response};
 use causeway_protocol::auth::messages::{self as authmsg, AuthRequest};
 use causeway_protocol::auth::scram_client::ScramClient;
+use causeway_protocol::auth::{ScramKeys, ScramPassthrough};
 use causeway_protocol::{backend, frontend, scan::body, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,6 +31,9 @@ pub struct Login {
     pub user: String,
     pub database: String,
     pub password: Option<String>,
+    /// Stand-in for the password when the client authenticated with SCRAM
+    /// against a verifier the server also holds (auth_query).
+    pub scram_keys: Option<ScramKeys>,
     /// Extra startup parameters (application_name, client_encoding, ...).
     pub startup: Vec<(String, String)>,
 }
@@ -124,7 +128,7 @@ impl ServerConn {
         }
         frontend::write_startup(&mut out, params);
         self.stream.write_all(&out).await?;
-        let mut scram: Option<ScramClient> = None;
+        let mut scram: Option<Sasl> = None;
         loop {
             let frame = self.next_frame().await?;
             let b = body(&frame);
@@ -156,34 +160,51 @@ impl ServerConn {
                                     "server offers no SASL mechanism Causeway supports".into(),
                                 ));
                             }
-                            let pw = need_password(login)?;
-                            let client = ScramClient::new(pw.as_bytes());
-                            let first = client
-                                .client_first()
-                                .map_err(|e| ServerError::Protocol(e.to_string()))?;
-                            authmsg::write_sasl_initial_response(
-                                &mut out,
-                                client.mechanism(),
-                                first,
-                            );
+                            let client = match (&login.password, &login.scram_keys) {
+                                (None, Some(keys)) => Sasl::Keys(ScramPassthrough::new(*keys)),
+                                _ => Sasl::Password(ScramClient::new(
+                                    need_password(login)?.as_bytes(),
+                                )),
+                            };
+                            let first = match &client {
+                                Sasl::Password(c) => c
+                                    .client_first()
+                                    .map_err(|e| ServerError::Protocol(e.to_string()))?
+                                    .to_vec(),
+                                Sasl::Keys(k) => k.client_first(),
+                            };
+                            authmsg::write_sasl_initial_response(&mut out, "SCRAM-SHA-256", &first);
                             scram = Some(client);
                         }
                         AuthRequest::SaslContinue(data) => {
                             let client = scram.as_mut().ok_or_else(|| {
                                 ServerError::Protocol("unexpected SASLContinue".into())
                             })?;
-                            let reply = client
-                                .handle_server_first(data)
-                                .map_err(|e| ServerError::Protocol(e.to_string()))?;
-                            authmsg::write_sasl_response(&mut out, reply);
+                            let reply = match client {
+                                Sasl::Password(c) => c
+                                    .handle_server_first(data)
+                                    .map(<[u8]>::to_vec)
+                                    .map_err(|e| e.to_string()),
+                                Sasl::Keys(k) => {
+                                    k.handle_server_first(data).map_err(|e| e.to_string())
+                                }
+                            }
+                            .map_err(ServerError::Protocol)?;
+                            authmsg::write_sasl_response(&mut out, &reply);
                         }
                         AuthRequest::SaslFinal(data) => {
-                            let mut client = scram.take().ok_or_else(|| {
+                            let client = scram.take().ok_or_else(|| {
                                 ServerError::Protocol("unexpected SASLFinal".into())
                             })?;
-                            client
-                                .handle_server_final(data)
-                                .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                            match client {
+                                Sasl::Password(mut c) => {
+                                    c.handle_server_final(data).map_err(|e| e.to_string())
+                                }
+                                Sasl::Keys(k) => {
+                                    k.handle_server_final(data).map_err(|e| e.to_string())
+                                }
+                            }
+                            .map_err(ServerError::Protocol)?;
                             continue;
                         }
                         other => {
@@ -291,6 +312,49 @@ impl ServerConn {
         }
     }
 
+    /// Runs a simple query and returns column `col` (0-based) of each row
+    /// as text (None for NULL). For Causeway's own small lookups (auth_query).
+    pub async fn query_column(
+        &mut self,
+        sql: &str,
+        col: usize,
+    ) -> Result<Vec<Option<String>>, ServerError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 8);
+        frontend::write_query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        let mut rows = Vec::new();
+        let mut err = None;
+        loop {
+            let frame = self.next_frame().await?;
+            let b = body(&frame);
+            match frame[0] {
+                b'D' => rows.push(column(b, col)?),
+                b'E' if err.is_none() => {
+                    let f = backend::parse_error_fields(b)
+                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
+                    err = Some(ServerError::Query {
+                        code: f.code.to_string(),
+                        message: f.message.to_string(),
+                    });
+                }
+                b'S' => self.note_parameter(b)?,
+                b'Z' => {
+                    if backend::parse_ready_status(b)
+                        .map_err(|e| ServerError::Protocol(e.to_string()))?
+                        != b'I'
+                    {
+                        self.broken = true;
+                    }
+                    return match err {
+                        Some(e) => Err(e),
+                        None => Ok(rows),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Drops any leftover bytes and marks the parameter view unknown after
     /// a reset query.
     pub fn after_reset(&mut self) {
@@ -311,6 +375,12 @@ impl ServerConn {
     }
 }
 
+/// The two ways Causeway can answer a server's SCRAM challenge.
+enum Sasl {
+    Password(ScramClient),
+    Keys(ScramPassthrough),
+}
+
 fn need_password(login: &Login) -> Result<&str, ServerError> {
     login.password.as_deref().ok_or_else(|| ServerError::Login {
         code: causeway_protocol::sqlstate::INVALID_PASSWORD.into(),
@@ -321,6 +391,50 @@ fn need_password(login: &Login) -> Result<&str, ServerError> {
     })
 }
 
+/// Value `col` of a DataRow body.
+fn column(body: &[u8], col: usize) -> Result<Option<String>, ServerError> {
+    let bad = || ServerError::Protocol("malformed DataRow".into());
+    let n = body.get(..2).ok_or_else(bad)?;
+    if i16::from_be_bytes([n[0], n[1]]) as usize <= col {
+        return Err(bad());
+    }
+    let mut at = 2;
+    for i in 0..=col {
+        let l = body.get(at..at + 4).ok_or_else(bad)?;
+        let len = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
+        at += 4;
+        if len < 0 {
+            if i == col {
+                return Ok(None);
+            }
+            continue;
+        }
+        let v = body.get(at..at + len as usize).ok_or_else(bad)?;
+        if i == col {
+            return Ok(Some(String::from_utf8_lossy(v).into_owned()));
+        }
+        at += len as usize;
+    }
+    Err(bad())
+}
+
 fn is_md5_hash(s: &str) -> bool {
     s.len() == 35 && s.starts_with("md5") && s[3..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_row_columns() {
+        let mut b = BytesMut::new();
+        backend::write_data_row(&mut b, [Some("alice"), None, Some("md5abc")]);
+        let body = &b[HEADER_LEN..];
+        assert_eq!(column(body, 0).unwrap().as_deref(), Some("alice"));
+        assert_eq!(column(body, 1).unwrap(), None);
+        assert_eq!(column(body, 2).unwrap().as_deref(), Some("md5abc"));
+        assert!(column(body, 3).is_err());
+        assert!(column(&body[..8], 2).is_err());
+    }
 }

@@ -11,6 +11,7 @@ use causeway_routing::{Role, ServerState, Topology};
 use parking_lot::{Mutex, RwLock};
 
 use crate::secrets::Secrets;
+use crate::session::Credentials;
 
 pub struct Database {
     /// The name clients use.
@@ -110,8 +111,8 @@ impl Databases {
     }
 
     /// The pool of (database, client user, server), created on first use.
-    /// `client_password`: the plaintext the client authenticated with, if
-    /// any; used towards the server when nothing else is configured.
+    /// `client`: what the client proved at login; used towards the server
+    /// when nothing else is configured.
     pub fn pool(
         &self,
         db: &Database,
@@ -119,7 +120,7 @@ impl Databases {
         server: usize,
         config: &Config,
         secrets: &Secrets,
-        client_password: Option<&str>,
+        client: &Credentials,
     ) -> Pool {
         let key = (client_user.to_string(), server);
         if let Some(p) = db.pools.read().get(&key) {
@@ -132,7 +133,7 @@ impl Databases {
                 user: client_user.to_string(),
                 server,
             },
-            login_for(db, server, login_user, secrets, client_password),
+            login_for(db, server, login_user, secrets, client),
             settings_for(config, &db.cfg, client_user),
             db.limit.clone(),
             self.user_limit(login_user, config),
@@ -159,15 +160,14 @@ impl Databases {
             db.limit
                 .set_max(cfg.max_db_connections.unwrap_or(config.max_db_connections));
             for ((user, server), pool) in db.pools.read().iter() {
-                let old_password = pool.login().password;
+                // Keep what the clients proved; the rest comes from the new config.
+                let old = pool.login();
+                let client = Credentials {
+                    password: old.password,
+                    scram_keys: old.scram_keys,
+                };
                 pool.update(
-                    login_for(
-                        db,
-                        *server,
-                        db.login_user(user),
-                        secrets,
-                        old_password.as_deref(),
-                    ),
+                    login_for(db, *server, db.login_user(user), secrets, &client),
                     settings_for(config, cfg, user),
                 );
             }
@@ -184,7 +184,7 @@ fn login_for(
     server: usize,
     login_user: &str,
     secrets: &Secrets,
-    client_password: Option<&str>,
+    client: &Credentials,
 ) -> Login {
     let s = &db.servers[server];
     // The database entry's password wins; else the auth_file's secret (a
@@ -198,7 +198,7 @@ fn login_for(
             Some(Secret::Md5(h)) => Some(h.clone()),
             _ => None,
         })
-        .or_else(|| client_password.map(String::from));
+        .or_else(|| client.password.clone());
     let mut startup = Vec::new();
     for (k, v) in [
         ("client_encoding", &db.cfg.client_encoding),
@@ -215,6 +215,12 @@ fn login_for(
         port: s.port,
         user: login_user.to_string(),
         database: db.dbname().to_string(),
+        // Keys only help when no password is known.
+        scram_keys: if password.is_none() {
+            client.scram_keys
+        } else {
+            None
+        },
         password,
         startup,
     }

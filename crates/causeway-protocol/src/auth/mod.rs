@@ -7,6 +7,7 @@
 pub mod md5;
 pub mod messages;
 pub mod scram_client;
+pub mod scram_passthrough;
 pub mod scram_server;
 pub mod secret;
 pub mod userlist;
@@ -14,6 +15,7 @@ pub mod userlist;
 pub use self::md5::{md5_password_hash, md5_salted_response, verify_md5_response};
 pub use self::messages::{parse_auth_request, AuthRequest, MessageError, SCRAM_SHA_256};
 pub use self::scram_client::{ScramClient, ScramClientError};
+pub use self::scram_passthrough::{PassthroughError, ScramKeys, ScramPassthrough};
 pub use self::scram_server::{ScramError, ScramServer};
 pub use self::secret::{ScramVerifier, Secret, SecretError};
 pub use self::userlist::{parse_userlist, UserlistError, UserlistErrorKind};

@@ -5,7 +5,9 @@
 use bytes::BytesMut;
 use causeway_config::AuthType;
 use causeway_protocol::auth::messages::{self as m};
-use causeway_protocol::auth::{md5::verify_md5_response, ScramServer, ScramVerifier, Secret};
+use causeway_protocol::auth::{
+    md5::verify_md5_response, ScramKeys, ScramServer, ScramVerifier, Secret,
+};
 use causeway_protocol::{scan::body, sqlstate, HEADER_LEN};
 
 use super::client::Client;
@@ -13,10 +15,17 @@ use super::client::Client;
 /// Auth messages are small; anything larger is refused.
 const MAX_AUTH_MESSAGE: usize = 16 * 1024;
 
+/// What the client proved, reusable towards the servers.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// The plaintext password, when the client sent one (auth_type plain).
+    pub password: Option<String>,
+    /// SCRAM keys recovered from the client's proof against a stored verifier.
+    pub scram_keys: Option<ScramKeys>,
+}
+
 pub enum Outcome {
-    /// Authenticated; the plaintext password when the client sent one
-    /// (usable to log in to servers).
-    Ok { password: Option<String> },
+    Ok(Credentials),
     /// Refused or gone; an error has been sent when possible.
     Failed,
 }
@@ -27,20 +36,24 @@ pub async fn authenticate(
     user: &str,
     secret: Option<&Secret>,
 ) -> Outcome {
+    let none = Credentials::default();
     let result = match auth_type {
-        AuthType::Trust => Ok(None),
-        AuthType::Plain => cleartext(client, user, secret).await.map(Some),
+        AuthType::Trust => Ok(none),
+        AuthType::Plain => cleartext(client, user, secret).await.map(|p| Credentials {
+            password: Some(p),
+            scram_keys: None,
+        }),
         AuthType::Md5 => match secret {
             // As PgBouncer: md5 switches to SCRAM when the stored secret is SCRAM.
-            Some(Secret::Scram(_)) => scram(client, secret).await.map(|_| None),
-            _ => md5(client, user, secret).await.map(|_| None),
+            Some(Secret::Scram(_)) => scram(client, secret).await,
+            _ => md5(client, user, secret).await.map(|_| none),
         },
-        AuthType::ScramSha256 => scram(client, secret).await.map(|_| None),
+        AuthType::ScramSha256 => scram(client, secret).await,
     };
     match result {
-        Ok(password) => {
+        Ok(creds) => {
             m::write_auth_ok(&mut client.out);
-            Outcome::Ok { password }
+            Outcome::Ok(creds)
         }
         Err(Failure::Refused(reason)) => {
             tracing::info!(user, client = %client.peer, reason, "client authentication failed");
@@ -137,7 +150,7 @@ async fn md5(client: &mut Client, user: &str, secret: Option<&Secret>) -> Result
     }
 }
 
-async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<(), Failure> {
+async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<Credentials, Failure> {
     // An unknown user still goes through the exchange (against a random
     // verifier) so the reply does not reveal which users exist.
     let mut server = match secret {
@@ -166,7 +179,17 @@ async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<(), Failu
         return Err(Failure::Refused("unknown user"));
     }
     m::write_auth_sasl_final(&mut client.out, &fin);
-    Ok(())
+    let scram_keys = match (secret, server.client_key()) {
+        (Some(Secret::Scram(v)), Some(client_key)) => Some(ScramKeys {
+            client_key,
+            server_key: *v.server_key(),
+        }),
+        _ => None,
+    };
+    Ok(Credentials {
+        password: None,
+        scram_keys,
+    })
 }
 
 fn scram_failure(e: causeway_protocol::auth::ScramError) -> Failure {

@@ -11,6 +11,7 @@
 //! session mode when the client leaves.
 
 mod auth;
+mod auth_query;
 mod client;
 mod params;
 mod pump;
@@ -36,6 +37,8 @@ use client::Client;
 use pump::{End, Flow, Timeouts};
 use startup::StartupInfo;
 
+pub use auth::Credentials;
+
 /// Named states of a logged-in session.
 enum State {
     Idle,
@@ -56,8 +59,8 @@ struct Session {
     client: Client,
     db: Arc<Database>,
     user: String,
-    /// The client's plaintext password, when it sent one (auth_type plain).
-    password: Option<String>,
+    /// What the client proved at login (reused towards servers).
+    creds: Credentials,
     mode: PoolMode,
     /// What the client believes its session parameters are.
     params: ParamSet,
@@ -106,7 +109,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
         cfg,
         client,
         db: l.db,
-        password: l.password,
+        creds: l.creds,
         user: l.user,
         mode: l.mode,
         params: l.params,
@@ -120,7 +123,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
 
 /// What a successful login established.
 struct LoggedIn {
-    password: Option<String>,
+    creds: Credentials,
     db: Arc<Database>,
     user: String,
     mode: PoolMode,
@@ -148,15 +151,17 @@ async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option
         return None;
     };
     let secrets = app.secrets();
-    let password = match auth::authenticate(
-        client,
-        cfg.auth_type,
-        &info.user,
-        secrets.get(&info.user),
-    )
-    .await
-    {
-        auth::Outcome::Ok { password } => password,
+    // The auth_file first; auth_query for users it does not list.
+    let looked_up = match secrets.get(&info.user) {
+        Some(_) => None,
+        None if cfg.auth_type != causeway_config::AuthType::Trust => {
+            auth_query::lookup(app, cfg, &db, &info.user).await
+        }
+        None => None,
+    };
+    let secret = secrets.get(&info.user).or(looked_up.as_ref());
+    let creds = match auth::authenticate(client, cfg.auth_type, &info.user, secret).await {
+        auth::Outcome::Ok(creds) => creds,
         auth::Outcome::Failed => return None,
     };
     let mode = cfg.pool_mode_for(&db.cfg, &info.user);
@@ -164,7 +169,7 @@ async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option
     let primary = db.topology().primary().unwrap_or(0);
     let pool = app
         .databases
-        .pool(&db, &info.user, primary, cfg, &secrets, password.as_deref());
+        .pool(&db, &info.user, primary, cfg, &secrets, &creds);
     let welcome = match pool.welcome().await {
         Ok(w) => w,
         Err(e) => {
@@ -185,7 +190,7 @@ async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option
         tracing::info!(client = %client.peer, database = %info.database, user = %info.user, mode = mode.as_str(), "login");
     }
     Some(LoggedIn {
-        password,
+        creds,
         db,
         user: info.user,
         mode,
@@ -273,7 +278,7 @@ impl Session {
             server,
             &self.cfg,
             &self.app.secrets(),
-            self.password.as_deref(),
+            &self.creds,
         );
         self.pools[server] = Some(p.clone());
         p
