@@ -34,6 +34,8 @@ pub struct App {
     /// Where requests go (the routing crate's policy).
     pub policy: Box<dyn Policy>,
     clients: AtomicU32,
+    /// Connected clients per user (max_user_client_connections).
+    user_clients: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
     phase: watch::Sender<Phase>,
 }
 
@@ -47,6 +49,7 @@ impl App {
             cancels: Arc::new(CancelRegistry::default()),
             policy: Box::new(PrimaryOnly),
             clients: AtomicU32::new(0),
+            user_clients: Default::default(),
             phase: watch::channel(Phase::Running).0,
         })
     }
@@ -80,6 +83,28 @@ impl App {
             .map(|_| ClientPermit { app: self.clone() })
     }
 
+    /// Counts a logged-in client of `user`; None past the user's
+    /// max_user_client_connections.
+    pub fn admit_user(self: &Arc<Self>, user: &str) -> Option<UserPermit> {
+        let max = self
+            .config
+            .read()
+            .users
+            .get(user)
+            .and_then(|u| u.max_user_client_connections)
+            .unwrap_or(0);
+        let mut counts = self.user_clients.lock();
+        let n = counts.entry(user.to_string()).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(UserPermit {
+            app: self.clone(),
+            user: user.to_string(),
+        })
+    }
+
     pub fn client_count(&self) -> u32 {
         self.clients.load(Ordering::Relaxed)
     }
@@ -105,5 +130,23 @@ pub struct ClientPermit {
 impl Drop for ClientPermit {
     fn drop(&mut self) {
         self.app.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One logged-in client of a user.
+pub struct UserPermit {
+    app: Arc<App>,
+    user: String,
+}
+
+impl Drop for UserPermit {
+    fn drop(&mut self) {
+        let mut counts = self.app.user_clients.lock();
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use crate::app::{App, Phase};
+use crate::app::{App, Phase, UserPermit};
 use crate::cancel::ClientKey;
 use crate::databases::Database;
 use client::Client;
@@ -61,6 +61,7 @@ struct Session {
     user: String,
     /// What the client proved at login (reused towards servers).
     creds: Credentials,
+    _user_permit: UserPermit,
     mode: PoolMode,
     /// What the client believes its session parameters are.
     params: ParamSet,
@@ -110,6 +111,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
         client,
         db: l.db,
         creds: l.creds,
+        _user_permit: l._user_permit,
         user: l.user,
         mode: l.mode,
         params: l.params,
@@ -123,6 +125,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
 
 /// What a successful login established.
 struct LoggedIn {
+    _user_permit: UserPermit,
     creds: Credentials,
     db: Arc<Database>,
     user: String,
@@ -164,6 +167,18 @@ async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option
         auth::Outcome::Ok(creds) => creds,
         auth::Outcome::Failed => return None,
     };
+    let Some(user_permit) = app.admit_user(&info.user) else {
+        client
+            .fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                &format!(
+                    "too many connections for user \"{}\" (max_user_client_connections)",
+                    info.user
+                ),
+            )
+            .await;
+        return None;
+    };
     let mode = cfg.pool_mode_for(&db.cfg, &info.user);
     let mut pools = vec![None; db.servers.len()];
     let primary = db.topology().primary().unwrap_or(0);
@@ -190,6 +205,7 @@ async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option
         tracing::info!(client = %client.peer, database = %info.database, user = %info.user, mode = mode.as_str(), "login");
     }
     Some(LoggedIn {
+        _user_permit: user_permit,
         creds,
         db,
         user: info.user,
