@@ -1,3 +1,7 @@
-//! Prometheus metrics for Causeway. A placeholder until the observability
-//! work fills it: the seam exists so sessions and pools can take cached
-//! handles from here without depending on an exporter.
+//! Causeway's counters. Sessions and pools bump cached atomics (no label
+//! lookups on the hot path); the admin console and the Prometheus endpoint
+//! read them.
+
+mod stats;
+
+pub use stats::{Averages, DbStats, StatsTotals};

@@ -8,6 +8,7 @@
 
 mod cancel;
 mod error;
+mod info;
 mod limits;
 mod params;
 mod pool;
@@ -16,6 +17,7 @@ mod settings;
 
 pub use cancel::{forward_cancel, CancelTarget};
 pub use error::{PoolError, ServerError};
+pub use info::{unix_micros, ServerInfo, ServerState};
 pub use limits::Limit;
 pub use params::ParamSet;
 pub use pool::{Pool, PoolKey, PoolSnapshot};

@@ -9,6 +9,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use crate::error::{PoolError, ServerError};
+use crate::info::{ServerInfo, ServerState};
 use crate::limits::Limit;
 use crate::params::ParamSet;
 use crate::server::{Login, ServerConn};
@@ -44,6 +45,8 @@ struct Inner {
     welcome: Mutex<Option<Arc<ParamSet>>>,
     /// The last refused login, to stop retrying before server_login_retry.
     login_failure: Mutex<Option<(Instant, ServerError)>>,
+    /// Every open connection, for SHOW SERVERS.
+    servers: Mutex<std::collections::HashMap<u64, Arc<ServerInfo>>>,
 }
 
 #[derive(Default)]
@@ -74,12 +77,17 @@ enum Grant {
 pub(crate) struct SlotGuard {
     pool: Weak<Inner>,
     armed: bool,
+    /// The connection using the slot (0 while connecting).
+    server: u64,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         if self.armed {
             if let Some(inner) = self.pool.upgrade() {
+                if self.server != 0 {
+                    inner.servers.lock().remove(&self.server);
+                }
                 inner.slot_freed();
             }
         }
@@ -114,6 +122,7 @@ impl Pool {
                 user_limit,
                 welcome: Mutex::new(None),
                 login_failure: Mutex::new(None),
+                servers: Mutex::new(Default::default()),
             }),
         }
     }
@@ -147,6 +156,11 @@ impl Pool {
                 .map(|w| w.since.elapsed())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The open connections (SHOW SERVERS).
+    pub fn servers(&self) -> Vec<Arc<ServerInfo>> {
+        self.inner.servers.lock().values().cloned().collect()
     }
 
     /// The server's parameters as reported at login, opening a connection
@@ -221,6 +235,7 @@ impl Pool {
         if query.is_empty() || conn.last_used.elapsed() < delay {
             return Some(conn);
         }
+        conn.info.set_state(ServerState::Tested);
         match conn.simple_query(&query).await {
             Ok(_) if !conn.broken => Some(conn),
             _ => None,
@@ -289,7 +304,11 @@ impl Pool {
             }
         };
         *self.inner.login_failure.lock() = None;
+        let mut slot = slot;
+        slot.server = conn.id;
         conn.slot = Some(slot);
+        self.inner.servers.lock().insert(conn.id, conn.info.clone());
+        conn.info.set_state(ServerState::Idle);
         if let Some(q) = &settings.connect_query {
             conn.simple_query(q).await?;
         }
@@ -318,6 +337,7 @@ impl Pool {
             return;
         }
         conn.last_used = Instant::now();
+        conn.info.unassign();
         let expired_now = expired(&conn, &self.inner.settings.read());
         if expired_now {
             tokio::spawn(conn.terminate());
@@ -448,6 +468,7 @@ impl Inner {
         Some(SlotGuard {
             pool: Arc::downgrade(self),
             armed: true,
+            server: 0,
         })
     }
 

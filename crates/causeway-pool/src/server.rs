@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use crate::cancel::CancelTarget;
 use crate::error::ServerError;
 use crate::params::ParamSet;
+use crate::info::ServerInfo;
 use crate::pool::SlotGuard;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -59,6 +60,8 @@ pub struct ServerConn {
     /// Set when the connection must not go back to the pool.
     pub broken: bool,
     pub(crate) slot: Option<SlotGuard>,
+    /// What SHOW SERVERS reports.
+    pub info: Arc<ServerInfo>,
 }
 
 /// Where a session forwards bytes coming from a server (kept as a type so
@@ -100,20 +103,24 @@ impl ServerConn {
             let _ = sock.set_keepalive(true);
         }
         let peer: SocketAddr = stream.peer_addr()?;
+        let local = stream.local_addr().ok();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut conn = ServerConn {
             stream,
             buf: BytesMut::with_capacity(8192),
             params: ParamSet::new(),
             synced_fp: 0,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             cancel: Arc::new(CancelTarget::new(peer, 0, Vec::new())),
             created: Instant::now(),
             last_used: Instant::now(),
             in_hot_standby: None,
             broken: false,
             slot: None,
+            info: Arc::new(ServerInfo::new(id, 0, peer, local)),
         };
         conn.login(login, peer).await?;
+        conn.info = Arc::new(ServerInfo::new(id, conn.cancel.pid, peer, local));
         Ok(conn)
     }
 

@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::cancel::CancelRegistry;
+use crate::clients::Clients;
 use crate::databases::Databases;
 use crate::secrets::Secrets;
 
@@ -31,9 +32,11 @@ pub struct App {
     secrets: RwLock<Arc<Secrets>>,
     pub databases: Databases,
     pub cancels: Arc<CancelRegistry>,
+    pub clients: Arc<Clients>,
+    pub started: std::time::SystemTime,
     /// Where requests go (the routing crate's policy).
     pub policy: Box<dyn Policy>,
-    clients: AtomicU32,
+    client_count: AtomicU32,
     /// Connected clients per user (max_user_client_connections).
     user_clients: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
     phase: watch::Sender<Phase>,
@@ -47,8 +50,10 @@ impl App {
             secrets: RwLock::new(Arc::new(secrets)),
             databases: Databases::default(),
             cancels: Arc::new(CancelRegistry::default()),
+            clients: Arc::new(Clients::default()),
+            started: std::time::SystemTime::now(),
             policy: Box::new(PrimaryOnly),
-            clients: AtomicU32::new(0),
+            client_count: AtomicU32::new(0),
             user_clients: Default::default(),
             phase: watch::channel(Phase::Running).0,
         })
@@ -75,7 +80,7 @@ impl App {
     /// Counts a new client; false when max_client_conn is reached.
     pub fn admit_client(self: &Arc<Self>) -> Option<ClientPermit> {
         let max = self.config.read().max_client_conn;
-        self.clients
+        self.client_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
@@ -106,7 +111,7 @@ impl App {
     }
 
     pub fn client_count(&self) -> u32 {
-        self.clients.load(Ordering::Relaxed)
+        self.client_count.load(Ordering::Relaxed)
     }
 
     pub fn phase(&self) -> Phase {
@@ -129,7 +134,7 @@ pub struct ClientPermit {
 
 impl Drop for ClientPermit {
     fn drop(&mut self) {
-        self.app.clients.fetch_sub(1, Ordering::AcqRel);
+        self.app.client_count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

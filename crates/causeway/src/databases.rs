@@ -8,7 +8,10 @@ use causeway_config::{Config, DatabaseConfig, RoleHint, ServerConfig};
 use causeway_pool::{Limit, Login, Pool, PoolKey, PoolSettings};
 use causeway_protocol::auth::Secret;
 use causeway_routing::{Role, ServerState, Topology};
+use causeway_metrics::DbStats;
 use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use tokio::sync::watch;
 
 use crate::secrets::Secrets;
 use crate::session::Credentials;
@@ -19,6 +22,11 @@ pub struct Database {
     pub cfg: DatabaseConfig,
     pub servers: Vec<ServerConfig>,
     pub limit: Arc<Limit>,
+    pub stats: Arc<DbStats>,
+    /// PAUSE: no new server assignments until RESUME.
+    pub paused: watch::Sender<bool>,
+    /// DISABLE: new client logins refused until ENABLE.
+    pub disabled: AtomicBool,
     topology: RwLock<Arc<Topology>>,
     pools: RwLock<HashMap<(String, usize), Pool>>,
 }
@@ -32,6 +40,9 @@ impl Database {
             topology: RwLock::new(Arc::new(static_topology(&servers))),
             servers,
             limit: Arc::new(Limit::new(cfg.max_db_connections.unwrap_or(max_db))),
+            stats: Arc::new(DbStats::default()),
+            paused: watch::channel(false).0,
+            disabled: AtomicBool::new(false),
             pools: RwLock::new(HashMap::new()),
         }
     }
@@ -52,6 +63,17 @@ impl Database {
 
     pub fn pools(&self) -> Vec<Pool> {
         self.pools.read().values().cloned().collect()
+    }
+
+    /// Server connections currently lent to clients.
+    pub fn active_servers(&self) -> u32 {
+        self.pools()
+            .iter()
+            .map(|p| {
+                let s = p.snapshot();
+                s.open - s.idle
+            })
+            .sum()
     }
 }
 

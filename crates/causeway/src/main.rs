@@ -2,6 +2,7 @@
 
 mod app;
 mod cancel;
+mod clients;
 mod cli;
 mod databases;
 mod listener;

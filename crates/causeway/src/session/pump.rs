@@ -11,7 +11,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Buf;
+use std::sync::Arc;
+
 use causeway_config::PoolMode;
+use causeway_metrics::DbStats;
 use causeway_pool::{ParamSet, ServerConn};
 use causeway_protocol::scan::{body, Interest, Scanner, Step};
 use causeway_protocol::{backend, ProtocolError};
@@ -73,12 +76,26 @@ pub struct Flow {
     release_seen: bool,
     terminate: bool,
     deadline: Option<Instant>,
-    pub queries: u64,
-    pub transactions: u64,
+    stats: Arc<DbStats>,
+    /// Counters gathered locally and flushed to `stats` once per
+    /// transaction, so the shared atomics are touched rarely.
+    local: Local,
+}
+
+#[derive(Default)]
+struct Local {
+    bytes_in: u64,
+    bytes_out: u64,
+    queries: u64,
+    xacts: u64,
+    query_time: Duration,
+    xact_time: Duration,
+    query_start: Option<Instant>,
+    xact_start: Option<Instant>,
 }
 
 impl Flow {
-    pub fn new(mode: PoolMode, max_packet: usize, timeouts: Timeouts) -> Self {
+    pub fn new(mode: PoolMode, max_packet: usize, timeouts: Timeouts, stats: Arc<DbStats>) -> Self {
         Flow {
             mode,
             max_packet,
@@ -92,9 +109,21 @@ impl Flow {
             release_seen: false,
             terminate: false,
             deadline: None,
-            queries: 0,
-            transactions: 0,
+            stats,
+            local: Local::default(),
         }
+    }
+
+    /// Adds the local counters to the database's totals.
+    pub fn flush_stats(&mut self) {
+        let l = &mut self.local;
+        let s = &self.stats;
+        DbStats::add(&s.bytes_received, std::mem::take(&mut l.bytes_in));
+        DbStats::add(&s.bytes_sent, std::mem::take(&mut l.bytes_out));
+        DbStats::add(&s.queries, std::mem::take(&mut l.queries));
+        DbStats::add(&s.xacts, std::mem::take(&mut l.xacts));
+        DbStats::add_time(&s.query_time_us, std::mem::take(&mut l.query_time));
+        DbStats::add_time(&s.xact_time_us, std::mem::take(&mut l.xact_time));
     }
 
     /// The server owes nothing and no transaction is open.
@@ -137,6 +166,7 @@ impl Flow {
                     Poll::Ready(Ok(n)) => {
                         conn.buf.advance(n);
                         self.s_ready -= n;
+                        self.local.bytes_out += n as u64;
                         progress = true;
                     }
                     Poll::Pending => {}
@@ -245,13 +275,15 @@ impl Flow {
                     self.release_seen = false;
                 }
                 Step::Header { tag: b'X', .. } => self.terminate = true,
-                Step::Header { tag, .. } => {
-                    if tag == b'Q' {
-                        self.queries += 1;
-                    }
+                Step::Header { .. } => {
+                    // Query, Sync or FunctionCall: the server owes a ReadyForQuery.
                     if self.expected == 0 {
-                        self.deadline = self.timeouts.query.map(|t| Instant::now() + t);
+                        let now = Instant::now();
+                        self.deadline = self.timeouts.query.map(|t| now + t);
+                        self.local.query_start = Some(now);
+                        self.local.xact_start.get_or_insert(now);
                     }
+                    self.local.queries += 1;
                     self.expected += 1;
                 }
                 Step::Whole { .. } | Step::NeedMore => return Ok(()),
@@ -280,8 +312,16 @@ impl Flow {
                                 if status == b'T' && self.mode == PoolMode::Statement {
                                     return Err(End::StatementModeTxn);
                                 }
+                                let now = Instant::now();
+                                if let Some(t) = self.local.query_start.take() {
+                                    self.local.query_time += now - t;
+                                }
                                 if status == b'I' {
-                                    self.transactions += 1;
+                                    if let Some(t) = self.local.xact_start.take() {
+                                        self.local.xacts += 1;
+                                        self.local.xact_time += now - t;
+                                    }
+                                    self.flush_stats();
                                 }
                                 self.release_seen = status == b'I';
                                 self.deadline = match status {

@@ -1,0 +1,98 @@
+//! What the admin console shows about a server connection (SHOW SERVERS),
+//! kept as atomics so the data path pays a store, not a lock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::time::SystemTime;
+
+/// PgBouncer's server states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ServerState {
+    Login = 0,
+    Idle = 1,
+    Active = 2,
+    Used = 3,
+    Tested = 4,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Login => "login",
+            ServerState::Idle => "idle",
+            ServerState::Active => "active",
+            ServerState::Used => "used",
+            ServerState::Tested => "tested",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ServerInfo {
+    pub id: u64,
+    pub pid: i32,
+    pub addr: SocketAddr,
+    pub local_addr: Option<SocketAddr>,
+    pub connect_time: SystemTime,
+    state: AtomicU8,
+    /// The client id it serves (0 = none).
+    link: AtomicU64,
+    /// Unix microseconds of the last assignment.
+    request_time: AtomicU64,
+}
+
+impl ServerInfo {
+    pub fn new(id: u64, pid: i32, addr: SocketAddr, local_addr: Option<SocketAddr>) -> Self {
+        ServerInfo {
+            id,
+            pid,
+            addr,
+            local_addr,
+            connect_time: SystemTime::now(),
+            state: AtomicU8::new(ServerState::Login as u8),
+            link: AtomicU64::new(0),
+            request_time: AtomicU64::new(unix_micros(SystemTime::now())),
+        }
+    }
+
+    pub fn state(&self) -> ServerState {
+        match self.state.load(Relaxed) {
+            0 => ServerState::Login,
+            1 => ServerState::Idle,
+            2 => ServerState::Active,
+            3 => ServerState::Used,
+            _ => ServerState::Tested,
+        }
+    }
+
+    pub fn set_state(&self, s: ServerState) {
+        self.state.store(s as u8, Relaxed);
+    }
+
+    pub fn link(&self) -> u64 {
+        self.link.load(Relaxed)
+    }
+
+    /// Marks the connection as serving `client` from now.
+    pub fn assign(&self, client: u64) {
+        self.link.store(client, Relaxed);
+        self.request_time.store(unix_micros(SystemTime::now()), Relaxed);
+        self.set_state(ServerState::Active);
+    }
+
+    pub fn unassign(&self) {
+        self.link.store(0, Relaxed);
+        self.set_state(ServerState::Idle);
+    }
+
+    pub fn request_time(&self) -> u64 {
+        self.request_time.load(Relaxed)
+    }
+}
+
+pub fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,163 @@
+//! Connected clients as the admin console sees them (SHOW CLIENTS,
+//! KILL_CLIENT). Sessions update atomics; nothing here is on a lock per query.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use causeway_pool::unix_micros;
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    Login = 0,
+    Idle = 1,
+    Active = 2,
+    Waiting = 3,
+}
+
+impl ClientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Login => "login",
+            ClientState::Idle => "idle",
+            ClientState::Active => "active",
+            ClientState::Waiting => "waiting",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub user: String,
+    pub database: String,
+    pub addr: SocketAddr,
+    pub local_addr: Option<SocketAddr>,
+    pub connect_time: SystemTime,
+    pub application_name: Mutex<String>,
+    state: AtomicU8,
+    request_time: AtomicU64,
+    /// Server connection id it holds (0 = none) and that server's pid.
+    link: AtomicU64,
+    remote_pid: AtomicI32,
+    /// Microseconds the current wait for a server started (0 = not waiting).
+    wait_start: AtomicU64,
+    /// KILL / KILL_CLIENT.
+    pub kill: CancellationToken,
+}
+
+impl ClientInfo {
+    pub fn state(&self) -> ClientState {
+        match self.state.load(Relaxed) {
+            0 => ClientState::Login,
+            1 => ClientState::Idle,
+            2 => ClientState::Active,
+            _ => ClientState::Waiting,
+        }
+    }
+
+    pub fn waiting(&self) {
+        self.wait_start.store(unix_micros(SystemTime::now()), Relaxed);
+        self.state.store(ClientState::Waiting as u8, Relaxed);
+    }
+
+    pub fn active(&self, server: u64, pid: i32) {
+        self.link.store(server, Relaxed);
+        self.remote_pid.store(pid, Relaxed);
+        self.request_time.store(unix_micros(SystemTime::now()), Relaxed);
+        self.wait_start.store(0, Relaxed);
+        self.state.store(ClientState::Active as u8, Relaxed);
+    }
+
+    pub fn idle(&self) {
+        self.link.store(0, Relaxed);
+        self.remote_pid.store(0, Relaxed);
+        self.wait_start.store(0, Relaxed);
+        self.state.store(ClientState::Idle as u8, Relaxed);
+    }
+
+    pub fn link(&self) -> u64 {
+        self.link.load(Relaxed)
+    }
+
+    pub fn remote_pid(&self) -> i32 {
+        self.remote_pid.load(Relaxed)
+    }
+
+    pub fn request_time(&self) -> u64 {
+        self.request_time.load(Relaxed)
+    }
+
+    /// Microseconds waited so far for a server (0 when not waiting).
+    pub fn waited_us(&self) -> u64 {
+        match self.wait_start.load(Relaxed) {
+            0 => 0,
+            s => unix_micros(SystemTime::now()).saturating_sub(s),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Clients {
+    map: Mutex<HashMap<u64, Arc<ClientInfo>>>,
+}
+
+/// Removes the client from the registry when the session ends.
+pub struct Registered {
+    pub info: Arc<ClientInfo>,
+    clients: Arc<Clients>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.clients.map.lock().remove(&self.info.id);
+    }
+}
+
+impl Clients {
+    pub fn register(
+        self: &Arc<Self>,
+        id: u64,
+        user: &str,
+        database: &str,
+        addr: SocketAddr,
+        local_addr: Option<SocketAddr>,
+        application_name: &str,
+    ) -> Registered {
+        let info = Arc::new(ClientInfo {
+            id,
+            user: user.to_string(),
+            database: database.to_string(),
+            addr,
+            local_addr,
+            connect_time: SystemTime::now(),
+            application_name: Mutex::new(application_name.to_string()),
+            state: AtomicU8::new(ClientState::Idle as u8),
+            request_time: AtomicU64::new(unix_micros(SystemTime::now())),
+            link: AtomicU64::new(0),
+            remote_pid: AtomicI32::new(0),
+            wait_start: AtomicU64::new(0),
+            kill: CancellationToken::new(),
+        });
+        self.map.lock().insert(id, info.clone());
+        Registered {
+            info,
+            clients: self.clone(),
+        }
+    }
+
+    pub fn all(&self) -> Vec<Arc<ClientInfo>> {
+        let mut v: Vec<_> = self.map.lock().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.map.lock().get(&id).cloned()
+    }
+}

@@ -1,0 +1,124 @@
+//! The Active state: a server is attached and the pump runs; what each way
+//! of ending means for the client and the server connection.
+
+use causeway_config::PoolMode;
+use causeway_protocol::sqlstate;
+
+use super::pump::End;
+use super::{Attached, Session, State};
+use crate::app::Phase;
+
+impl Session {
+    pub(super) async fn active(&mut self, mut att: Box<Attached>) -> State {
+        let end = loop {
+            let Attached { conn, flow, .. } = &mut *att;
+            tokio::select! {
+                end = flow.run(&mut self.client, conn, &mut self.params, &mut self.timer) => break end,
+                _ = self.info.info.kill.cancelled() => {
+                    self.detach(att, false).await;
+                    self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator").await;
+                    return State::Closed("killed");
+                }
+                _ = self.phase.changed() => {
+                    let phase = *self.phase.borrow();
+                    if phase == Phase::Stopping || (phase == Phase::Draining && flow.server_idle() && flow.server_ready() == 0) {
+                        self.detach(att, false).await;
+                        self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down").await;
+                        return State::Closed("shutdown");
+                    }
+                }
+            }
+        };
+        match end {
+            End::Release => {
+                self.detach(att, true).await;
+                State::Idle
+            }
+            End::ClientGone => {
+                let clean = att.flow.server_idle();
+                self.detach(att, clean).await;
+                State::Closed("client closed connection")
+            }
+            End::ServerGone { clean } => {
+                if clean {
+                    // Whatever complete messages the server sent still reach the client.
+                    let ready = att.flow.server_ready();
+                    let pending = att.conn.buf.split_to(ready);
+                    self.client.out.extend_from_slice(&pending);
+                    self.client
+                        .fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the current transaction (if any) did not commit")
+                        .await;
+                }
+                tracing::warn!(client = %self.client.peer, database = %self.db.name, "server connection lost");
+                self.detach(att, false).await;
+                State::Closed("server connection lost")
+            }
+            End::ClientProtocol(e) => {
+                self.detach(att, false).await;
+                self.client
+                    .fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        &format!("invalid message from client: {e}"),
+                    )
+                    .await;
+                State::Closed("client protocol violation")
+            }
+            End::ServerProtocol(e) => {
+                tracing::error!(error = %e, "invalid message from server");
+                self.detach(att, false).await;
+                self.client
+                    .fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        &format!("invalid message from server: {e}"),
+                    )
+                    .await;
+                State::Closed("server protocol violation")
+            }
+            End::Timeout(code, what) => {
+                let clean = att.flow.server_idle();
+                self.detach(att, clean).await;
+                self.client.fatal(code, what).await;
+                State::Closed(what)
+            }
+            End::StatementModeTxn => {
+                self.detach(att, false).await;
+                self.client
+                    .fatal(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "transaction blocks not allowed in statement pooling mode",
+                    )
+                    .await;
+                State::Closed("transaction in statement mode")
+            }
+        }
+    }
+
+    /// Ends an attachment: the cancel key stops pointing at the server
+    /// first, then the server goes back to the pool (reset in session mode)
+    /// or, if it may hold state we cannot vouch for, is closed.
+    async fn detach(&mut self, att: Box<Attached>, reusable: bool) {
+        self.key.slot.detach();
+        self.info.info.idle();
+        let Attached {
+            mut conn,
+            pool,
+            mut flow,
+        } = *att;
+        flow.flush_stats();
+        if !reusable {
+            return; // dropping closes it and frees its slot
+        }
+        let reset = self.mode == PoolMode::Session || self.cfg.server_reset_query_always;
+        if reset && !self.cfg.server_reset_query.is_empty() {
+            if conn
+                .simple_query(&self.cfg.server_reset_query)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            conn.after_reset();
+        }
+        pool.release(conn);
+    }
+}

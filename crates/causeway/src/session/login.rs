@@ -1,0 +1,108 @@
+//! Startup, Authenticating and the welcome: everything before Idle.
+
+use std::sync::Arc;
+
+use causeway_config::{Config, PoolMode};
+use causeway_pool::{ParamSet, Pool};
+use causeway_protocol::{backend, sqlstate};
+
+use super::client::Client;
+use super::startup::{self, StartupInfo};
+use super::{auth, auth_query, params, Credentials};
+use crate::app::{App, UserPermit};
+use crate::cancel::ClientKey;
+use crate::databases::Database;
+
+/// What a successful login established.
+pub(super) struct LoggedIn {
+    pub _user_permit: UserPermit,
+    pub creds: Credentials,
+    pub db: Arc<Database>,
+    pub user: String,
+    pub mode: PoolMode,
+    pub params: ParamSet,
+    pub key: ClientKey,
+    pub pools: Vec<Option<Pool>>,
+}
+
+/// Startup and Authenticating, then the welcome. None: refused or gone.
+pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<LoggedIn> {
+    let info: StartupInfo = match startup::negotiate(client, app).await {
+        startup::Outcome::Login(info) => info,
+        _ => return None,
+    };
+    let Some(db) = app.databases.get(&info.database, cfg) else {
+        if cfg.log_pooler_errors {
+            tracing::info!(client = %client.peer, database = %info.database, "unknown database");
+        }
+        client
+            .fatal(
+                sqlstate::INVALID_CATALOG_NAME,
+                &format!("no such database: {}", info.database),
+            )
+            .await;
+        return None;
+    };
+    let secrets = app.secrets();
+    // The auth_file first; auth_query for users it does not list.
+    let looked_up = match secrets.get(&info.user) {
+        Some(_) => None,
+        None if cfg.auth_type != causeway_config::AuthType::Trust => {
+            auth_query::lookup(app, cfg, &db, &info.user).await
+        }
+        None => None,
+    };
+    let secret = secrets.get(&info.user).or(looked_up.as_ref());
+    let creds = match auth::authenticate(client, cfg.auth_type, &info.user, secret).await {
+        auth::Outcome::Ok(creds) => creds,
+        auth::Outcome::Failed => return None,
+    };
+    let Some(user_permit) = app.admit_user(&info.user) else {
+        client
+            .fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                &format!(
+                    "too many connections for user \"{}\" (max_user_client_connections)",
+                    info.user
+                ),
+            )
+            .await;
+        return None;
+    };
+    let mode = cfg.pool_mode_for(&db.cfg, &info.user);
+    let mut pools = vec![None; db.servers.len()];
+    let primary = db.topology().primary().unwrap_or(0);
+    let pool = app
+        .databases
+        .pool(&db, &info.user, primary, cfg, &secrets, &creds);
+    let welcome = match pool.welcome().await {
+        Ok(w) => w,
+        Err(e) => {
+            client.fatal(e.sqlstate(), &e.to_string()).await;
+            return None;
+        }
+    };
+    pools[primary] = Some(pool);
+    let (params, report) = params::initial(&welcome, &info.params, cfg);
+    for (k, v) in &report {
+        backend::write_parameter_status(&mut client.out, k, v);
+    }
+    let key = app.cancels.register();
+    backend::write_backend_key_data(&mut client.out, key.pid, &key.secret);
+    backend::write_ready_for_query(&mut client.out, b'I');
+    client.flush().await.ok()?;
+    if cfg.log_connections {
+        tracing::info!(client = %client.peer, database = %info.database, user = %info.user, mode = mode.as_str(), "login");
+    }
+    Some(LoggedIn {
+        _user_permit: user_permit,
+        creds,
+        db,
+        user: info.user,
+        mode,
+        params,
+        key,
+        pools,
+    })
+}
+
