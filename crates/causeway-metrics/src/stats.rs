@@ -100,7 +100,11 @@ impl DbStats {
 fn averages(prev: &StatsTotals, now: &StatsTotals, period: Duration) -> Averages {
     let secs = period.as_secs_f64().max(1e-9);
     let rate = |a: u64, b: u64| ((b.saturating_sub(a)) as f64 / secs).round() as u64;
-    let per = |ta: u64, tb: u64, na: u64, nb: u64| tb.saturating_sub(ta).checked_div(nb.saturating_sub(na)).unwrap_or(0);
+    let per = |ta: u64, tb: u64, na: u64, nb: u64| {
+        tb.saturating_sub(ta)
+            .checked_div(nb.saturating_sub(na))
+            .unwrap_or(0)
+    };
     Averages {
         server_assignments: rate(prev.server_assignments, now.server_assignments),
         xacts: rate(prev.xacts, now.xacts),
@@ -108,7 +112,12 @@ fn averages(prev: &StatsTotals, now: &StatsTotals, period: Duration) -> Averages
         recv: rate(prev.bytes_received, now.bytes_received),
         sent: rate(prev.bytes_sent, now.bytes_sent),
         xact_time_us: per(prev.xact_time_us, now.xact_time_us, prev.xacts, now.xacts),
-        query_time_us: per(prev.query_time_us, now.query_time_us, prev.queries, now.queries),
+        query_time_us: per(
+            prev.query_time_us,
+            now.query_time_us,
+            prev.queries,
+            now.queries,
+        ),
         wait_time_us: per(
             prev.wait_time_us,
             now.wait_time_us,

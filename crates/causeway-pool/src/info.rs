@@ -40,6 +40,7 @@ pub struct ServerInfo {
     link: AtomicU64,
     /// Unix microseconds of the last assignment.
     request_time: AtomicU64,
+    epoch: AtomicU64,
 }
 
 impl ServerInfo {
@@ -53,6 +54,7 @@ impl ServerInfo {
             state: AtomicU8::new(ServerState::Login as u8),
             link: AtomicU64::new(0),
             request_time: AtomicU64::new(unix_micros(SystemTime::now())),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -77,13 +79,22 @@ impl ServerInfo {
     /// Marks the connection as serving `client` from now.
     pub fn assign(&self, client: u64) {
         self.link.store(client, Relaxed);
-        self.request_time.store(unix_micros(SystemTime::now()), Relaxed);
+        self.request_time
+            .store(unix_micros(SystemTime::now()), Relaxed);
         self.set_state(ServerState::Active);
     }
 
     pub fn unassign(&self) {
         self.link.store(0, Relaxed);
         self.set_state(ServerState::Idle);
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Relaxed)
+    }
+
+    pub fn set_epoch(&self, e: u64) {
+        self.epoch.store(e, Relaxed);
     }
 
     pub fn request_time(&self) -> u64 {

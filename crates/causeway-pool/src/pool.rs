@@ -45,6 +45,9 @@ struct Inner {
     welcome: Mutex<Option<Arc<ParamSet>>>,
     /// The last refused login, to stop retrying before server_login_retry.
     login_failure: Mutex<Option<(Instant, ServerError)>>,
+    /// RECONNECT bumps this; connections from an older epoch are closed
+    /// instead of being reused.
+    epoch: std::sync::atomic::AtomicU64,
     /// Every open connection, for SHOW SERVERS.
     servers: Mutex<std::collections::HashMap<u64, Arc<ServerInfo>>>,
 }
@@ -123,6 +126,7 @@ impl Pool {
                 welcome: Mutex::new(None),
                 login_failure: Mutex::new(None),
                 servers: Mutex::new(Default::default()),
+                epoch: Default::default(),
             }),
         }
     }
@@ -306,6 +310,8 @@ impl Pool {
         *self.inner.login_failure.lock() = None;
         let mut slot = slot;
         slot.server = conn.id;
+        conn.epoch = self.epoch();
+        conn.info.set_epoch(conn.epoch);
         conn.slot = Some(slot);
         self.inner.servers.lock().insert(conn.id, conn.info.clone());
         conn.info.set_state(ServerState::Idle);
@@ -338,7 +344,7 @@ impl Pool {
         }
         conn.last_used = Instant::now();
         conn.info.unassign();
-        let expired_now = expired(&conn, &self.inner.settings.read());
+        let expired_now = expired(&conn, &self.inner.settings.read()) || conn.epoch < self.epoch();
         if expired_now {
             tokio::spawn(conn.terminate());
             return;
@@ -411,6 +417,30 @@ impl Pool {
                 }
             });
         }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// RECONNECT: every connection is closed (idle ones now, busy ones when
+    /// released) and replaced by new ones on demand.
+    pub fn reconnect(&self) {
+        self.inner
+            .epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.drain_idle();
+    }
+
+    /// Connections opened before the last RECONNECT that are still open.
+    pub fn old_connections(&self) -> usize {
+        let epoch = self.epoch();
+        self.inner
+            .servers
+            .lock()
+            .values()
+            .filter(|s| s.epoch() < epoch)
+            .count()
     }
 
     /// Closes every idle connection (RECONNECT, reload of server address).

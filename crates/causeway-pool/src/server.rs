@@ -18,8 +18,8 @@ use tokio::net::TcpStream;
 
 use crate::cancel::CancelTarget;
 use crate::error::ServerError;
-use crate::params::ParamSet;
 use crate::info::ServerInfo;
+use crate::params::ParamSet;
 use crate::pool::SlotGuard;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -62,6 +62,8 @@ pub struct ServerConn {
     pub(crate) slot: Option<SlotGuard>,
     /// What SHOW SERVERS reports.
     pub info: Arc<ServerInfo>,
+    /// The pool's RECONNECT epoch when this connection was opened.
+    pub epoch: u64,
 }
 
 /// Where a session forwards bytes coming from a server (kept as a type so
@@ -118,6 +120,7 @@ impl ServerConn {
             broken: false,
             slot: None,
             info: Arc::new(ServerInfo::new(id, 0, peer, local)),
+            epoch: 0,
         };
         conn.login(login, peer).await?;
         conn.info = Arc::new(ServerInfo::new(id, conn.cancel.pid, peer, local));

@@ -15,3 +15,6 @@ pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
 pub const READ_ONLY_TRANSACTION: &str = "25006";
+pub const SYNTAX_ERROR: &str = "42601";
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";

@@ -27,13 +27,12 @@ pub enum Phase {
 }
 
 pub struct App {
-    pub layers: Layers,
+    layers: RwLock<Layers>,
     config: RwLock<Arc<Config>>,
     secrets: RwLock<Arc<Secrets>>,
     pub databases: Databases,
     pub cancels: Arc<CancelRegistry>,
     pub clients: Arc<Clients>,
-    pub started: std::time::SystemTime,
     /// Where requests go (the routing crate's policy).
     pub policy: Box<dyn Policy>,
     client_count: AtomicU32,
@@ -45,13 +44,12 @@ pub struct App {
 impl App {
     pub fn new(layers: Layers, config: Config, secrets: Secrets) -> Arc<App> {
         Arc::new(App {
-            layers,
+            layers: RwLock::new(layers),
             config: RwLock::new(Arc::new(config)),
             secrets: RwLock::new(Arc::new(secrets)),
             databases: Databases::default(),
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(Clients::default()),
-            started: std::time::SystemTime::now(),
             policy: Box::new(PrimaryOnly),
             client_count: AtomicU32::new(0),
             user_clients: Default::default(),
@@ -69,7 +67,22 @@ impl App {
 
     /// Re-reads every layer; on any error the old configuration stays.
     pub fn reload(&self) -> Result<(), String> {
-        let config = causeway_config::load(&self.layers).map_err(|e| e.to_string())?;
+        let layers = self.layers.read().clone();
+        self.apply(&layers)
+    }
+
+    /// The admin console's SET: a new top layer, validated like a reload.
+    pub fn set(&self, key: &str, value: toml::Value) -> Result<(), String> {
+        let mut layers = self.layers.read().clone();
+        layers.overrides.retain(|(k, _)| k != key);
+        layers.overrides.push((key.to_string(), value));
+        self.apply(&layers)?;
+        *self.layers.write() = layers;
+        Ok(())
+    }
+
+    fn apply(&self, layers: &Layers) -> Result<(), String> {
+        let config = causeway_config::load(layers).map_err(|e| e.to_string())?;
         let secrets = Secrets::load(config.auth_file.as_deref())?;
         self.databases.reload(&config, &secrets);
         *self.config.write() = Arc::new(config);

@@ -62,14 +62,16 @@ impl ClientInfo {
     }
 
     pub fn waiting(&self) {
-        self.wait_start.store(unix_micros(SystemTime::now()), Relaxed);
+        self.wait_start
+            .store(unix_micros(SystemTime::now()), Relaxed);
         self.state.store(ClientState::Waiting as u8, Relaxed);
     }
 
     pub fn active(&self, server: u64, pid: i32) {
         self.link.store(server, Relaxed);
         self.remote_pid.store(pid, Relaxed);
-        self.request_time.store(unix_micros(SystemTime::now()), Relaxed);
+        self.request_time
+            .store(unix_micros(SystemTime::now()), Relaxed);
         self.wait_start.store(0, Relaxed);
         self.state.store(ClientState::Active as u8, Relaxed);
     }

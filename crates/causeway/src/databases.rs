@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use causeway_config::{Config, DatabaseConfig, RoleHint, ServerConfig};
+use causeway_metrics::DbStats;
 use causeway_pool::{Limit, Login, Pool, PoolKey, PoolSettings};
 use causeway_protocol::auth::Secret;
 use causeway_routing::{Role, ServerState, Topology};
-use causeway_metrics::DbStats;
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::AtomicBool;
 use tokio::sync::watch;

@@ -1,9 +1,10 @@
 //! causeway: a PostgreSQL connection pooler and read/write router.
 
+mod admin;
 mod app;
 mod cancel;
-mod clients;
 mod cli;
+mod clients;
 mod databases;
 mod listener;
 mod secrets;
@@ -132,14 +133,37 @@ async fn serve(
     Ok(())
 }
 
-/// Pool upkeep: idle timeouts, lifetimes, min_pool_size.
+/// Pool upkeep (idle timeouts, lifetimes, min_pool_size) every second, and
+/// the stats period: averages rolled and a PgBouncer-style log line.
 async fn maintenance(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_roll = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        for db in app.databases.all() {
+        let dbs = app.databases.all();
+        for db in &dbs {
             for pool in db.pools() {
                 pool.maintain();
+            }
+        }
+        let period = Duration::from_secs_f64(app.config().stats_period.max(1.0));
+        if last_roll.elapsed() >= period {
+            let elapsed = last_roll.elapsed();
+            last_roll = tokio::time::Instant::now();
+            for db in &dbs {
+                db.stats.roll(elapsed);
+                let a = db.stats.averages();
+                tracing::info!(
+                    database = %db.name,
+                    xacts_per_s = a.xacts,
+                    queries_per_s = a.queries,
+                    in_bytes_per_s = a.recv,
+                    out_bytes_per_s = a.sent,
+                    xact_us = a.xact_time_us,
+                    query_us = a.query_time_us,
+                    wait_us = a.wait_time_us,
+                    "stats"
+                );
             }
         }
     }

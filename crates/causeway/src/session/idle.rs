@@ -177,5 +177,4 @@ impl Session {
         );
         State::Active(Box::new(Attached { conn, pool, flow }))
     }
-
 }

@@ -9,6 +9,7 @@ use causeway_protocol::{backend, sqlstate};
 use super::client::Client;
 use super::startup::{self, StartupInfo};
 use super::{auth, auth_query, params, Credentials};
+use crate::admin;
 use crate::app::{App, UserPermit};
 use crate::cancel::ClientKey;
 use crate::databases::Database;
@@ -25,12 +26,39 @@ pub(super) struct LoggedIn {
     pub pools: Vec<Option<Pool>>,
 }
 
+/// Where a successful login leads.
+pub(super) enum Login {
+    Session(Box<LoggedIn>),
+    Admin(admin::Role),
+}
+
 /// Startup and Authenticating, then the welcome. None: refused or gone.
-pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<LoggedIn> {
+pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<Login> {
     let info: StartupInfo = match startup::negotiate(client, app).await {
         startup::Outcome::Login(info) => info,
         _ => return None,
     };
+    if admin::is_admin_db(&info.database) && !cfg.databases.contains_key(&info.database) {
+        let Some(role) = admin::role_of(app, &info.user) else {
+            client
+                .fatal(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    &format!(
+                        "not allowed: \"{}\" is not in admin_users or stats_users",
+                        info.user
+                    ),
+                )
+                .await;
+            return None;
+        };
+        let secrets = app.secrets();
+        return match auth::authenticate(client, cfg.auth_type, &info.user, secrets.get(&info.user))
+            .await
+        {
+            auth::Outcome::Ok(_) => Some(Login::Admin(role)),
+            auth::Outcome::Failed => None,
+        };
+    }
     let Some(db) = app.databases.get(&info.database, cfg) else {
         if cfg.log_pooler_errors {
             tracing::info!(client = %client.peer, database = %info.database, "unknown database");
@@ -53,6 +81,15 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         None => None,
     };
     let secret = secrets.get(&info.user).or(looked_up.as_ref());
+    if db.disabled.load(std::sync::atomic::Ordering::Relaxed) {
+        client
+            .fatal(
+                sqlstate::CANNOT_CONNECT_NOW,
+                &format!("database \"{}\" is disabled (DISABLE)", db.name),
+            )
+            .await;
+        return None;
+    }
     let creds = match auth::authenticate(client, cfg.auth_type, &info.user, secret).await {
         auth::Outcome::Ok(creds) => creds,
         auth::Outcome::Failed => return None,
@@ -94,7 +131,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
     if cfg.log_connections {
         tracing::info!(client = %client.peer, database = %info.database, user = %info.user, mode = mode.as_str(), "login");
     }
-    Some(LoggedIn {
+    Some(Login::Session(Box::new(LoggedIn {
         _user_permit: user_permit,
         creds,
         db,
@@ -103,6 +140,5 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         params,
         key,
         pools,
-    })
+    })))
 }
-

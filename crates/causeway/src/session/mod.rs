@@ -36,10 +36,11 @@ use crate::app::{App, Phase, UserPermit};
 use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
-use client::Client;
+
 use pump::Flow;
 
 pub use auth::Credentials;
+pub(crate) use client::Client;
 
 /// Named states of a logged-in session.
 enum State {
@@ -107,7 +108,14 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
         },
         None => login.await,
     };
-    let Some(l) = session else { return };
+    let l = match session {
+        Some(login::Login::Session(l)) => l,
+        Some(login::Login::Admin(role)) => {
+            crate::admin::serve(&app, &mut client, role).await;
+            return;
+        }
+        None => return,
+    };
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
     let registered = app.clients.register(
         u64::from(l.key.pid as u32),
@@ -151,7 +159,6 @@ impl Session {
             tracing::info!(client = %self.client.peer, database = %self.db.name, user = %self.user, reason, "client closed");
         }
     }
-
 }
 
 /// PgBouncer's convention: 0 = off.

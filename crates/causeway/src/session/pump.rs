@@ -182,6 +182,7 @@ impl Flow {
                     Poll::Ready(Ok(n)) => {
                         client.buf.advance(n);
                         self.c_ready -= n;
+                        self.local.bytes_in += n as u64;
                         progress = true;
                     }
                     Poll::Pending => {}
