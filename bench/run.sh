@@ -72,15 +72,16 @@ TMP=$(mktemp -d /tmp/causeway-bench.XXXXXX)
 PGDATA=$TMP/pgdata
 PGB_PID=""
 CW_PID=""
+CHILD=""  # the running pgbench / idle_clients.py (via timeout)
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
-    for pid in $CW_PID $PGB_PID; do
+    for pid in $CHILD $CW_PID $PGB_PID; do
         kill -TERM "$pid" 2>/dev/null
     done
     sleep 0.5
-    for pid in $CW_PID $PGB_PID; do
+    for pid in $CHILD $CW_PID $PGB_PID; do
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     done
     [[ -f $PGDATA/postmaster.pid ]] && "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1
@@ -108,6 +109,18 @@ for s in socks:
 print(*(s.getsockname()[1] for s in socks))
 EOF
 )
+
+# Runs a command in the background and waits for it, so that a signal to this
+# script runs the cleanup trap at once instead of after the command ends.
+# Usage: run_child OUTFILE CMD...   (stdout+stderr to OUTFILE; returns its status)
+run_child() {
+    local out=$1 rc=0; shift
+    "$@" >"$out" 2>&1 &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
 
 # Waits until a target answers `SELECT 1` (or its process dies). $1=port $2=pid(optional) $3=seconds
 wait_ready() {
@@ -160,13 +173,12 @@ pool_mode = transaction
 default_pool_size = $POOL_SIZE
 max_client_conn = 2000
 ignore_startup_parameters = extra_float_digits
-logfile = $TMP/pgbouncer.log
 log_connections = 0
 log_disconnections = 0
 EOF
 [[ $IS_ROOT -eq 1 ]] && chown -R postgres: "$TMP"
 log "starting PgBouncer on 127.0.0.1:$PGB_PORT"
-"${AS_PG[@]}" "$PGBOUNCER" "$TMP/pgbouncer.ini" >>"$TMP/pgbouncer.stderr.log" 2>&1 &
+"${AS_PG[@]}" "$PGBOUNCER" "$TMP/pgbouncer.ini" >"$TMP/pgbouncer.log" 2>&1 &  # logs to stderr
 PGB_PID=$!
 wait_ready "$PGB_PORT" "$PGB_PID" 15 || { tail -n 20 "$TMP/pgbouncer.log" >&2; die "PgBouncer did not start"; }
 PGB_VERSION=$("$PGBOUNCER" --version 2>/dev/null | head -n1 | awk '{print $NF}')
@@ -195,7 +207,7 @@ if [[ ! -x $CAUSEWAY_BIN ]]; then
     CW_STATUS="binary not found: $CAUSEWAY_BIN"
 else
     log "starting Causeway on 127.0.0.1:$CW_PORT ($CAUSEWAY_BIN)"
-    "$CAUSEWAY_BIN" --config "$TMP/causeway.toml" >"$TMP/causeway.log" 2>&1 &
+    NO_COLOR=1 "$CAUSEWAY_BIN" --config "$TMP/causeway.toml" >"$TMP/causeway.log" 2>&1 &
     CW_PID=$!
     if ! wait_ready "$CW_PORT" "$CW_PID" 15; then
         if kill -0 "$CW_PID" 2>/dev/null; then
@@ -231,9 +243,9 @@ bench() {
     log "$target: pgbench -S -M $mode -c $clients -j $threads -T $BENCH_SECONDS"
     local t0=0 t1=0 rc=0
     [[ -n $pid ]] && t0=$(cpu_ticks "$pid")
-    timeout -k 5 $((BENCH_SECONDS + 60)) \
+    run_child "$out" timeout -k 5 $((BENCH_SECONDS + 60)) \
         "$PGBENCH" -h 127.0.0.1 -p "$port" -U postgres -n -S -M "$mode" \
-        -c "$clients" -j "$threads" -T "$BENCH_SECONDS" "$DB" >"$out" 2>&1 || rc=$?
+        -c "$clients" -j "$threads" -T "$BENCH_SECONDS" "$DB" || rc=$?
     [[ -n $pid ]] && t1=$(cpu_ticks "$pid" 2>/dev/null || echo "$t0")
 
     local txns failed tps lat
@@ -277,17 +289,18 @@ idle() {
         RSS_LINE[$target]="n/a"; return
     fi
     log "$target: holding $IDLE_CLIENTS idle clients for ${IDLE_HOLD}s"
-    line=$(timeout -k 5 $((IDLE_HOLD + 120)) python3 "$REPO_ROOT/bench/idle_clients.py" \
-        --port "$port" --dbname "$DB" --clients "$IDLE_CLIENTS" --hold "$IDLE_HOLD" \
-        --pid "$pid" 2>"$TMP/idle-$target.log") || true
+    run_child "$TMP/idle-$target.log" timeout -k 5 $((IDLE_HOLD + 120)) \
+        python3 "$REPO_ROOT/bench/idle_clients.py" --port "$port" --dbname "$DB" \
+        --clients "$IDLE_CLIENTS" --hold "$IDLE_HOLD" --pid "$pid" || true
+    line=$(grep -m1 '^connected=' "$TMP/idle-$target.log" || true)
     log "$target: $line"
     if [[ $line =~ connected=([0-9]+)\ failed=([0-9]+)\ rss_before_kb=(-?[0-9]+)\ rss_held_kb=(-?[0-9]+)\ per_client_kb=([^ ]+) ]]; then
         local conn=${BASH_REMATCH[1]} failed=${BASH_REMATCH[2]} before=${BASH_REMATCH[3]} held=${BASH_REMATCH[4]} per=${BASH_REMATCH[5]}
         RSS_LINE[$target]=$(printf '%d KB before, %d KB with %d idle clients held -> %s KB per idle client' \
             "$before" "$held" "$conn" "$per")
-        [[ $failed -eq 0 ]] || RSS_LINE[$target]+=" ($failed logins FAILED: $(head -c 200 "$TMP/idle-$target.log"))"
+        [[ $failed -eq 0 ]] || RSS_LINE[$target]+=" ($failed logins FAILED: $(grep -v "^connected=" "$TMP/idle-$target.log" | head -c 200))"
     else
-        RSS_LINE[$target]="fail ($(head -c 200 "$TMP/idle-$target.log"))"
+        RSS_LINE[$target]="fail ($(grep -v "^connected=" "$TMP/idle-$target.log" | head -c 200))"
     fi
 }
 idle pgbouncer "$PGB_PORT" "$PGB_PID"
