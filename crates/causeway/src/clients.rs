@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use causeway_pool::unix_micros;
 use parking_lot::Mutex;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -47,8 +47,10 @@ pub struct ClientInfo {
     remote_pid: AtomicI32,
     /// Microseconds the current wait for a server started (0 = not waiting).
     wait_start: AtomicU64,
-    /// KILL / KILL_CLIENT.
-    pub kill: CancellationToken,
+    killed: AtomicBool,
+    /// Wakes the session for KILL / KILL_CLIENT and shutdown phases. One
+    /// per client: no shared waiter list on the hot path.
+    pub wake: Notify,
 }
 
 impl ClientInfo {
@@ -81,6 +83,16 @@ impl ClientInfo {
         self.remote_pid.store(0, Relaxed);
         self.wait_start.store(0, Relaxed);
         self.state.store(ClientState::Idle as u8, Relaxed);
+    }
+
+    /// KILL / KILL_CLIENT: the session closes at its next wake-up.
+    pub fn kill(&self) {
+        self.killed.store(true, Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Relaxed)
     }
 
     pub fn link(&self) -> u64 {
@@ -144,7 +156,8 @@ impl Clients {
             link: AtomicU64::new(0),
             remote_pid: AtomicI32::new(0),
             wait_start: AtomicU64::new(0),
-            kill: CancellationToken::new(),
+            killed: AtomicBool::new(false),
+            wake: Notify::new(),
         });
         self.map.lock().insert(id, info.clone());
         Registered {

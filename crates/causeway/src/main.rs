@@ -2,6 +2,7 @@
 
 mod admin;
 mod app;
+mod bufpool;
 mod cancel;
 mod cli;
 mod clients;

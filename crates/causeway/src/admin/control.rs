@@ -53,7 +53,7 @@ pub async fn run(app: &Arc<App>, cmd: Command) -> Result<&'static str, String> {
             for d in &dbs {
                 d.paused.send_replace(true);
                 for c in app.clients.all().iter().filter(|c| c.database == d.name) {
-                    c.kill.cancel();
+                    c.kill();
                 }
                 d.pools().iter().for_each(|p| p.reconnect());
             }
@@ -65,7 +65,7 @@ pub async fn run(app: &Arc<App>, cmd: Command) -> Result<&'static str, String> {
                 .clients
                 .get(id)
                 .ok_or_else(|| format!("client {id} not found"))?;
-            c.kill.cancel();
+            c.kill();
             Ok("KILL_CLIENT")
         }
         Command::Reload => {

@@ -9,18 +9,18 @@ use super::{Attached, Session, State};
 use crate::app::Phase;
 
 impl Session {
-    pub(super) async fn active(&mut self, mut att: Box<Attached>) -> State {
+    pub(super) async fn active(&mut self, mut att: Attached) -> State {
         let end = loop {
-            let Attached { conn, flow, .. } = &mut *att;
+            let Attached { conn, flow, .. } = &mut att;
             tokio::select! {
                 end = flow.run(&mut self.client, conn, &mut self.params, &mut self.timer) => break end,
-                _ = self.info.info.kill.cancelled() => {
-                    self.detach(att, false).await;
-                    self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator").await;
-                    return State::Closed("killed");
-                }
-                _ = self.phase.changed() => {
-                    let phase = *self.phase.borrow();
+                _ = self.info.info.wake.notified() => {
+                    if self.info.info.is_killed() {
+                        self.detach(att, false).await;
+                        self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator").await;
+                        return State::Closed("killed");
+                    }
+                    let phase = self.app.phase();
                     if phase == Phase::Stopping || (phase == Phase::Draining && flow.server_idle() && flow.server_ready() == 0) {
                         self.detach(att, false).await;
                         self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down").await;
@@ -96,14 +96,14 @@ impl Session {
     /// Ends an attachment: the cancel key stops pointing at the server
     /// first, then the server goes back to the pool (reset in session mode)
     /// or, if it may hold state we cannot vouch for, is closed.
-    async fn detach(&mut self, att: Box<Attached>, reusable: bool) {
+    async fn detach(&mut self, att: Attached, reusable: bool) {
         self.key.slot.detach();
         self.info.info.idle();
         let Attached {
             mut conn,
             pool,
             mut flow,
-        } = *att;
+        } = att;
         flow.flush_stats();
         if !reusable {
             return; // dropping closes it and frees its slot

@@ -8,6 +8,8 @@ use causeway_protocol::backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::bufpool;
+
 pub struct Client {
     pub stream: TcpStream,
     pub peer: SocketAddr,
@@ -18,21 +20,47 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, peer: SocketAddr, buf_size: usize) -> Self {
+    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
         Client {
             stream,
             peer,
-            buf: BytesMut::with_capacity(buf_size),
+            // Taken from the free list on the first read.
+            buf: BytesMut::new(),
             out: BytesMut::with_capacity(512),
         }
     }
 
     /// Reads more bytes; Ok(0) = the client closed.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.ensure_room();
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// After `readable()`: reads what is there without waiting.
+    /// Ok(None) = nothing after all (spurious readiness).
+    pub fn try_read_more(&mut self) -> std::io::Result<Option<usize>> {
+        self.ensure_room();
+        match self.stream.try_read_buf(&mut self.buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ensure_room(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf = bufpool::take();
+        }
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(8192);
         }
-        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// Gives the (empty) read buffer back to the free list while idle.
+    pub fn park_buffer(&mut self) {
+        if self.buf.capacity() > 0 && self.buf.is_empty() {
+            bufpool::give(std::mem::take(&mut self.buf));
+        }
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
@@ -47,5 +75,12 @@ impl Client {
     pub async fn fatal(&mut self, code: &str, message: &str) {
         backend::write_error(&mut self.out, true, code, message);
         let _ = self.flush().await;
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.buf.clear();
+        self.park_buffer();
     }
 }

@@ -13,15 +13,8 @@ impl Session {
     /// No server attached: wait for the next request and route it.
     pub(super) async fn idle(&mut self) -> State {
         loop {
-            let phase = *self.phase.borrow();
-            match phase {
-                Phase::Draining | Phase::Stopping => {
-                    self.client
-                        .fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down")
-                        .await;
-                    return State::Closed("shutdown");
-                }
-                Phase::Running | Phase::NoAccept => {}
+            if let Some(closed) = self.interrupted().await {
+                return closed;
             }
             if self.client.buf.len() >= HEADER_LEN {
                 let tag = self.client.buf[0];
@@ -48,22 +41,51 @@ impl Session {
                 }
                 return self.attach(tag).await;
             }
+            // An idle client holds no buffer: it goes back to the thread's
+            // free list until the client speaks again.
+            if self.client.buf.is_empty() {
+                self.client.park_buffer();
+            }
             let idle_timeout = secs(self.cfg.client_idle_timeout);
             tokio::select! {
-                r = self.client.read_more() => match r {
-                    Ok(0) | Err(_) => return State::Closed("client closed connection"),
-                    Ok(_) => {}
+                r = self.client.stream.readable() => {
+                    if r.is_err() {
+                        return State::Closed("client closed connection");
+                    }
+                    match self.client.try_read_more() {
+                        Ok(Some(0)) | Err(_) => return State::Closed("client closed connection"),
+                        Ok(_) => {}
+                    }
                 },
-                _ = self.info.info.kill.cancelled() => {
-                    self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator").await;
-                    return State::Closed("killed");
-                }
+                _ = self.info.info.wake.notified() => {}
                 _ = sleep_or_forever(idle_timeout) => {
                     self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
                     return State::Closed("client_idle_timeout");
                 }
-                _ = self.phase.changed() => {}
             }
+        }
+    }
+
+    /// Handles KILL and shutdown: Some(Closed) when the session must end
+    /// now (an error has been sent).
+    pub(super) async fn interrupted(&mut self) -> Option<State> {
+        if self.info.info.is_killed() {
+            self.client
+                .fatal(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "client killed by the administrator",
+                )
+                .await;
+            return Some(State::Closed("killed"));
+        }
+        match self.app.phase() {
+            Phase::Draining | Phase::Stopping => {
+                self.client
+                    .fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down")
+                    .await;
+                Some(State::Closed("shutdown"))
+            }
+            Phase::Running | Phase::NoAccept => None,
         }
     }
 
@@ -86,12 +108,18 @@ impl Session {
     /// Routes the request at the front of the client buffer and attaches a server.
     async fn attach(&mut self, tag: u8) -> State {
         // PAUSE: hold new work until RESUME (clients wait, none fail).
-        let mut paused = self.db.paused.subscribe();
-        while *paused.borrow_and_update() {
-            self.info.info.waiting();
-            tokio::select! {
-                r = paused.changed() => if r.is_err() { break },
-                _ = self.info.info.kill.cancelled() => return State::Closed("killed"),
+        if *self.db.paused.borrow() {
+            let mut paused = self.db.paused.subscribe();
+            while *paused.borrow_and_update() {
+                self.info.info.waiting();
+                tokio::select! {
+                    r = paused.changed() => if r.is_err() { break },
+                    _ = self.info.info.wake.notified() => {
+                        if let Some(closed) = self.interrupted().await {
+                            return closed;
+                        }
+                    }
+                }
             }
         }
         let topo = self.db.topology();
@@ -117,7 +145,11 @@ impl Session {
             loop {
                 tokio::select! {
                     r = &mut acquire => break r,
-                    _ = self.info.info.kill.cancelled() => return State::Closed("killed"),
+                    _ = self.info.info.wake.notified() => {
+                        if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
+                            return State::Closed("killed or shut down while waiting");
+                        }
+                    }
                     r = self.client.read_more() => {
                         if matches!(r, Ok(0) | Err(_)) {
                             return State::Closed("client closed while waiting");
@@ -175,6 +207,6 @@ impl Session {
             timeouts,
             self.db.stats.clone(),
         );
-        State::Active(Box::new(Attached { conn, pool, flow }))
+        State::Active(Attached { conn, pool, flow })
     }
 }

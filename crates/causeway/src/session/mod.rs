@@ -29,10 +29,9 @@ use causeway_config::{Config, PoolMode};
 use causeway_pool::{ParamSet, Pool, ServerConn};
 use causeway_protocol::sqlstate;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use crate::app::{App, Phase, UserPermit};
+use crate::app::{App, UserPermit};
 use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
@@ -42,10 +41,12 @@ use pump::Flow;
 pub use auth::Credentials;
 pub(crate) use client::Client;
 
-/// Named states of a logged-in session.
+/// Named states of a logged-in session. `Active` is held by value: moving
+/// it costs less than an allocation per transaction.
+#[allow(clippy::large_enum_variant)]
 enum State {
     Idle,
-    Active(Box<Attached>),
+    Active(Attached),
     Closed(&'static str),
 }
 
@@ -74,14 +75,13 @@ struct Session {
     /// Pool handles by server index, looked up once.
     pools: Vec<Option<Pool>>,
     timer: Pin<Box<Sleep>>,
-    phase: watch::Receiver<Phase>,
 }
 
 /// Serves one client connection from accept to close.
 pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     let cfg = app.config();
     let _ = stream.set_nodelay(true);
-    let mut client = Client::new(stream, peer, 16 * 1024);
+    let mut client = Client::new(stream, peer);
     let Some(_permit) = app.admit_client() else {
         if cfg.log_pooler_errors {
             tracing::warn!(client = %peer, "max_client_conn reached, refusing client");
@@ -127,7 +127,6 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     );
     Session {
         info: registered,
-        phase: app.watch_phase(),
         app,
         cfg,
         client,
