@@ -37,7 +37,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::Lsn;
+use crate::lsn::Lsn;
 
 /// Per-replica samples kept for averages ([`LagWindow`]).
 pub const DEFAULT_LAG_HISTORY: usize = 16;
@@ -122,7 +122,9 @@ impl PrimaryLsnHistory {
         // Forget old samples, but always keep the newest.
         while self.samples.len() > 1 {
             let (t, _) = self.samples[0];
-            let too_old = at.checked_duration_since(t).is_some_and(|d| d > self.horizon);
+            let too_old = at
+                .checked_duration_since(t)
+                .is_some_and(|d| d > self.horizon);
             if too_old || self.samples.len() > MAX_PRIMARY_SAMPLES {
                 self.samples.pop_front();
             } else {
@@ -296,7 +298,12 @@ impl LagTracker {
 
     /// Replica `index` had replayed up to `replay` at `at`. `None` until the
     /// primary has been seen once (no reference to measure against).
-    pub fn observe_replica(&mut self, index: usize, at: Instant, replay: Lsn) -> Option<ReplicaLag> {
+    pub fn observe_replica(
+        &mut self,
+        index: usize,
+        at: Instant,
+        replay: Lsn,
+    ) -> Option<ReplicaLag> {
         let primary_lsn = self.primary.latest()?;
         let bytes = primary_lsn.saturating_sub(replay);
         let time = self.primary.time_lag(replay, at);

@@ -137,7 +137,14 @@ mod tests {
         assert_eq!(Lsn(0x16_B374_D848).to_string(), "16/B374D848");
         assert_eq!(Lsn(0x3000060).to_string(), "0/3000060");
         assert_eq!(Lsn::ZERO.to_string(), "0/0");
-        for v in [0u64, 1, 0xFFFF_FFFF, 0x1_0000_0000, u64::MAX, 0xDEAD_BEEF_0000_0001] {
+        for v in [
+            0u64,
+            1,
+            0xFFFF_FFFF,
+            0x1_0000_0000,
+            u64::MAX,
+            0xDEAD_BEEF_0000_0001,
+        ] {
             assert_eq!(p(&Lsn(v).to_string()), Ok(Lsn(v)));
         }
     }
