@@ -57,7 +57,14 @@ impl Load {
         if let Some(e) = self.ewma_us.get(server) {
             let sample = took.as_micros().min(u128::from(u32::MAX)) as u64;
             let _ = e.fetch_update(Relaxed, Relaxed, |old| {
-                Some(if old == 0 { sample.max(1) } else { (old * 4 + sample) / 5 }.max(1))
+                Some(
+                    if old == 0 {
+                        sample.max(1)
+                    } else {
+                        (old * 4 + sample) / 5
+                    }
+                    .max(1),
+                )
             });
         }
     }
@@ -83,7 +90,12 @@ impl Load {
 pub type Candidate = (usize, u32);
 
 /// Picks one candidate; None when there are none.
-pub fn pick(strategy: Strategy, candidates: &[Candidate], load: &Load, random: u64) -> Option<usize> {
+pub fn pick(
+    strategy: Strategy,
+    candidates: &[Candidate],
+    load: &Load,
+    random: u64,
+) -> Option<usize> {
     if candidates.is_empty() {
         return None;
     }
@@ -108,9 +120,12 @@ pub fn pick(strategy: Strategy, candidates: &[Candidate], load: &Load, random: u
                 chosen
             }
         }
-        Strategy::LeastOutstanding => min_by_score(candidates, load.turn(), |i| u64::from(load.in_flight(i))),
+        Strategy::LeastOutstanding => {
+            min_by_score(candidates, load.turn(), |i| u64::from(load.in_flight(i)))
+        }
         Strategy::Latency => min_by_score(candidates, load.turn(), |i| {
-            load.ewma_us(i).saturating_mul(u64::from(load.in_flight(i)) + 1)
+            load.ewma_us(i)
+                .saturating_mul(u64::from(load.in_flight(i)) + 1)
         }),
     };
     Some(candidates[idx].0)
@@ -153,7 +168,9 @@ mod tests {
     fn round_robin_alternates() {
         let load = Load::new(3);
         let cands = [(1, 1), (2, 1)];
-        let picks: Vec<_> = (0..4).map(|_| pick(Strategy::RoundRobin, &cands, &load, 0).unwrap()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| pick(Strategy::RoundRobin, &cands, &load, 0).unwrap())
+            .collect();
         assert_eq!(picks, vec![1, 2, 1, 2]);
         assert_eq!(pick(Strategy::RoundRobin, &[], &load, 0), None);
     }
@@ -181,12 +198,18 @@ mod tests {
         load.start(1);
         load.start(2);
         for _ in 0..5 {
-            assert_eq!(pick(Strategy::LeastOutstanding, &[(1, 1), (2, 1)], &load, 0), Some(2));
+            assert_eq!(
+                pick(Strategy::LeastOutstanding, &[(1, 1), (2, 1)], &load, 0),
+                Some(2)
+            );
         }
         load.finish(1, Duration::from_millis(1));
         load.finish(1, Duration::from_millis(1));
         // Now 1 has none in flight, 2 has one.
-        assert_eq!(pick(Strategy::LeastOutstanding, &[(1, 1), (2, 1)], &load, 0), Some(1));
+        assert_eq!(
+            pick(Strategy::LeastOutstanding, &[(1, 1), (2, 1)], &load, 0),
+            Some(1)
+        );
     }
 
     #[test]
@@ -198,12 +221,18 @@ mod tests {
             load.start(2);
             load.finish(2, Duration::from_millis(1));
         }
-        assert_eq!(pick(Strategy::Latency, &[(1, 1), (2, 1)], &load, 0), Some(2));
+        assert_eq!(
+            pick(Strategy::Latency, &[(1, 1), (2, 1)], &load, 0),
+            Some(2)
+        );
         // Enough in flight on the fast one flips the choice.
         for _ in 0..20 {
             load.start(2);
         }
-        assert_eq!(pick(Strategy::Latency, &[(1, 1), (2, 1)], &load, 0), Some(1));
+        assert_eq!(
+            pick(Strategy::Latency, &[(1, 1), (2, 1)], &load, 0),
+            Some(1)
+        );
     }
 
     #[test]
