@@ -45,7 +45,8 @@ async fn scram_login_and_wrong_password() {
 
 /// auth_type md5 for a user whose server-side method is md5, with the
 /// userlist holding the plaintext password, then the `md5...` hash
-/// (as PgBouncer users copy it from pg_authid).
+/// (as PgBouncer users copy it from pg_authid). Transaction mode, so that
+/// this test is about md5 only (session mode has its own tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_login_with_plain_and_hashed_userlist() {
     let c = cluster().await;
@@ -54,7 +55,7 @@ async fn md5_login_with_plain_and_hashed_userlist() {
     for secret in ["md5_pw", hash.as_str()] {
         let cw = start_cw(
             &[("app_md5", secret)],
-            &("auth_type = \"md5\"\nauth_file = \"{userlist}\"\npool_mode = \"session\"\n"
+            &("auth_type = \"md5\"\nauth_file = \"{userlist}\"\npool_mode = \"transaction\"\n"
                 .to_string()
                 + &db_entry(c, "app", "")),
         )
@@ -180,7 +181,7 @@ async fn unknown_database_is_3d000() {
         .await
         .expect_err("unknown database accepted");
     assert_eq!(code(&err).as_deref(), Some("3D000"), "{err}");
-    assert!(err.to_string().contains("no_such_db"), "{err}");
+    assert!(msg(&err).contains("no_such_db"), "{err:?}");
     // The known database still works.
     let client = cw.app().await;
     assert_eq!(simple_one(&client, "SELECT 1").await.unwrap(), "1");

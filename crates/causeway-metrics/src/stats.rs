@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::histogram::AtomicHistogram;
+use crate::snapshot::DbRow;
+
 /// Totals since start. Times in microseconds, as PgBouncer reports them.
 #[derive(Debug, Default)]
 pub struct DbStats {
@@ -19,6 +22,12 @@ pub struct DbStats {
     pub client_parses: AtomicU64,
     pub server_parses: AtomicU64,
     pub binds: AtomicU64,
+    /// Client wait for a server (the time behind `wait_time_us`).
+    pub wait_hist: AtomicHistogram,
+    /// Query durations (the time behind `query_time_us`).
+    pub query_hist: AtomicHistogram,
+    /// Transaction durations (the time behind `xact_time_us`).
+    pub xact_hist: AtomicHistogram,
     /// Per-second averages over the last stats period.
     averages: Mutex<(StatsTotals, Averages)>,
 }
@@ -65,6 +74,44 @@ impl DbStats {
     #[inline]
     pub fn add_time(counter: &AtomicU64, d: Duration) {
         counter.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// One server assignment after waiting `wait`: bumps
+    /// `server_assignments`, `wait_time_us` and `wait_hist`. Allocation-free.
+    #[inline]
+    pub fn record_wait(&self, wait: Duration) {
+        self.server_assignments.fetch_add(1, Relaxed);
+        Self::add_time(&self.wait_time_us, wait);
+        self.wait_hist.observe(wait);
+    }
+
+    /// One finished query that took `d`: bumps `queries`, `query_time_us` and
+    /// `query_hist`. Allocation-free.
+    #[inline]
+    pub fn record_query(&self, d: Duration) {
+        self.queries.fetch_add(1, Relaxed);
+        Self::add_time(&self.query_time_us, d);
+        self.query_hist.observe(d);
+    }
+
+    /// One finished transaction that took `d`: bumps `xacts`, `xact_time_us`
+    /// and `xact_hist`. Allocation-free.
+    #[inline]
+    pub fn record_xact(&self, d: Duration) {
+        self.xacts.fetch_add(1, Relaxed);
+        Self::add_time(&self.xact_time_us, d);
+        self.xact_hist.observe(d);
+    }
+
+    /// The exporter's row for this database: totals and histogram snapshots.
+    pub fn row(&self, name: impl Into<String>) -> DbRow {
+        DbRow {
+            name: name.into(),
+            totals: self.totals(),
+            wait: self.wait_hist.snapshot(),
+            query: self.query_hist.snapshot(),
+            xact: self.xact_hist.snapshot(),
+        }
     }
 
     pub fn totals(&self) -> StatsTotals {
@@ -153,5 +200,34 @@ mod tests {
         s.roll(Duration::from_secs(10));
         assert_eq!(s.averages(), Averages::default());
         assert_eq!(s.totals().xacts, 100);
+    }
+
+    #[test]
+    fn record_helpers_feed_counters_and_histograms() {
+        let s = DbStats::default();
+        s.record_wait(Duration::from_millis(2));
+        s.record_query(Duration::from_micros(300));
+        s.record_query(Duration::from_millis(20));
+        s.record_xact(Duration::from_millis(21));
+        let t = s.totals();
+        assert_eq!(t.server_assignments, 1);
+        assert_eq!(t.wait_time_us, 2000);
+        assert_eq!(t.queries, 2);
+        assert_eq!(t.query_time_us, 20_300);
+        assert_eq!(t.xacts, 1);
+        let row = s.row("app");
+        assert_eq!(row.name, "app");
+        assert_eq!(row.totals, t);
+        assert_eq!(row.wait.count, 1);
+        assert_eq!(row.query.count, 2);
+        assert_eq!(row.xact.count, 1);
+        // 300 us lands in le=0.0005, 20 ms in le=0.025.
+        let le = |h: &crate::HistogramSnapshot, b: f64| {
+            h.buckets.iter().find(|(u, _)| *u == b).map(|(_, c)| *c)
+        };
+        assert_eq!(le(&row.query, 0.00025), Some(0));
+        assert_eq!(le(&row.query, 0.0005), Some(1));
+        assert_eq!(le(&row.query, 0.01), Some(1));
+        assert_eq!(le(&row.query, 0.025), Some(2));
     }
 }

@@ -33,7 +33,7 @@ pub fn write_sync(buf: &mut BytesMut) {
 }
 
 pub fn write_cancel_request(buf: &mut BytesMut, pid: i32, secret: &[u8]) {
-    buf.put_i32(12 + secret.len() as i32 - 4);
+    buf.put_i32(12 + secret.len() as i32);
     buf.put_i32(CANCEL_REQUEST_CODE);
     buf.put_i32(pid);
     buf.put_slice(secret);
@@ -87,6 +87,7 @@ mod tests {
         let mut b = BytesMut::new();
         write_cancel_request(&mut b, 9, &[1, 2, 3, 4]);
         assert_eq!(b.len(), 16);
+        assert_eq!(crate::startup::packet_len(&b).unwrap(), Some(16));
         assert_eq!(
             parse(&b).unwrap(),
             StartupPacket::Cancel {

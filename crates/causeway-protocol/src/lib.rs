@@ -19,6 +19,8 @@ pub const HEADER_LEN: usize = 5;
 pub enum ProtocolError {
     #[error("invalid message length {len} for message type '{tag}'")]
     BadLength { tag: char, len: i64 },
+    #[error("invalid startup packet length {0}")]
+    BadStartupLength(i64),
     #[error("message of {len} bytes exceeds max_packet_size {max}")]
     TooLarge { len: usize, max: usize },
     #[error("malformed {0} message")]

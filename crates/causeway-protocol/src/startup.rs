@@ -36,10 +36,7 @@ pub fn packet_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
         return Ok(None);
     };
     if len < 8 || len as usize > MAX_STARTUP_PACKET {
-        return Err(ProtocolError::BadLength {
-            tag: '\0',
-            len: len.into(),
-        });
+        return Err(ProtocolError::BadStartupLength(len.into()));
     }
     Ok(Some(len as usize))
 }

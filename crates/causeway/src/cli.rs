@@ -13,10 +13,10 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Cli {
     /// TOML configuration file; repeat to layer several (later wins).
-    #[arg(short, long = "config", value_name = "FILE")]
+    #[arg(short, long = "config", value_name = "FILE", global = true)]
     pub config: Vec<PathBuf>,
     /// Do not read /etc/causeway/causeway.toml.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_system_config: bool,
     #[arg(long, value_name = "ADDR")]
     pub listen_addr: Option<String>,
@@ -32,7 +32,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Any setting: --set key=value (value in TOML syntax, bare strings allowed).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
     pub set: Vec<String>,
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -110,7 +110,8 @@ pub async fn start_cw(users: &[(&str, &str)], toml: &str) -> Cw {
         .collect();
     let toml = toml.to_string();
     tokio::task::spawn_blocking(move || {
-        let b = CausewayBuilder::new()?;
+        // Plain log text, readable when a failing test prints it.
+        let b = CausewayBuilder::new()?.env("NO_COLOR", "1");
         let refs: Vec<(&str, &str)> = users
             .iter()
             .map(|(u, p)| (u.as_str(), p.as_str()))
@@ -159,6 +160,13 @@ pub async fn direct(c: &Cluster) -> Client {
 /// SQLSTATE of an error (None for I/O and other non-server errors).
 pub fn code(e: &tokio_postgres::Error) -> Option<String> {
     e.code().map(|c| c.code().to_string())
+}
+
+/// The server (or Causeway) error message, else the error's text.
+pub fn msg(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// Awaits `f` with a deadline; panics naming `what` on timeout.

@@ -199,7 +199,12 @@ impl Flow {
                 return Poll::Ready(End::ClientGone);
             }
 
-            let (c_before, s_before) = (self.c_ready, self.s_ready);
+            let before = (
+                self.c_ready,
+                self.s_ready,
+                self.terminate,
+                self.release_seen,
+            );
             if let Err(end) = self.scan_server(conn, params) {
                 return Poll::Ready(end);
             }
@@ -208,10 +213,13 @@ impl Flow {
             }
             // Newly checked bytes (or a Terminate/ReadyForQuery seen) need
             // another turn to be written out.
-            progress |= self.c_ready != c_before
-                || self.s_ready != s_before
-                || self.terminate
-                || self.release_seen;
+            progress |= before
+                != (
+                    self.c_ready,
+                    self.s_ready,
+                    self.terminate,
+                    self.release_seen,
+                );
 
             if !self.release_seen && self.s_ready < HIGH_WATER {
                 reserve(&mut conn.buf);
@@ -324,7 +332,9 @@ impl Flow {
                                     }
                                     self.flush_stats();
                                 }
-                                self.release_seen = status == b'I';
+                                // Session mode keeps its server: nothing to release.
+                                self.release_seen =
+                                    status == b'I' && self.mode != PoolMode::Session;
                                 self.deadline = match status {
                                     b'I' if self.mode == PoolMode::Session => {
                                         self.timeouts.client_idle

@@ -1,0 +1,190 @@
+//! The metrics HTTP endpoint: `/metrics`, `/health`, `/ready`.
+//!
+//! hyper 1.x through hyper-util's auto connection builder (HTTP/1.1 only:
+//! scrapers do not use h2c). Bounded on every side: at most
+//! [`MAX_CONNECTIONS`] connections at once (further ones wait in the listen
+//! backlog), request heads must arrive within [`HEADER_READ_TIMEOUT`] and fit
+//! the 16 KiB read buffer, request bodies are never read. Failures are logged
+//! with `tracing`; a panicking [`Source`] costs one 500, not the process.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::exporter::{Exporter, Format};
+use crate::snapshot::Snapshot;
+
+/// What the endpoint reads. Implemented by the binary.
+pub trait Source: Send + Sync + 'static {
+    /// A fresh copy of everything to expose; called once per scrape.
+    fn snapshot(&self) -> Snapshot;
+    /// Whether the pooler is ready for traffic (`/ready`).
+    fn ready(&self) -> bool;
+}
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send a complete request head (also the idle
+/// keep-alive limit: hyper starts this timer as it waits for the next head).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read buffer limit per connection (hyper's minimum is 8 KiB).
+const MAX_BUF_SIZE: usize = 16 * 1024;
+/// How long shutdown waits for responses in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in
+/// progress finish (up to 5 s) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    source: Arc<dyn Source>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let exporter = Arc::new(Exporter::new(source.clone()));
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF_SIZE)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics endpoint listening");
+    }
+
+    loop {
+        // Reap finished connection tasks so the set stays small.
+        while tasks.try_join_next().is_some() {}
+
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // never closed
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let exporter = exporter.clone();
+        let source = source.clone();
+        let service = service_fn(move |req| {
+            let resp = respond(&req, &exporter, source.as_ref());
+            async move { Ok::<_, Infallible>(resp) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tasks.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "metrics endpoint: connection error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("metrics endpoint: connections still open after shutdown grace; closing them");
+        }
+    }
+    tasks.shutdown().await;
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Routes one request. Never reads the request body.
+fn respond(
+    req: &Request<Incoming>,
+    exporter: &Exporter,
+    source: &dyn Source,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if !matches!(path, "/metrics" | "/health" | "/ready") {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    match path {
+        "/health" => text(StatusCode::OK, "ok\n"),
+        "/ready" => match catch_unwind(AssertUnwindSafe(|| source.ready())) {
+            Ok(true) => text(StatusCode::OK, "ready\n"),
+            Ok(false) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            Err(_) => {
+                tracing::error!("metrics endpoint: readiness check panicked");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "readiness check failed\n",
+                )
+            }
+        },
+        _ => {
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            match catch_unwind(AssertUnwindSafe(|| exporter.render(format))) {
+                Ok(Ok(body)) => {
+                    let mut resp = Response::new(Full::new(Bytes::from(body)));
+                    let headers = resp.headers_mut();
+                    headers.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static(format.content_type()),
+                    );
+                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    resp
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "metrics endpoint: encoding failed");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n")
+                }
+                Err(_) => {
+                    tracing::error!("metrics endpoint: snapshot or encoding panicked");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n")
+                }
+            }
+        }
+    }
+}
