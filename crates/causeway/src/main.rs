@@ -8,6 +8,7 @@ mod cli;
 mod clients;
 mod databases;
 mod listener;
+mod metrics;
 mod secrets;
 mod session;
 mod signals;
@@ -112,6 +113,25 @@ async fn serve(
         }
     });
     tokio::spawn(maintenance(app.clone()));
+    let metrics_addr = app.config().metrics_addr.clone();
+    if !metrics_addr.is_empty() {
+        let l = tokio::net::TcpListener::bind(&metrics_addr)
+            .await
+            .map_err(|e| format!("cannot listen for metrics on {metrics_addr}: {e}"))?;
+        tracing::info!(addr = %metrics_addr, "metrics at /metrics, /health, /ready");
+        let source = Arc::new(metrics::MetricsSource {
+            app: app.clone(),
+            started: std::time::Instant::now(),
+        });
+        let mut phase = app.watch_phase();
+        tokio::spawn(causeway_metrics::serve(l, source, async move {
+            while phase.changed().await.is_ok() {
+                if *phase.borrow() == Phase::Stopping {
+                    break;
+                }
+            }
+        }));
+    }
     listener::run(app.clone(), listener).await;
     // Not accepting any more: wait for clients as the phase says.
     loop {

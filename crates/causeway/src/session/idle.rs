@@ -160,9 +160,7 @@ impl Session {
         };
         let mut conn = match acquired {
             Ok(c) => {
-                let stats = &self.db.stats;
-                causeway_metrics::DbStats::add(&stats.server_assignments, 1);
-                causeway_metrics::DbStats::add_time(&stats.wait_time_us, wait_start.elapsed());
+                self.db.stats.record_wait(wait_start.elapsed());
                 c
             }
             Err(e) => {

@@ -87,9 +87,7 @@ struct Local {
     bytes_in: u64,
     bytes_out: u64,
     queries: u64,
-    xacts: u64,
     query_time: Duration,
-    xact_time: Duration,
     query_start: Option<Instant>,
     xact_start: Option<Instant>,
 }
@@ -121,9 +119,7 @@ impl Flow {
         DbStats::add(&s.bytes_received, std::mem::take(&mut l.bytes_in));
         DbStats::add(&s.bytes_sent, std::mem::take(&mut l.bytes_out));
         DbStats::add(&s.queries, std::mem::take(&mut l.queries));
-        DbStats::add(&s.xacts, std::mem::take(&mut l.xacts));
         DbStats::add_time(&s.query_time_us, std::mem::take(&mut l.query_time));
-        DbStats::add_time(&s.xact_time_us, std::mem::take(&mut l.xact_time));
     }
 
     /// The server owes nothing and no transaction is open.
@@ -324,11 +320,11 @@ impl Flow {
                                 let now = Instant::now();
                                 if let Some(t) = self.local.query_start.take() {
                                     self.local.query_time += now - t;
+                                    self.stats.query_hist.observe(now - t);
                                 }
                                 if status == b'I' {
                                     if let Some(t) = self.local.xact_start.take() {
-                                        self.local.xacts += 1;
-                                        self.local.xact_time += now - t;
+                                        self.stats.record_xact(now - t);
                                     }
                                     self.flush_stats();
                                 }

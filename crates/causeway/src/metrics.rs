@@ -1,0 +1,107 @@
+//! What `/metrics` shows: a snapshot of Causeway's counters, pools and
+//! servers, built at scrape time from the same data as the admin console.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use causeway_metrics::{PoolRow, Snapshot, Source};
+use causeway_pool::ServerState;
+use causeway_routing::Role;
+
+use crate::app::App;
+use crate::clients::ClientState;
+
+pub struct MetricsSource {
+    pub app: Arc<App>,
+    pub started: Instant,
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Primary => "primary",
+        Role::Replica => "replica",
+        Role::Unknown => "unknown",
+    }
+}
+
+impl Source for MetricsSource {
+    fn snapshot(&self) -> Snapshot {
+        let app = &self.app;
+        let cfg = app.config();
+        let mut snap = Snapshot {
+            clients_total: u64::from(app.client_count()),
+            max_client_conn: u64::from(cfg.max_client_conn),
+            up_seconds: self.started.elapsed().as_secs_f64(),
+            ..Snapshot::default()
+        };
+        // Clients per (database, user, state), counted once (in the row of
+        // the primary's pool).
+        let mut clients: HashMap<(String, String), [u64; 3]> = HashMap::new();
+        let mut maxwait: HashMap<(String, String), u64> = HashMap::new();
+        for c in app.clients.all() {
+            let k = (c.database.clone(), c.user.clone());
+            let e = clients.entry(k.clone()).or_default();
+            match c.state() {
+                ClientState::Active => e[0] += 1,
+                ClientState::Waiting => {
+                    e[1] += 1;
+                    let m = maxwait.entry(k).or_default();
+                    *m = (*m).max(c.waited_us());
+                }
+                _ => e[2] += 1,
+            }
+        }
+        for db in app.databases.all() {
+            snap.databases.push(db.stats.row(db.name.clone()));
+            let topo = db.topology();
+            let primary = topo.primary();
+            for pool in db.pools() {
+                let key = pool.key();
+                let server = &db.servers[key.server];
+                let role = topo
+                    .servers
+                    .get(key.server)
+                    .map_or(Role::Unknown, |s| s.role);
+                let mut sv = [0u64; 5];
+                for s in pool.servers() {
+                    sv[s.state() as usize] += 1;
+                }
+                let ck = (db.name.clone(), key.user.clone());
+                let cl = if Some(key.server) == primary {
+                    clients.get(&ck).copied().unwrap_or_default()
+                } else {
+                    [0; 3]
+                };
+                snap.pools.push(PoolRow {
+                    database: db.name.clone(),
+                    user: key.user.clone(),
+                    server: format!("{}:{}", server.host, server.port),
+                    role: role_name(role).to_string(),
+                    pool_size: u64::from(pool.settings().pool_size),
+                    cl_active: cl[0],
+                    cl_waiting: cl[1],
+                    cl_idle: cl[2],
+                    sv_active: sv[ServerState::Active as usize] + sv[ServerState::Used as usize],
+                    sv_idle: sv[ServerState::Idle as usize],
+                    sv_login: sv[ServerState::Login as usize],
+                    sv_tested: sv[ServerState::Tested as usize],
+                    maxwait_seconds: maxwait.get(&ck).copied().unwrap_or(0) as f64 / 1e6,
+                });
+            }
+        }
+        snap
+    }
+
+    /// Ready when accepting clients and every configured database has a primary.
+    fn ready(&self) -> bool {
+        let cfg = self.app.config();
+        self.app.phase() == crate::app::Phase::Running
+            && cfg.databases.keys().filter(|n| *n != "*").all(|n| {
+                self.app
+                    .databases
+                    .get(n, &cfg)
+                    .is_some_and(|d| d.topology().primary().is_some())
+            })
+    }
+}
