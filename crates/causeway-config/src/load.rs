@@ -67,9 +67,11 @@ impl Layers {
             f = f.merge(Toml::file(file).search(false));
         }
         if let Some(prefix) = &self.env_prefix {
-            let env = Env::prefixed(prefix)
-                .split("__")
-                .filter(|k| !ENV_NOT_SETTINGS.contains(&k.as_str()));
+            let env = Env::prefixed(prefix).split("__").filter(|k| {
+                !ENV_NOT_SETTINGS
+                    .iter()
+                    .any(|n| k.as_str().eq_ignore_ascii_case(n))
+            });
             f = f.merge(env);
         }
         for (key, value) in &self.overrides {
@@ -233,6 +235,18 @@ mod tests {
         let err = load(&layers(&[a.path()], None)).unwrap_err().to_string();
         assert!(err.contains("databases.app.min_pool_size"), "{err}");
         assert!(err.contains(&a.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn tooling_variables_are_not_settings() {
+        std::env::set_var("CWTEST_TOOL_BIN", "/usr/bin/causeway");
+        std::env::set_var("CWTEST_TOOL_LOG", "debug");
+        load(&layers(&[], Some("CWTEST_TOOL_"))).expect("CAUSEWAY_BIN/LOG ignored");
+        std::env::set_var("CWTEST_TOOL_BINN", "x");
+        assert!(
+            load(&layers(&[], Some("CWTEST_TOOL_"))).is_err(),
+            "others still refused"
+        );
     }
 
     #[test]
