@@ -686,25 +686,7 @@ impl PgBin {
             Command::new(exe)
         };
         // The caller's libpq environment must not redirect our commands.
-        for var in [
-            "PGHOST",
-            "PGHOSTADDR",
-            "PGPORT",
-            "PGUSER",
-            "PGDATABASE",
-            "PGPASSWORD",
-            "PGPASSFILE",
-            "PGSERVICE",
-            "PGSERVICEFILE",
-            "PGOPTIONS",
-            "PGDATA",
-            "PGSSLMODE",
-            "PGTARGETSESSIONATTRS",
-            "PGAPPNAME",
-            "PGCONNECT_TIMEOUT",
-        ] {
-            cmd.env_remove(var);
-        }
+        clear_libpq_env(&mut cmd);
         cmd.env("LC_ALL", "C");
         // `postgres` may not be allowed into the caller's cwd (e.g. /root).
         cmd.current_dir("/tmp");
@@ -870,6 +852,30 @@ fn is_live(pid: libc::pid_t) -> bool {
 /// Live processes whose cwd is `data`. Every PostgreSQL process chdirs into
 /// its data directory, so this finds a node's processes even after they
 /// were reparented (tests use it to check that nothing is left behind).
+/// Removes every libpq variable (PGHOST, PGPORT, PGPASSWORD, ...) from a
+/// command's environment so a developer's settings cannot redirect it.
+pub fn clear_libpq_env(cmd: &mut Command) {
+    for var in [
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGOPTIONS",
+        "PGDATA",
+        "PGSSLMODE",
+        "PGTARGETSESSIONATTRS",
+        "PGAPPNAME",
+        "PGCONNECT_TIMEOUT",
+    ] {
+        cmd.env_remove(var);
+    }
+}
+
 pub fn processes_in_dir(data: &Path) -> Vec<libc::pid_t> {
     let Ok(want) = data.canonicalize() else {
         return Vec::new();

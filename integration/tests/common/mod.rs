@@ -208,24 +208,7 @@ pub async fn run_cmd(mut cmd: Command, limit: Duration) -> Output {
 /// A libpq command (psql, pgbench) with a clean libpq environment.
 pub fn libpq_cmd(prog: &str) -> Command {
     let mut cmd = Command::new(prog);
-    for var in [
-        "PGHOST",
-        "PGHOSTADDR",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGPASSWORD",
-        "PGPASSFILE",
-        "PGSERVICE",
-        "PGSERVICEFILE",
-        "PGOPTIONS",
-        "PGSSLMODE",
-        "PGAPPNAME",
-        "PGCONNECT_TIMEOUT",
-        "PGTARGETSESSIONATTRS",
-    ] {
-        cmd.env_remove(var);
-    }
+    causeway_integration::cluster::clear_libpq_env(&mut cmd);
     cmd.env("LC_ALL", "C").env("PGCONNECT_TIMEOUT", "10");
     cmd
 }
