@@ -59,6 +59,45 @@ pub enum RoleHint {
     Replica,
 }
 
+/// How reads are spread over the routable replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalance {
+    #[default]
+    RoundRobin,
+    Random,
+    /// By each server's `weight`.
+    Weighted,
+    /// Fewest queries in flight.
+    LeastOutstanding,
+    /// Lowest EWMA response time x (in flight + 1).
+    Latency,
+}
+
+/// Whether the primary takes reads too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrimaryReads {
+    /// Reads never go to the primary (no routable replica: error).
+    Never,
+    /// Only when no replica is routable.
+    #[default]
+    WhenNoReplica,
+    /// The primary is one more candidate for every read.
+    Always,
+}
+
+/// What a read gets when no replica is routable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaUnavailable {
+    /// Run it on the primary.
+    #[default]
+    Primary,
+    /// Fail it with SQLSTATE 57P03 (the client may retry).
+    Error,
+}
+
 /// Top-level settings (PgBouncer's `[pgbouncer]` section) plus the
 /// `[databases.*]` and `[users.*]` tables.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +160,34 @@ pub struct Config {
     pub stats_period: f64,
     /// Prometheus endpoint (`host:port`); empty = disabled.
     pub metrics_addr: String,
+    /// Send provably read-only work to replicas (databases with replicas).
+    pub read_write_split: bool,
+    pub load_balance: LoadBalance,
+    pub primary_reads: PrimaryReads,
+    pub replica_unavailable: ReplicaUnavailable,
+    /// Keep a session's reads on the replica it last used while it stays routable.
+    pub sticky_reads: bool,
+    /// Times a read is retried on another server when a replica failed it
+    /// before any row reached the client.
+    pub read_retries: u32,
+    /// Seconds a replica may be behind before it stops taking reads.
+    pub max_replica_lag: f64,
+    /// Bytes of WAL a replica may be behind before it stops taking reads.
+    pub max_replica_lag_bytes: u64,
+    /// Seconds an excluded replica must stay within the limits to come back.
+    pub replica_hold_down: f64,
+    /// Seconds between two probes of a server by the lag monitor.
+    pub monitor_interval: f64,
+    /// Bound on each probe step; also the probe's statement_timeout.
+    pub monitor_timeout: f64,
+    /// Role the monitor logs in as (default: the database's `user`, else
+    /// `auth_user`, else `postgres`).
+    pub monitor_user: Option<String>,
+    pub monitor_password: Option<String>,
+    /// Functions that write (besides the built-in list): calls go to the primary.
+    pub writing_functions: Vec<String>,
+    /// Treat every function not known to be read-only as writing.
+    pub strict_functions: bool,
 
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
@@ -173,6 +240,21 @@ impl Default for Config {
             log_level: "info".into(),
             stats_period: 60.0,
             metrics_addr: "127.0.0.1:9930".into(),
+            read_write_split: true,
+            load_balance: LoadBalance::RoundRobin,
+            primary_reads: PrimaryReads::WhenNoReplica,
+            replica_unavailable: ReplicaUnavailable::Primary,
+            sticky_reads: false,
+            read_retries: 2,
+            max_replica_lag: 5.0,
+            max_replica_lag_bytes: 16 * 1024 * 1024,
+            replica_hold_down: 2.0,
+            monitor_interval: 0.25,
+            monitor_timeout: 1.0,
+            monitor_user: None,
+            monitor_password: None,
+            writing_functions: Vec::new(),
+            strict_functions: false,
             databases: BTreeMap::new(),
             users: BTreeMap::new(),
         }
@@ -191,6 +273,13 @@ pub struct ServerConfig {
     /// Relative share of reads (weighted balancing).
     #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+impl ServerConfig {
+    /// `host:port`, for logs and SHOW output.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 }
 
 fn default_pg_port() -> u16 {
@@ -228,6 +317,16 @@ pub struct DatabaseConfig {
     pub datestyle: Option<String>,
     pub timezone: Option<String>,
     pub application_name: Option<String>,
+    /// Overrides of the top-level routing settings for this database.
+    pub read_write_split: Option<bool>,
+    pub load_balance: Option<LoadBalance>,
+    pub primary_reads: Option<PrimaryReads>,
+    pub replica_unavailable: Option<ReplicaUnavailable>,
+    pub sticky_reads: Option<bool>,
+    pub max_replica_lag: Option<f64>,
+    pub max_replica_lag_bytes: Option<u64>,
+    pub monitor_user: Option<String>,
+    pub monitor_password: Option<String>,
 }
 
 impl DatabaseConfig {
@@ -295,6 +394,19 @@ impl Config {
             .unwrap_or(self.max_user_connections)
     }
 
+    /// The routing settings of one database (its overrides, else the
+    /// top-level values).
+    pub fn routing_for(&self, db: &DatabaseConfig) -> Routing {
+        Routing {
+            split: db.read_write_split.unwrap_or(self.read_write_split),
+            load_balance: db.load_balance.unwrap_or(self.load_balance),
+            primary_reads: db.primary_reads.unwrap_or(self.primary_reads),
+            replica_unavailable: db.replica_unavailable.unwrap_or(self.replica_unavailable),
+            sticky_reads: db.sticky_reads.unwrap_or(self.sticky_reads),
+            read_retries: self.read_retries,
+        }
+    }
+
     /// A copy fit for printing: every password replaced.
     pub fn masked(&self) -> Config {
         let mut c = self.clone();
@@ -302,7 +414,24 @@ impl Config {
             if db.password.is_some() {
                 db.password = Some("********".into());
             }
+            if db.monitor_password.is_some() {
+                db.monitor_password = Some("********".into());
+            }
+        }
+        if c.monitor_password.is_some() {
+            c.monitor_password = Some("********".into());
         }
         c
     }
+}
+
+/// A database's effective routing settings (see [`Config::routing_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routing {
+    pub split: bool,
+    pub load_balance: LoadBalance,
+    pub primary_reads: PrimaryReads,
+    pub replica_unavailable: ReplicaUnavailable,
+    pub sticky_reads: bool,
+    pub read_retries: u32,
 }

@@ -62,8 +62,18 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
         ("idle_transaction_timeout", c.idle_transaction_timeout),
         ("server_check_delay", c.server_check_delay),
         ("stats_period", c.stats_period),
+        ("max_replica_lag", c.max_replica_lag),
+        ("replica_hold_down", c.replica_hold_down),
     ] {
         non_negative(k, v)?;
+    }
+    for (k, v) in [
+        ("monitor_interval", c.monitor_interval),
+        ("monitor_timeout", c.monitor_timeout),
+    ] {
+        if !(v > 0.0 && v.is_finite() && v <= 3600.0) {
+            return bad(k, format!("must be a number of seconds > 0, got {v}"));
+        }
     }
     if !c.metrics_addr.is_empty() && c.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
         return bad(
@@ -117,6 +127,12 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
         }
         if let Some(v) = db.server_lifetime {
             non_negative(&key("server_lifetime"), v)?;
+        }
+        if let Some(v) = db.max_replica_lag {
+            non_negative(&key("max_replica_lag"), v)?;
+        }
+        if servers.len() > 64 {
+            return bad(key("servers"), "at most 64 servers per database");
         }
     }
     for (name, u) in &c.users {

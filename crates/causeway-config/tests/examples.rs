@@ -54,6 +54,15 @@ fn all_keys() -> Vec<String> {
         datestyle: Some(String::new()),
         timezone: Some(String::new()),
         application_name: Some(String::new()),
+        read_write_split: Some(true),
+        load_balance: Some(Default::default()),
+        primary_reads: Some(Default::default()),
+        replica_unavailable: Some(Default::default()),
+        sticky_reads: Some(false),
+        max_replica_lag: Some(1.0),
+        max_replica_lag_bytes: Some(1),
+        monitor_user: Some(String::new()),
+        monitor_password: Some(String::new()),
         servers: vec![],
     };
     k.extend(keys(&db));

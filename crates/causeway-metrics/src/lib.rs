@@ -11,11 +11,13 @@
 
 pub mod exporter;
 pub mod histogram;
+mod route;
 pub mod server;
 pub mod snapshot;
 mod stats;
 
 pub use exporter::{render, Exporter, Format, SnapshotCollector, SourceCollector};
+pub use route::{RouteReason, RouteStats};
 pub use histogram::{AtomicHistogram, HistogramSnapshot, DURATION_BUCKETS};
 pub use server::{serve, Source};
 pub use snapshot::{DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot};

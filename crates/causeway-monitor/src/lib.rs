@@ -105,6 +105,12 @@ impl Monitor {
         &self.cfg
     }
 
+    /// Asks every probe task to probe now, without waiting (a session saw a
+    /// server fail; the next snapshot shows whether it is down).
+    pub fn request_probe(&self) {
+        self.requests.send_modify(|e| *e += 1);
+    }
+
     /// Asks every probe task to probe now and waits until each server has
     /// finished a probe that started after this call (good or failed), then
     /// returns that snapshot. Bounded: after `2 * probe_timeout + interval`

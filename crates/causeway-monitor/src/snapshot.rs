@@ -162,16 +162,24 @@ impl Snapshot {
     /// The routing view: role `Unknown` for unreachable servers, `healthy` =
     /// `routable`, every weight 1.
     pub fn to_topology(&self) -> Topology {
+        self.to_weighted_topology(&[])
+    }
+
+    /// [`Snapshot::to_topology`] with each server's configured weight
+    /// (missing entries weigh 1).
+    pub fn to_weighted_topology(&self, weights: &[u32]) -> Topology {
         Topology {
             servers: self
                 .servers
                 .iter()
-                .map(|s| ServerState {
+                .enumerate()
+                .map(|(i, s)| ServerState {
                     role: if s.reachable { s.role } else { Role::Unknown },
                     healthy: s.routable,
-                    weight: 1,
+                    weight: weights.get(i).copied().unwrap_or(1),
                 })
                 .collect(),
+            split_brain: self.split_brain,
         }
     }
 }

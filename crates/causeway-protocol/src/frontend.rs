@@ -111,3 +111,101 @@ mod tests {
         assert!(!is_safe_guc_name("1abc"));
     }
 }
+
+/// The SQL text of a Query message body (without its terminating NUL).
+pub fn query_text(body: &[u8]) -> Option<&[u8]> {
+    let end = body.iter().position(|&b| b == 0)?;
+    Some(&body[..end])
+}
+
+/// A Parse message body: (statement name, SQL text).
+pub fn parse_statement(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = body.iter().position(|&b| b == 0)?;
+    let rest = &body[n + 1..];
+    let q = rest.iter().position(|&b| b == 0)?;
+    Some((&body[..n], &rest[..q]))
+}
+
+/// The statement name a Bind message body refers to: (portal, statement).
+pub fn bind_names(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = body.iter().position(|&b| b == 0)?;
+    let rest = &body[n + 1..];
+    let s = rest.iter().position(|&b| b == 0)?;
+    Some((&body[..n], &rest[..s]))
+}
+
+/// Complete messages at the front of a buffer: (tag, body, frame length).
+/// Stops at the first incomplete (or malformed) one.
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Frames<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Frames { buf, pos: 0 }
+    }
+
+    /// Bytes of the complete frames returned so far.
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = (u8, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.buf.get(self.pos..)?;
+        let &[tag, x, y, z, w] = b.get(..crate::HEADER_LEN)? else {
+            return None;
+        };
+        let len = i32::from_be_bytes([x, y, z, w]);
+        if len < 4 {
+            return None;
+        }
+        let frame = b.get(..len as usize + 1)?;
+        self.pos += frame.len();
+        Some((tag, &frame[crate::HEADER_LEN..]))
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn frames_stop_at_incomplete_and_bad_lengths() {
+        let mut buf = frame(b'P', b"s1\0select 1\0\0\0");
+        buf.extend(frame(b'S', b""));
+        buf.extend_from_slice(&frame(b'Q', b"select 2\0")[..6]);
+        let mut f = Frames::new(&buf);
+        let (tag, body) = f.next().unwrap();
+        assert_eq!(tag, b'P');
+        assert_eq!(
+            parse_statement(body),
+            Some((&b"s1"[..], &b"select 1"[..]))
+        );
+        assert_eq!(f.next().map(|x| x.0), Some(b'S'));
+        assert_eq!(f.next(), None);
+        assert_eq!(f.consumed(), buf.len() - 6);
+        let bad = [b'Q', 0, 0, 0, 2];
+        assert_eq!(Frames::new(&bad).next(), None);
+    }
+
+    #[test]
+    fn message_fields() {
+        assert_eq!(query_text(b"select 1\0"), Some(&b"select 1"[..]));
+        assert_eq!(query_text(b"no nul"), None);
+        assert_eq!(parse_statement(b"only-name\0"), None);
+        assert_eq!(bind_names(b"\0stmt\0\0\0"), Some((&b""[..], &b"stmt"[..])));
+        assert_eq!(bind_names(b""), None);
+    }
+}

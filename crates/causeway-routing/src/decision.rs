@@ -6,6 +6,28 @@ pub enum Reason {
     PrimaryOnly,
     /// The session is pinned (session pool mode, open transaction...).
     Pinned,
+    /// Not provably read-only: the primary.
+    Write,
+    /// A read forced to the primary by a hint or `causeway.route`.
+    Forced,
+    /// A read on a replica (or on the primary with `primary_reads = always`).
+    Read,
+    /// A read on the primary because no replica is routable.
+    NoReplica,
+}
+
+impl Reason {
+    /// The label used in metrics (`reason`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::PrimaryOnly => "primary_only",
+            Reason::Pinned => "pinned",
+            Reason::Write => "write",
+            Reason::Forced => "hint",
+            Reason::Read => "read",
+            Reason::NoReplica => "no_replica",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

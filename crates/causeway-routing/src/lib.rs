@@ -2,8 +2,8 @@
 //! its own state and a snapshot of the topology, and gets back a server
 //! index. No sockets, no locks, so every decision is unit-testable.
 //!
-//! This first policy sends everything to the primary; the read/write
-//! splitting policy plugs into the same [`Policy`] trait.
+//! [`PrimaryOnly`] is PgBouncer's behaviour; [`ReadWrite`] splits reads
+//! over replicas. Both implement [`Policy`].
 
 pub mod balance;
 pub mod classify;
@@ -12,6 +12,7 @@ pub mod health;
 pub mod lag;
 pub mod lsn;
 mod policy;
+mod split;
 mod topology;
 
 pub use classify::{
@@ -19,5 +20,6 @@ pub use classify::{
     RouteOverride, TxnControl,
 };
 pub use decision::{Decision, Reason};
-pub use policy::{Policy, PrimaryOnly, Request, SessionView};
+pub use policy::{Intent, Policy, PrimaryOnly, Request, SessionView};
+pub use split::{PrimaryReads, ReadWrite, SplitConfig};
 pub use topology::{Role, ServerState, Topology};

@@ -1,14 +1,52 @@
-//! The policy seam.
+//! The policy seam: what the session knows about a unit of work in, a
+//! server index out.
 
-use crate::{Decision, Reason, Topology};
+use crate::{Decision, Topology};
 
-/// What the client sent that starts the server assignment.
+/// What a unit of work may do, as the session classified it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Anything that is not provably read-only: the primary.
+    Write,
+    /// An autocommit read (simple query or extended-protocol unit).
+    Read,
+    /// `BEGIN READ ONLY` (or under `default_transaction_read_only`): the
+    /// whole transaction runs where it starts.
+    ReadOnlyTxn,
+}
+
+impl Intent {
+    pub fn is_read(self) -> bool {
+        self != Intent::Write
+    }
+}
+
+/// One unit of work to place.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    /// The message tag ('Q' simple query, 'P' Parse, ...).
-    pub tag: u8,
-    /// The SQL text when the message carries one.
-    pub sql: Option<&'a str>,
+pub struct Request {
+    pub intent: Intent,
+    /// A `/* causeway:primary */` hint or `SET causeway.route = primary`.
+    pub force_primary: bool,
+    /// A `/* causeway:replica */` hint or `SET causeway.route = replica`:
+    /// the primary is not a candidate even with `primary_reads = always`.
+    pub prefer_replica: bool,
+}
+
+impl Request {
+    pub fn write() -> Request {
+        Request {
+            intent: Intent::Write,
+            force_primary: false,
+            prefer_replica: false,
+        }
+    }
+
+    pub fn read() -> Request {
+        Request {
+            intent: Intent::Read,
+            ..Request::write()
+        }
+    }
 }
 
 /// Session facts a policy may use.
@@ -16,10 +54,20 @@ pub struct Request<'a> {
 pub struct SessionView {
     /// The server the session must stay on, if any.
     pub pinned: Option<usize>,
+    /// Servers that already failed this unit (bit i = server i).
+    pub exclude: u64,
+    /// The replica the session's last read used (`sticky_reads`).
+    pub sticky: Option<usize>,
+}
+
+impl SessionView {
+    pub fn excluded(&self, server: usize) -> bool {
+        server < 64 && self.exclude & (1 << server) != 0
+    }
 }
 
 pub trait Policy: Send + Sync {
-    fn route(&self, req: &Request<'_>, session: &SessionView, topo: &Topology) -> Decision;
+    fn route(&self, req: &Request, session: &SessionView, topo: &Topology) -> Decision;
 }
 
 /// Every request to the primary: PgBouncer's behaviour.
@@ -27,22 +75,19 @@ pub trait Policy: Send + Sync {
 pub struct PrimaryOnly;
 
 impl Policy for PrimaryOnly {
-    fn route(&self, _req: &Request<'_>, session: &SessionView, topo: &Topology) -> Decision {
+    fn route(&self, _req: &Request, session: &SessionView, topo: &Topology) -> Decision {
         if let Some(index) = session.pinned {
             return Decision::Server {
                 index,
-                reason: Reason::Pinned,
+                reason: crate::Reason::Pinned,
             };
         }
         match topo.primary() {
             Some(index) => Decision::Server {
                 index,
-                reason: Reason::PrimaryOnly,
+                reason: crate::Reason::PrimaryOnly,
             },
-            None => Decision::Refuse {
-                sqlstate: "08006",
-                message: "no primary server is available".into(),
-            },
+            None => crate::split::no_primary(topo),
         }
     }
 }
@@ -50,7 +95,7 @@ impl Policy for PrimaryOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Role, ServerState};
+    use crate::{Reason, Role, ServerState};
 
     fn topo(roles: &[Role]) -> Topology {
         Topology {
@@ -62,18 +107,15 @@ mod tests {
                     weight: 1,
                 })
                 .collect(),
+            split_brain: false,
         }
     }
 
     #[test]
     fn routes_to_the_primary_wherever_it_is() {
-        let req = Request {
-            tag: b'Q',
-            sql: Some("select 1"),
-        };
         let t = topo(&[Role::Replica, Role::Primary, Role::Replica]);
         assert_eq!(
-            PrimaryOnly.route(&req, &SessionView::default(), &t),
+            PrimaryOnly.route(&Request::read(), &SessionView::default(), &t),
             Decision::Server {
                 index: 1,
                 reason: Reason::PrimaryOnly
@@ -83,13 +125,9 @@ mod tests {
 
     #[test]
     fn refuses_without_exactly_one_primary() {
-        let req = Request {
-            tag: b'Q',
-            sql: None,
-        };
         for roles in [&[Role::Replica][..], &[Role::Primary, Role::Primary]] {
             assert!(matches!(
-                PrimaryOnly.route(&req, &SessionView::default(), &topo(roles)),
+                PrimaryOnly.route(&Request::write(), &SessionView::default(), &topo(roles)),
                 Decision::Refuse { .. }
             ));
         }
@@ -97,13 +135,12 @@ mod tests {
 
     #[test]
     fn pinned_session_stays() {
-        let req = Request {
-            tag: b'Q',
-            sql: None,
+        let s = SessionView {
+            pinned: Some(2),
+            ..SessionView::default()
         };
-        let s = SessionView { pinned: Some(2) };
         assert!(matches!(
-            PrimaryOnly.route(&req, &s, &topo(&[Role::Primary])),
+            PrimaryOnly.route(&Request::write(), &s, &topo(&[Role::Primary])),
             Decision::Server {
                 index: 2,
                 reason: Reason::Pinned

@@ -21,6 +21,8 @@ pub struct ServerState {
 pub struct Topology {
     /// Index = the server's position in the database's configured list.
     pub servers: Vec<ServerState>,
+    /// Two or more reachable servers claim to be primary: no writes.
+    pub split_brain: bool,
 }
 
 impl Topology {

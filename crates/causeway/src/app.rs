@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use causeway_config::{Config, Layers};
-use causeway_routing::{Policy, PrimaryOnly};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -33,8 +32,6 @@ pub struct App {
     pub databases: Databases,
     pub cancels: Arc<CancelRegistry>,
     pub clients: Arc<Clients>,
-    /// Where requests go (the routing crate's policy).
-    pub policy: Box<dyn Policy>,
     client_count: AtomicU32,
     /// Connected clients per user (max_user_client_connections).
     user_clients: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
@@ -50,7 +47,6 @@ impl App {
             databases: Databases::default(),
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(Clients::default()),
-            policy: Box::new(PrimaryOnly),
             client_count: AtomicU32::new(0),
             user_clients: Default::default(),
             phase: watch::channel(Phase::Running).0,

@@ -4,11 +4,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use causeway_config::{Config, DatabaseConfig, RoleHint, ServerConfig};
-use causeway_metrics::DbStats;
+use causeway_config::{
+    Config, DatabaseConfig, LoadBalance, PrimaryReads, ReplicaUnavailable, RoleHint, Routing,
+    ServerConfig,
+};
+use causeway_metrics::{DbStats, RouteStats};
+use causeway_monitor::{Monitor, MonitorConfig, ServerAddr, Snapshot};
 use causeway_pool::{Limit, Login, Pool, PoolKey, PoolSettings};
 use causeway_protocol::auth::Secret;
-use causeway_routing::{Role, ServerState, Topology};
+use causeway_routing::balance::{Load, Strategy};
+use causeway_routing::{Classifier, ReadWrite, Role, ServerState, SplitConfig, Topology};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::AtomicBool;
 use tokio::sync::watch;
@@ -27,23 +32,70 @@ pub struct Database {
     pub paused: watch::Sender<bool>,
     /// DISABLE: new client logins refused until ENABLE.
     pub disabled: AtomicBool,
-    topology: RwLock<Arc<Topology>>,
+    /// Where the router sent work, and why.
+    pub routes: RouteStats,
+    /// Live load per server (in flight, response time), for balancing.
+    pub load: Arc<Load>,
+    router: RwLock<Router>,
+    topology: Arc<RwLock<Arc<Topology>>>,
+    /// Lag monitor (databases with more than one server).
+    pub monitor: Option<Monitor>,
+    /// What the monitor was started with (a change rebuilds the database).
+    monitor_key: Option<(Vec<ServerAddr>, MonitorConfig)>,
     pools: RwLock<HashMap<(String, usize), Pool>>,
 }
 
+/// The routing settings in force, swapped on reload.
+pub struct Router {
+    pub policy: ReadWrite,
+    pub routing: Routing,
+    pub classifier: Arc<Classifier>,
+}
+
 impl Database {
-    fn new(name: &str, cfg: &DatabaseConfig, max_db: u32) -> Self {
+    fn new(name: &str, cfg: &DatabaseConfig, config: &Config, secrets: &Secrets) -> Self {
         let servers = cfg.server_list();
+        let load = Arc::new(Load::new(servers.len()));
+        let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
+        let monitor_key = (servers.len() > 1).then(|| monitor_setup(cfg, &servers, config, secrets));
+        let monitor = monitor_key
+            .as_ref()
+            .and_then(|(addrs, mcfg)| spawn_monitor(name, addrs, mcfg, &servers, &topology));
         Database {
             name: name.to_string(),
             cfg: cfg.clone(),
-            topology: RwLock::new(Arc::new(static_topology(&servers))),
+            router: RwLock::new(router_for(config, cfg, load.clone())),
+            load,
+            topology,
+            monitor,
+            monitor_key,
             servers,
-            limit: Arc::new(Limit::new(cfg.max_db_connections.unwrap_or(max_db))),
+            limit: Arc::new(Limit::new(
+                cfg.max_db_connections.unwrap_or(config.max_db_connections),
+            )),
             stats: Arc::new(DbStats::default()),
+            routes: RouteStats::default(),
             paused: watch::channel(false).0,
             disabled: AtomicBool::new(false),
             pools: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Reads the routing settings in force.
+    pub fn router(&self) -> parking_lot::RwLockReadGuard<'_, Router> {
+        self.router.read()
+    }
+
+    /// Whether units of work are classified and reads may go to replicas.
+    pub fn splits(&self) -> bool {
+        self.servers.len() > 1 && self.router.read().routing.split
+    }
+
+    /// A session saw `server` fail: probe now rather than at the next tick.
+    pub fn suspect(&self, server: usize) {
+        tracing::debug!(database = %self.name, server, "server failed under a client; probing now");
+        if let Some(m) = &self.monitor {
+            m.request_probe();
         }
     }
 
@@ -77,26 +129,147 @@ impl Database {
     }
 }
 
-/// Until the lag monitor discovers roles, the role hints decide: the server
-/// marked primary, else the first one.
+/// Until the lag monitor has probed every server, the role hints decide
+/// (the server marked primary, else the first one) and no replica takes
+/// reads: their lag is unknown.
 fn static_topology(servers: &[ServerConfig]) -> Topology {
     let has_hint = servers.iter().any(|s| s.role == RoleHint::Primary);
     Topology {
         servers: servers
             .iter()
             .enumerate()
-            .map(|(i, s)| ServerState {
-                role: match s.role {
+            .map(|(i, s)| {
+                let role = match s.role {
                     RoleHint::Primary => Role::Primary,
                     RoleHint::Replica => Role::Replica,
                     RoleHint::Auto if !has_hint && i == 0 => Role::Primary,
                     RoleHint::Auto => Role::Replica,
-                },
-                healthy: true,
-                weight: s.weight,
+                };
+                ServerState {
+                    role,
+                    healthy: role == Role::Primary || servers.len() == 1,
+                    weight: s.weight,
+                }
             })
             .collect(),
+        split_brain: false,
     }
+}
+
+fn router_for(config: &Config, db: &DatabaseConfig, load: Arc<Load>) -> Router {
+    let routing = config.routing_for(db);
+    let strategy = match routing.load_balance {
+        LoadBalance::RoundRobin => Strategy::RoundRobin,
+        LoadBalance::Random => Strategy::Random,
+        LoadBalance::Weighted => Strategy::Weighted,
+        LoadBalance::LeastOutstanding => Strategy::LeastOutstanding,
+        LoadBalance::Latency => Strategy::Latency,
+    };
+    let split = SplitConfig {
+        strategy,
+        primary_reads: match routing.primary_reads {
+            PrimaryReads::Never => causeway_routing::PrimaryReads::Never,
+            PrimaryReads::WhenNoReplica => causeway_routing::PrimaryReads::WhenNoReplica,
+            PrimaryReads::Always => causeway_routing::PrimaryReads::Always,
+        },
+        replica_unavailable_error: routing.replica_unavailable == ReplicaUnavailable::Error,
+    };
+    Router {
+        policy: ReadWrite::new(split, load),
+        routing,
+        classifier: Arc::new(
+            Classifier::new(&config.writing_functions).strict_functions(config.strict_functions),
+        ),
+    }
+}
+
+/// The monitor's settings and login for one database.
+fn monitor_setup(
+    cfg: &DatabaseConfig,
+    servers: &[ServerConfig],
+    config: &Config,
+    secrets: &Secrets,
+) -> (Vec<ServerAddr>, MonitorConfig) {
+    let user = cfg
+        .monitor_user
+        .clone()
+        .or_else(|| config.monitor_user.clone())
+        .or_else(|| cfg.user.clone())
+        .or_else(|| cfg.auth_user.clone())
+        .or_else(|| config.auth_user.clone())
+        .unwrap_or_else(|| "postgres".to_string());
+    let password = cfg
+        .monitor_password
+        .clone()
+        .or_else(|| config.monitor_password.clone())
+        .or_else(|| (cfg.user.as_deref() == Some(&user)).then(|| cfg.password.clone())?)
+        .or_else(|| match secrets.get(&user) {
+            Some(Secret::Plain(p)) => Some(p.clone()),
+            _ => None,
+        });
+    let dbname = cfg.dbname.clone().unwrap_or_else(|| "postgres".into());
+    let addrs = servers
+        .iter()
+        .map(|s| ServerAddr {
+            host: s.host.clone(),
+            port: s.port,
+            user: user.clone(),
+            password: password.clone(),
+            dbname: dbname.clone(),
+        })
+        .collect();
+    let secs = std::time::Duration::from_secs_f64;
+    let mcfg = MonitorConfig {
+        interval: secs(config.monitor_interval),
+        probe_timeout: secs(config.monitor_timeout),
+        max_replica_lag_bytes: cfg
+            .max_replica_lag_bytes
+            .unwrap_or(config.max_replica_lag_bytes),
+        max_replica_lag: secs(cfg.max_replica_lag.unwrap_or(config.max_replica_lag)),
+        hold_down: secs(config.replica_hold_down),
+        ..MonitorConfig::default()
+    };
+    (addrs, mcfg)
+}
+
+/// Starts the lag monitor and a task that turns each of its snapshots into
+/// the database's routing topology.
+fn spawn_monitor(
+    name: &str,
+    addrs: &[ServerAddr],
+    mcfg: &MonitorConfig,
+    servers: &[ServerConfig],
+    topology: &Arc<RwLock<Arc<Topology>>>,
+) -> Option<Monitor> {
+    tokio::runtime::Handle::try_current().ok()?;
+    tracing::info!(database = %name, user = %addrs[0].user, servers = addrs.len(), "starting lag monitor");
+    let monitor = Monitor::spawn(addrs.to_vec(), mcfg.clone());
+    let mut rx = monitor.subscribe();
+    let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+    let cell = Arc::clone(topology);
+    let name = name.to_string();
+    tokio::spawn(async move {
+        let mut seen_all = false;
+        let mut last: Option<(Option<usize>, bool)> = None;
+        while rx.changed().await.is_ok() {
+            let snap: Arc<Snapshot> = rx.borrow_and_update().clone();
+            seen_all = seen_all || snap.servers.iter().all(|s| s.last_probe.is_some());
+            if !seen_all {
+                continue;
+            }
+            let now = (snap.primary, snap.split_brain);
+            if last != Some(now) {
+                match (snap.primary, snap.split_brain) {
+                    (Some(p), _) => tracing::info!(database = %name, primary = %snap.servers[p].label, generation = snap.generation, "primary"),
+                    (None, true) => tracing::error!(database = %name, "split brain: more than one server claims to be primary; writes refused"),
+                    (None, false) => tracing::warn!(database = %name, "no reachable primary; writes refused until one is found"),
+                }
+                last = Some(now);
+            }
+            *cell.write() = Arc::new(snap.to_weighted_topology(&weights));
+        }
+    });
+    Some(monitor)
 }
 
 #[derive(Default)]
@@ -108,7 +281,7 @@ pub struct Databases {
 impl Databases {
     /// The database a client asked for, creating it from its entry (or the
     /// `*` fallback) on first use. None = unknown database.
-    pub fn get(&self, name: &str, config: &Config) -> Option<Arc<Database>> {
+    pub fn get(&self, name: &str, config: &Config, secrets: &Secrets) -> Option<Arc<Database>> {
         if let Some(db) = self.map.read().get(name) {
             return Some(db.clone());
         }
@@ -116,7 +289,7 @@ impl Databases {
         let mut map = self.map.write();
         let db = map
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Database::new(name, cfg, config.max_db_connections)));
+            .or_insert_with(|| Arc::new(Database::new(name, cfg, config, secrets)));
         Some(db.clone())
     }
 
@@ -175,12 +348,15 @@ impl Databases {
             if cfg.server_list() != db.servers
                 || cfg.dbname != db.cfg.dbname
                 || cfg.user != db.cfg.user
+                || (db.servers.len() > 1
+                    && Some(monitor_setup(cfg, &db.servers, config, secrets)) != db.monitor_key)
             {
                 db.pools().iter().for_each(Pool::close);
                 return false;
             }
             db.limit
                 .set_max(cfg.max_db_connections.unwrap_or(config.max_db_connections));
+            *db.router.write() = router_for(config, cfg, db.load.clone());
             for ((user, server), pool) in db.pools.read().iter() {
                 // Keep what the clients proved; the rest comes from the new config.
                 let old = pool.login();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use causeway_metrics::{PoolRow, Snapshot, Source};
+use causeway_metrics::{PoolRow, ServerRow, Snapshot, Source};
 use causeway_pool::ServerState;
 use causeway_routing::Role;
 
@@ -54,7 +54,25 @@ impl Source for MetricsSource {
         }
         for db in app.databases.all() {
             snap.databases.push(db.stats.row(db.name.clone()));
+            snap.routing.extend(db.routes.rows(&db.name));
             let topo = db.topology();
+            let mon = db.monitor.as_ref().map(|m| m.snapshot());
+            for (i, server) in db.servers.iter().enumerate() {
+                let st = mon.as_ref().and_then(|m| m.servers.get(i));
+                let role = topo.servers.get(i).map_or(Role::Unknown, |s| s.role);
+                snap.servers.push(ServerRow {
+                    database: db.name.clone(),
+                    server: server.host_port(),
+                    role: role_name(role).to_string(),
+                    up: st.map_or(true, |s| s.reachable),
+                    banned: st.is_some_and(|s| s.banned_until.is_some_and(|t| t > Instant::now())),
+                    in_flight: u64::from(db.load.in_flight(i)),
+                    replay_lsn: st.and_then(|s| s.replay_lsn).map(|l| l.0),
+                    lag_bytes: st.and_then(|s| s.byte_lag),
+                    lag_seconds: st.and_then(|s| s.time_lag).map(|d| d.as_secs_f64()),
+                    weight: server.weight,
+                });
+            }
             let primary = topo.primary();
             for pool in db.pools() {
                 let key = pool.key();
@@ -100,7 +118,7 @@ impl Source for MetricsSource {
             && cfg.databases.keys().filter(|n| *n != "*").all(|n| {
                 self.app
                     .databases
-                    .get(n, &cfg)
+                    .get(n, &cfg, &self.app.secrets())
                     .is_some_and(|d| d.topology().primary().is_some())
             })
     }

@@ -113,7 +113,7 @@ fn select(app: &App, name: Option<&str>) -> Result<Vec<Arc<Database>>, String> {
         None => Ok(app.databases.all()),
         Some(n) => app
             .databases
-            .get(n, &app.config())
+            .get(n, &app.config(), &app.secrets())
             .map(|d| vec![d])
             .ok_or_else(|| format!("no such database: {n}")),
     }

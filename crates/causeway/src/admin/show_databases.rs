@@ -50,7 +50,7 @@ pub fn databases(app: &App) -> Table {
         .collect();
     names.extend(app.databases.all().iter().map(|d| d.name.clone()));
     for name in names {
-        let Some(db) = app.databases.get(&name, &cfg) else {
+        let Some(db) = app.databases.get(&name, &cfg, &app.secrets()) else {
             continue;
         };
         let primary = db.topology().primary().unwrap_or(0);

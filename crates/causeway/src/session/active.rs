@@ -4,8 +4,8 @@
 use causeway_config::PoolMode;
 use causeway_protocol::sqlstate;
 
-use super::pump::End;
-use super::{Attached, Session, State};
+use super::pump::{End, RetryCause};
+use super::{Attached, Retry, Session, State};
 use crate::app::Phase;
 
 impl Session {
@@ -31,7 +31,23 @@ impl Session {
         };
         match end {
             End::Release => {
+                self.retry = Retry::default();
                 self.detach(att, true).await;
+                State::Idle
+            }
+            End::Retry { cause, reusable } => {
+                // The unit is still at the front of the client buffer and
+                // nothing of its reply reached the client: run it again.
+                let server = att.server;
+                tracing::info!(client = %self.client.peer, database = %self.db.name, server = %self.db.servers[server].host_port(), ?cause, "replica failed a read before replying; running it elsewhere");
+                if cause != RetryCause::ReadOnly {
+                    self.db.suspect(server);
+                }
+                self.sticky = None;
+                self.retry.exclude |= 1u64 << server.min(63);
+                self.retry.to_primary |= cause == RetryCause::ReadOnly;
+                self.retry.cause = Some(cause);
+                self.detach(att, reusable).await;
                 State::Idle
             }
             End::ClientGone => {
@@ -103,8 +119,14 @@ impl Session {
             mut conn,
             pool,
             mut flow,
+            server,
+            read,
+            started,
         } = att;
         flow.flush_stats();
+        if read {
+            self.db.load.finish(server, started.elapsed());
+        }
         if !reusable {
             return; // dropping closes it and frees its slot
         }

@@ -21,7 +21,7 @@ pub async fn lookup(
 ) -> Option<Secret> {
     let auth_user = db.cfg.auth_user.as_deref().or(cfg.auth_user.as_deref())?;
     let db = match &cfg.auth_dbname {
-        Some(name) => app.databases.get(name, cfg)?,
+        Some(name) => app.databases.get(name, cfg, &app.secrets())?,
         None => db.clone(),
     };
     let primary = db.topology().primary()?;

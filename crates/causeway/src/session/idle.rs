@@ -1,12 +1,14 @@
 //! The Idle state: no server attached. The next request is routed and a
 //! server connection acquired (FIFO wait, PAUSE, KILL and shutdown honoured).
 
-use causeway_pool::Pool;
+use bytes::Buf;
+use causeway_metrics::RouteReason;
+use causeway_pool::{Pool, ServerConn};
 use causeway_protocol::{backend, sqlstate, HEADER_LEN};
-use causeway_routing::{Decision, Request, SessionView};
+use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView};
 
-use super::pump::{Flow, Timeouts};
-use super::{params, secs, sleep_or_forever, Attached, Session, State};
+use super::pump::{Flow, RetryCause, Timeouts};
+use super::{params, secs, sleep_or_forever, Attached, Retry, Session, State};
 use crate::app::Phase;
 
 impl Session {
@@ -105,7 +107,7 @@ impl Session {
         p
     }
 
-    /// Routes the request at the front of the client buffer and attaches a server.
+    /// Routes the unit at the front of the client buffer and attaches a server.
     async fn attach(&mut self, tag: u8) -> State {
         // PAUSE: hold new work until RESUME (clients wait, none fail).
         if *self.db.paused.borrow() {
@@ -122,55 +124,71 @@ impl Session {
                 }
             }
         }
-        let topo = self.db.topology();
-        let server =
-            match self
-                .app
-                .policy
-                .route(&Request { tag, sql: None }, &SessionView::default(), &topo)
-            {
-                Decision::Server { index, .. } => index,
+        let (req, unit) = if self.split {
+            match self.plan(tag).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return State::Idle, // answered here
+                Err(closed) => return closed,
+            }
+        } else {
+            (Request::write(), 0)
+        };
+        let mut retry = std::mem::take(&mut self.retry);
+        let (conn, pool, server, replica) = loop {
+            let topo = self.db.topology();
+            let view = SessionView {
+                pinned: None,
+                exclude: retry.exclude,
+                sticky: self.sticky,
+            };
+            let req = Request {
+                force_primary: req.force_primary || retry.to_primary,
+                ..req
+            };
+            let decision = self.db.router().policy.route(&req, &view, &topo);
+            let (server, reason) = match decision {
+                Decision::Server { index, reason } => (index, reason),
                 Decision::Refuse { sqlstate, message } => {
-                    self.client.fatal(sqlstate, &message).await;
-                    return State::Closed("no server");
+                    self.db.routes.count(false, RouteReason::Refused);
+                    return self.refuse(unit, sqlstate, &message).await;
                 }
             };
-        let pool = self.pool(server);
-        self.info.info.waiting();
-        let wait_start = std::time::Instant::now();
-        // Keep reading while waiting so a client that gives up is noticed.
-        let acquired = {
-            let acquire = pool.acquire();
-            tokio::pin!(acquire);
-            loop {
-                tokio::select! {
-                    r = &mut acquire => break r,
-                    _ = self.info.info.wake.notified() => {
-                        if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
-                            return State::Closed("killed or shut down while waiting");
-                        }
+            let replica = topo.servers.get(server).map(|s| s.role) == Some(Role::Replica);
+            if self.split {
+                let why = match (retry.cause, reason) {
+                    (Some(RetryCause::ReadOnly), _) => RouteReason::RetryReadOnly,
+                    (Some(RetryCause::Conflict), _) => RouteReason::RetryConflict,
+                    (Some(RetryCause::Failure), _) => RouteReason::RetryFailure,
+                    (None, Reason::Forced) => RouteReason::Hint,
+                    (None, Reason::Read) => RouteReason::Read,
+                    (None, Reason::NoReplica) => RouteReason::NoReplica,
+                    (None, Reason::Pinned | Reason::PrimaryOnly) => RouteReason::Pinned,
+                    (None, Reason::Write) => RouteReason::Write,
+                };
+                self.db.routes.count(replica, why);
+            }
+            let pool = self.pool(server);
+            match self.acquire(&pool).await {
+                Ok(conn) => break (conn, pool, server, replica),
+                Err(Acquire::Closed(state)) => return state,
+                Err(Acquire::Failed(e)) => {
+                    // A replica that cannot give a connection: try elsewhere.
+                    if replica && req.intent.is_read() && retry.attempts < self.max_retries() {
+                        self.db.suspect(server);
+                        retry.attempts += 1;
+                        retry.exclude |= 1u64 << server.min(63);
+                        retry.cause = Some(RetryCause::Failure);
+                        continue;
                     }
-                    r = self.client.read_more() => {
-                        if matches!(r, Ok(0) | Err(_)) {
-                            return State::Closed("client closed while waiting");
-                        }
+                    if self.cfg.log_pooler_errors {
+                        tracing::warn!(client = %self.client.peer, database = %self.db.name, error = %e, "no server connection");
                     }
+                    self.client.fatal(e.sqlstate(), &e.to_string()).await;
+                    return State::Closed("no server connection");
                 }
             }
         };
-        let mut conn = match acquired {
-            Ok(c) => {
-                self.db.stats.record_wait(wait_start.elapsed());
-                c
-            }
-            Err(e) => {
-                if self.cfg.log_pooler_errors {
-                    tracing::warn!(client = %self.client.peer, database = %self.db.name, error = %e, "no server connection");
-                }
-                self.client.fatal(e.sqlstate(), &e.to_string()).await;
-                return State::Closed("no server connection");
-            }
-        };
+        let mut conn = conn;
         match params::sync(&mut self.params, &mut conn).await {
             Ok(news) => {
                 for (k, v) in news {
@@ -199,12 +217,99 @@ impl Session {
             idle_transaction: secs(self.cfg.idle_transaction_timeout),
             client_idle: secs(self.cfg.client_idle_timeout),
         };
-        let flow = Flow::new(
+        let mut flow = Flow::new(
             self.mode,
             self.cfg.max_packet_size as usize,
             timeouts,
             self.db.stats.clone(),
         );
-        State::Active(Attached { conn, pool, flow })
+        let read = self.split && req.intent.is_read();
+        if replica && read && unit > 0 {
+            // Only this unit goes to the replica; an autocommit read is held
+            // so that it can run elsewhere if the replica fails it.
+            let hold = req.intent == Intent::Read && retry.attempts < self.max_retries();
+            if hold {
+                retry.attempts += 1;
+                self.retry = Retry {
+                    cause: None,
+                    ..retry
+                };
+            }
+            flow.limit_to_unit(unit, hold);
+            if self.db.router().routing.sticky_reads {
+                self.sticky = Some(server);
+            }
+        }
+        if read {
+            self.db.load.start(server);
+        }
+        State::Active(Attached {
+            conn,
+            pool,
+            flow,
+            server,
+            read,
+            started: std::time::Instant::now(),
+        })
     }
+
+    fn max_retries(&self) -> u32 {
+        self.db.router().routing.read_retries
+    }
+
+    /// Waits for a server connection, noticing a client that gives up.
+    async fn acquire(&mut self, pool: &Pool) -> Result<ServerConn, Acquire> {
+        self.info.info.waiting();
+        let wait_start = std::time::Instant::now();
+        let acquire = pool.acquire();
+        tokio::pin!(acquire);
+        let r = loop {
+            tokio::select! {
+                r = &mut acquire => break r,
+                _ = self.info.info.wake.notified() => {
+                    if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
+                        return Err(Acquire::Closed(State::Closed("killed or shut down while waiting")));
+                    }
+                }
+                r = self.client.read_more() => {
+                    if matches!(r, Ok(0) | Err(_)) {
+                        return Err(Acquire::Closed(State::Closed("client closed while waiting")));
+                    }
+                }
+            }
+        };
+        match r {
+            Ok(c) => {
+                self.db.stats.record_wait(wait_start.elapsed());
+                Ok(c)
+            }
+            Err(e) => Err(Acquire::Failed(e)),
+        }
+    }
+
+    /// No server can take the unit: the client gets the error and, when
+    /// the whole unit is known, the session goes on (as after a failed
+    /// statement); else it is closed.
+    async fn refuse(&mut self, unit: usize, sqlstate: &str, message: &str) -> State {
+        if self.cfg.log_pooler_errors {
+            tracing::warn!(client = %self.client.peer, database = %self.db.name, sqlstate, message, "request refused");
+        }
+        if unit == 0 || unit > self.client.buf.len() {
+            self.client.fatal(sqlstate, message).await;
+            return State::Closed("no server");
+        }
+        self.client.buf.advance(unit);
+        backend::write_error(&mut self.client.out, false, sqlstate, message);
+        backend::write_ready_for_query(&mut self.client.out, b'I');
+        match self.client.flush().await {
+            Ok(()) => State::Idle,
+            Err(_) => State::Closed("client closed connection"),
+        }
+    }
+}
+
+enum Acquire {
+    /// The session must end (the client left, was killed, or shutdown).
+    Closed(State),
+    Failed(causeway_pool::PoolError),
 }

@@ -59,7 +59,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
             auth::Outcome::Failed => None,
         };
     }
-    let Some(db) = app.databases.get(&info.database, cfg) else {
+    let Some(db) = app.databases.get(&info.database, cfg, &app.secrets()) else {
         if cfg.log_pooler_errors {
             tracing::info!(client = %client.peer, database = %info.database, "unknown database");
         }

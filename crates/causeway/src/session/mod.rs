@@ -16,7 +16,9 @@ mod auth_query;
 mod client;
 mod idle;
 mod login;
+mod local;
 mod params;
+mod plan;
 mod pump;
 mod startup;
 
@@ -28,6 +30,7 @@ use std::time::Duration;
 use causeway_config::{Config, PoolMode};
 use causeway_pool::{ParamSet, Pool, ServerConn};
 use causeway_protocol::sqlstate;
+use causeway_routing::{Classifier, RouteOverride};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -55,6 +58,22 @@ struct Attached {
     conn: ServerConn,
     pool: Pool,
     flow: Flow,
+    /// Index of the server in the database's list.
+    server: usize,
+    /// Counted in the server's load (a routed read) since `started`.
+    read: bool,
+    started: std::time::Instant,
+}
+
+/// A unit of work being re-run after a replica failed it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Retry {
+    /// Servers that failed it (bit i = server i).
+    exclude: u64,
+    attempts: u32,
+    /// The replica refused it as a write: the primary runs it.
+    to_primary: bool,
+    cause: Option<pump::RetryCause>,
 }
 
 struct Session {
@@ -75,6 +94,15 @@ struct Session {
     /// Pool handles by server index, looked up once.
     pools: Vec<Option<Pool>>,
     timer: Pin<Box<Sleep>>,
+    /// Units are classified and reads may go to replicas (transaction or
+    /// statement mode on a database with replicas).
+    split: bool,
+    classifier: Arc<Classifier>,
+    /// `SET causeway.route`.
+    route: RouteOverride,
+    /// The replica of the last read (`sticky_reads`).
+    sticky: Option<usize>,
+    retry: Retry,
 }
 
 /// Serves one client connection from accept to close.
@@ -125,7 +153,14 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
         client.stream.local_addr().ok(),
         &app_name,
     );
+    let split = l.db.splits() && l.mode != PoolMode::Session;
+    let classifier = l.db.router().classifier.clone();
     Session {
+        split,
+        classifier,
+        route: RouteOverride::Auto,
+        sticky: None,
+        retry: Retry::default(),
         info: registered,
         app,
         cfg,

@@ -17,7 +17,7 @@ use causeway_config::PoolMode;
 use causeway_metrics::DbStats;
 use causeway_pool::{ParamSet, ServerConn};
 use causeway_protocol::scan::{body, Interest, Scanner, Step};
-use causeway_protocol::{backend, ProtocolError};
+use causeway_protocol::{backend, ProtocolError, HEADER_LEN};
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
@@ -26,6 +26,9 @@ use super::client::Client;
 
 /// Stop reading a side while this many of its bytes wait to be written.
 const HIGH_WATER: usize = 256 * 1024;
+/// A read on a replica is held (not forwarded) until its reply is complete
+/// or this large, so that it can be re-run elsewhere if the replica fails.
+const HOLD_LIMIT: usize = 64 * 1024;
 /// Keep at least this much room to read into.
 const READ_ROOM: usize = 8 * 1024;
 
@@ -46,6 +49,31 @@ pub enum End {
     Timeout(&'static str, &'static str),
     /// statement pool mode: the client opened a transaction block.
     StatementModeTxn,
+    /// A replica failed a held read before anything but its description
+    /// was produced; the unit is still at the front of the client buffer.
+    /// `reusable`: the server finished the unit cleanly (back to the pool).
+    Retry { cause: RetryCause, reusable: bool },
+}
+
+/// Why a held read is run again elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryCause {
+    /// 25006: the replica refused it as a write. Retried on the primary.
+    ReadOnly,
+    /// 40001 / 40P01: cancelled by a recovery conflict.
+    Conflict,
+    /// Shut down (57P01-57P03) or the connection was lost.
+    Failure,
+}
+
+/// The retry an ErrorResponse from a replica calls for, if any.
+fn retry_cause(code: &str) -> Option<RetryCause> {
+    match code {
+        "25006" => Some(RetryCause::ReadOnly),
+        "40001" | "40P01" => Some(RetryCause::Conflict),
+        "57P01" | "57P02" | "57P03" => Some(RetryCause::Failure),
+        _ => None,
+    }
 }
 
 /// Timeouts that apply while a server is attached (None = off).
@@ -75,6 +103,19 @@ pub struct Flow {
     /// next routing decision.
     release_seen: bool,
     terminate: bool,
+    /// Replica units: client bytes of the unit still to be scanned; at 0
+    /// nothing more is forwarded until the server answers (the next unit
+    /// is routed afresh). None = no limit.
+    unit_left: Option<usize>,
+    /// A read that may still be retried: its request bytes stay at the
+    /// front of the client buffer (`c_sent` of them written) and the
+    /// server's reply is held (`s_held` bytes) until the first row, command
+    /// completion or a non-retryable error commits it.
+    hold: bool,
+    c_sent: usize,
+    s_held: usize,
+    /// A retryable error was seen: the rest of the reply is dropped.
+    retry: Option<RetryCause>,
     deadline: Option<Instant>,
     stats: Arc<DbStats>,
     /// Counters gathered locally and flushed to `stats` once per
@@ -106,10 +147,23 @@ impl Flow {
             s_ready: 0,
             release_seen: false,
             terminate: false,
+            unit_left: None,
+            hold: false,
+            c_sent: 0,
+            s_held: 0,
+            retry: None,
             deadline: None,
             stats,
             local: Local::default(),
         }
+    }
+
+    /// Replica work: forward only the `unit` bytes at the front of the
+    /// client buffer; `hold` keeps them (and the reply) until committed, so
+    /// the unit can be re-run elsewhere.
+    pub fn limit_to_unit(&mut self, unit: usize, hold: bool) {
+        self.unit_left = Some(unit);
+        self.hold = hold;
     }
 
     /// Adds the local counters to the database's totals.
@@ -168,16 +222,18 @@ impl Flow {
                     Poll::Pending => {}
                 }
             }
-            if self.c_ready > 0 {
-                match Pin::new(&mut conn.stream).poll_write(cx, &client.buf[..self.c_ready]) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        return Poll::Ready(End::ServerGone {
-                            clean: self.s_scan.at_boundary(),
-                        })
-                    }
+            if self.c_ready > self.c_sent {
+                match Pin::new(&mut conn.stream)
+                    .poll_write(cx, &client.buf[self.c_sent..self.c_ready])
+                {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(self.server_gone()),
                     Poll::Ready(Ok(n)) => {
-                        client.buf.advance(n);
-                        self.c_ready -= n;
+                        if self.hold {
+                            self.c_sent += n;
+                        } else {
+                            client.buf.advance(n);
+                            self.c_ready -= n;
+                        }
                         self.local.bytes_in += n as u64;
                         progress = true;
                     }
@@ -204,6 +260,12 @@ impl Flow {
             if let Err(end) = self.scan_server(conn, params) {
                 return Poll::Ready(end);
             }
+            if !self.hold && self.c_sent > 0 {
+                // Committed: the held request bytes are done with.
+                client.buf.advance(self.c_sent);
+                self.c_ready -= self.c_sent;
+                self.c_sent = 0;
+            }
             if let Err(e) = self.scan_client(client) {
                 return Poll::Ready(End::ClientProtocol(e));
             }
@@ -220,11 +282,7 @@ impl Flow {
             if !self.release_seen && self.s_ready < HIGH_WATER {
                 reserve(&mut conn.buf);
                 match poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        return Poll::Ready(End::ServerGone {
-                            clean: self.s_scan.at_boundary(),
-                        })
-                    }
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(self.server_gone()),
                     Poll::Ready(Ok(_)) => progress = true,
                     Poll::Pending => {}
                 }
@@ -254,6 +312,21 @@ impl Flow {
         }
     }
 
+    /// The server socket failed: a held read is retried, else the client
+    /// is told (if at a message boundary).
+    fn server_gone(&self) -> End {
+        if self.hold {
+            End::Retry {
+                cause: self.retry.unwrap_or(RetryCause::Failure),
+                reusable: false,
+            }
+        } else {
+            End::ServerGone {
+                clean: self.s_scan.at_boundary(),
+            }
+        }
+    }
+
     fn timeout_end(&self) -> End {
         if self.expected > 0 {
             End::Timeout("57014", "query_timeout")
@@ -270,6 +343,10 @@ impl Flow {
                 // The next message starts new work: it is routed afresh.
                 return Ok(());
             }
+            if self.unit_left == Some(0) {
+                // Replica: the unit is out; what follows waits for its answer.
+                return Ok(());
+            }
             match self.c_scan.step(
                 &client.buf[self.c_ready..],
                 self.max_packet,
@@ -278,6 +355,9 @@ impl Flow {
                 Step::Pass(n) => {
                     self.c_ready += n;
                     self.release_seen = false;
+                    if let Some(left) = &mut self.unit_left {
+                        *left = left.saturating_sub(n);
+                    }
                 }
                 Step::Header { tag: b'X', .. } => self.terminate = true,
                 Step::Header { .. } => {
@@ -298,6 +378,15 @@ impl Flow {
     }
 
     fn scan_server(&mut self, conn: &mut ServerConn, params: &mut ParamSet) -> Result<(), End> {
+        if self.hold {
+            if self.retry.is_some() {
+                return self.scan_discard(conn);
+            }
+            self.scan_held(conn, params)?;
+            if self.hold {
+                return Ok(());
+            }
+        }
         while !self.release_seen {
             let step = self
                 .s_scan
@@ -331,6 +420,10 @@ impl Flow {
                                 // Session mode keeps its server: nothing to release.
                                 self.release_seen =
                                     status == b'I' && self.mode != PoolMode::Session;
+                                if status != b'I' {
+                                    // A read-only transaction goes on where it began.
+                                    self.unit_left = None;
+                                }
                                 self.deadline = match status {
                                     b'I' if self.mode == PoolMode::Session => {
                                         self.timeouts.client_idle
@@ -344,17 +437,7 @@ impl Flow {
                         b'S' => {
                             // Rare (SET of a reported parameter): copying is fine.
                             let b = body(frame).to_vec();
-                            if let Ok((k, v)) = backend::parse_parameter_status(&b) {
-                                // The client now believes this value; so
-                                // does the server: keep them in step.
-                                if params.contains(k) {
-                                    params.set(k, v, true);
-                                }
-                            }
-                            conn.note_parameter(&b).map_err(|_| {
-                                End::ServerProtocol(ProtocolError::Malformed("ParameterStatus"))
-                            })?;
-                            conn.synced_fp = params.fingerprint();
+                            note_parameter(&b, conn, params)?;
                         }
                         b'E' => {
                             if let Ok(f) = backend::parse_error_fields(body(frame)) {
@@ -372,6 +455,112 @@ impl Flow {
         }
         Ok(())
     }
+}
+
+impl Flow {
+    /// Hold mode: collects the reply without forwarding it, until it is
+    /// complete (ReadyForQuery), larger than [`HOLD_LIMIT`], or a
+    /// non-retryable error; then it is committed and flows to the client as
+    /// usual. A retryable error before that ends the unit for a re-run.
+    fn scan_held(&mut self, conn: &mut ServerConn, params: &mut ParamSet) -> Result<(), End> {
+        debug_assert_eq!(self.s_ready, 0);
+        loop {
+            let pos = self.s_held;
+            let Some(&[tag, a, b, c, d]) = conn.buf.get(pos..pos + HEADER_LEN) else {
+                return Ok(());
+            };
+            let len = i32::from_be_bytes([a, b, c, d]);
+            if len < 4 {
+                return Err(End::ServerProtocol(ProtocolError::BadLength {
+                    tag: tag as char,
+                    len: len.into(),
+                }));
+            }
+            let total = len as usize + 1;
+            if tag == b'Z' || pos + total > HOLD_LIMIT {
+                break;
+            }
+            let Some(frame) = conn.buf.get(pos..pos + total) else {
+                return Ok(());
+            };
+            match tag {
+                b'E' => {
+                    let (cause, fatal) = match backend::parse_error_fields(body(frame)) {
+                        Ok(f) => (
+                            retry_cause(f.code),
+                            f.severity == "FATAL" || f.severity == "PANIC",
+                        ),
+                        Err(_) => (None, false),
+                    };
+                    let Some(cause) = cause else { break };
+                    conn.broken |= fatal;
+                    conn.buf.advance(pos + total);
+                    self.s_held = 0;
+                    self.retry = Some(cause);
+                    return self.scan_discard(conn);
+                }
+                b'S' => {
+                    let b = body(frame).to_vec();
+                    note_parameter(&b, conn, params)?;
+                }
+                _ => {}
+            }
+            self.s_held += total;
+        }
+        // Committed: from here the reply flows to the client as usual.
+        self.hold = false;
+        self.s_ready = std::mem::take(&mut self.s_held);
+        Ok(())
+    }
+
+    /// After a retryable error: drop the rest of the reply up to the
+    /// ReadyForQuery that ends the unit.
+    fn scan_discard(&mut self, conn: &mut ServerConn) -> Result<(), End> {
+        let cause = self.retry.unwrap_or(RetryCause::Failure);
+        loop {
+            let step = self
+                .s_scan
+                .step(&conn.buf[..], usize::MAX >> 1, |t| {
+                    if t == b'Z' {
+                        Interest::Whole
+                    } else {
+                        Interest::Pass
+                    }
+                })
+                .map_err(End::ServerProtocol)?;
+            match step {
+                Step::Pass(n) => conn.buf.advance(n),
+                Step::Whole { frame, .. } => {
+                    let status =
+                        backend::parse_ready_status(body(frame)).map_err(End::ServerProtocol)?;
+                    let n = frame.len();
+                    conn.buf.advance(n);
+                    self.expected = self.expected.saturating_sub(1);
+                    if self.expected == 0 {
+                        return Err(End::Retry {
+                            cause,
+                            reusable: status == b'I' && !conn.broken && conn.buf.is_empty(),
+                        });
+                    }
+                }
+                Step::Header { .. } | Step::NeedMore => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A ParameterStatus from the server: the client now believes this value,
+/// and so does the server; keep them in step.
+fn note_parameter(b: &[u8], conn: &mut ServerConn, params: &mut ParamSet) -> Result<(), End> {
+    if let Ok((k, v)) = backend::parse_parameter_status(b) {
+        if params.contains(k) {
+            params.set(k, v, true);
+        }
+    }
+    conn.note_parameter(b)
+        .map_err(|_| End::ServerProtocol(ProtocolError::Malformed("ParameterStatus")))?;
+    conn.synced_fp = params.fingerprint();
+    Ok(())
 }
 
 fn client_interest(tag: u8) -> Interest {

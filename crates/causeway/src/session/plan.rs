@@ -1,0 +1,343 @@
+//! Planning a unit of work: what the request at the front of the client
+//! buffer may do, decided from its text before a server is chosen.
+//!
+//! A unit is one simple Query, or extended-protocol messages up to and
+//! including a Sync. Only a unit whose every statement the classifier
+//! proves read-only, and that is wholly in the buffer, may go to a replica;
+//! anything else (a Bind of a statement parsed in an earlier unit, a
+//! FunctionCall, a unit still arriving) goes to the primary.
+
+use bytes::Buf;
+use causeway_protocol::frontend::{bind_names, parse_statement, query_text, Frames};
+use causeway_routing::{
+    CausewayCommand, Class, Classifier, Hint, Intent, Isolation, Request, RouteOverride,
+    TxnControl,
+};
+
+use super::local::LocalCommand;
+use super::{Session, State};
+
+/// What to do with the unit at the front of the buffer.
+#[derive(Debug)]
+pub(super) enum Plan<'a> {
+    /// Route it. `unit`: its length in bytes when the whole unit is in the
+    /// buffer (else 0). On a replica the flow forwards exactly that much
+    /// before routing again; a refused unit is skipped with an error.
+    Route { req: Request, unit: usize },
+    /// A Causeway command, answered without a server (`len`: its frame).
+    Local {
+        cmd: CausewayCommand<'a>,
+        len: usize,
+    },
+}
+
+impl Session {
+    /// Plans the unit at the front of the buffer (its first message's
+    /// header is there). Ok(None): a Causeway command was answered here.
+    pub(super) async fn plan(&mut self, tag: u8) -> Result<Option<(Request, usize)>, State> {
+        let steer = Steer {
+            route: self.route,
+            default_read_only: self
+                .params
+                .get("default_transaction_read_only")
+                .is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1" || v == "true"),
+        };
+        match tag {
+            b'Q' => {
+                let len = frame_len(&self.client.buf);
+                self.fill(len).await?;
+                let classifier = self.classifier.clone();
+                match plan_query(&classifier, &self.client.buf[..len], steer) {
+                    Plan::Route { req, unit } => Ok(Some((req, unit))),
+                    Plan::Local { cmd, len } => {
+                        let cmd = LocalCommand::from(cmd);
+                        self.client.buf.advance(len);
+                        self.local(cmd).await?;
+                        Ok(None)
+                    }
+                }
+            }
+            b'P' => {
+                // The rest of the unit is usually in the same packet; one
+                // look at the socket without waiting, then decide.
+                if !Frames::new(&self.client.buf).any(|(t, _)| t == b'S') {
+                    let _ = self.client.try_read_more();
+                }
+                match plan_extended(&self.classifier, &self.client.buf, steer) {
+                    Plan::Route { req, unit } => Ok(Some((req, unit))),
+                    Plan::Local { .. } => Ok(Some((Request::write(), 0))),
+                }
+            }
+            _ => Ok(Some((Request::write(), 0))),
+        }
+    }
+
+    /// Reads until the buffer holds `len` bytes.
+    async fn fill(&mut self, len: usize) -> Result<(), State> {
+        while self.client.buf.len() < len {
+            tokio::select! {
+                r = self.client.read_more() => {
+                    if matches!(r, Ok(0) | Err(_)) {
+                        return Err(State::Closed("client closed connection"));
+                    }
+                }
+                _ = self.info.info.wake.notified() => {
+                    if let Some(closed) = self.interrupted().await {
+                        return Err(closed);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Length of the frame at the front of `buf` (its header is there and was
+/// checked against max_packet_size).
+fn frame_len(buf: &[u8]) -> usize {
+    i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize + 1
+}
+
+/// Session facts that steer the plan.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Steer {
+    pub route: RouteOverride,
+    /// `default_transaction_read_only` is on for the session.
+    pub default_read_only: bool,
+}
+
+/// Plans a simple Query (its whole frame is in `frame`).
+pub(super) fn plan_query<'a>(classifier: &Classifier, frame: &'a [u8], steer: Steer) -> Plan<'a> {
+    let text = query_text(&frame[causeway_protocol::HEADER_LEN..])
+        .and_then(|t| std::str::from_utf8(t).ok());
+    let Some(sql) = text else {
+        return route(Intent::Write, None, steer, 0);
+    };
+    let c = classifier.classify(sql);
+    let intent = match c.class {
+        Class::Causeway(cmd) => {
+            return Plan::Local {
+                cmd,
+                len: frame.len(),
+            }
+        }
+        Class::Read => Intent::Read,
+        Class::Transaction(t) if read_only_txn(t, steer.default_read_only) => Intent::ReadOnlyTxn,
+        _ => Intent::Write,
+    };
+    route(intent, c.hint, steer, frame.len())
+}
+
+/// Plans an extended-protocol unit starting with a Parse. `buf` is the
+/// client buffer (complete frames at its front).
+pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -> Plan<'static> {
+    let mut frames = Frames::new(buf);
+    let mut parsed: [&[u8]; 8] = [b""; 8];
+    let mut n_parsed = 0;
+    let mut first_hint = None;
+    let mut read = true;
+    let mut unit = None;
+    for (tag, body) in frames.by_ref() {
+        match tag {
+            b'P' => {
+                // A named statement outlives the unit: until statements are
+                // tracked per server, it is prepared where writes go.
+                let sql = parse_statement(body).and_then(|(name, q)| {
+                    if name.is_empty() && n_parsed < parsed.len() {
+                        parsed[n_parsed] = name;
+                        n_parsed += 1;
+                        std::str::from_utf8(q).ok()
+                    } else {
+                        None
+                    }
+                });
+                let Some(sql) = sql else {
+                    read = false;
+                    break;
+                };
+                let c = classifier.classify(sql);
+                if first_hint.is_none() {
+                    first_hint = Some(c.hint.map(own_hint));
+                }
+                if !c.class.is_read() {
+                    read = false;
+                    break;
+                }
+            }
+            // A Bind may only use a statement parsed in this unit: one
+            // parsed earlier may live on another server.
+            b'B' => {
+                let known = bind_names(body)
+                    .is_some_and(|(_, stmt)| parsed[..n_parsed].contains(&stmt));
+                if !known {
+                    read = false;
+                    break;
+                }
+            }
+            b'D' | b'E' | b'H' | b'C' => {}
+            b'S' => {
+                unit = Some(frames.consumed());
+                break;
+            }
+            _ => {
+                read = false;
+                break;
+            }
+        }
+    }
+    let hint = first_hint.flatten();
+    if unit.is_none() {
+        // Find the unit's end anyway, so a refusal can skip it.
+        for (tag, _) in frames.by_ref() {
+            if tag == b'S' {
+                unit = Some(frames.consumed());
+                break;
+            }
+        }
+    }
+    match unit {
+        Some(len) if read => route(Intent::Read, hint, steer, len),
+        Some(len) => route(Intent::Write, hint, steer, len),
+        None => route(Intent::Write, hint, steer, 0),
+    }
+}
+
+/// Hints only steer; tokens (the read-your-writes issue) are not routes.
+fn own_hint(h: Hint<'_>) -> Hint<'static> {
+    match h {
+        Hint::Primary => Hint::Primary,
+        Hint::Replica => Hint::Replica,
+        Hint::Token(_) => Hint::Token(""),
+    }
+}
+
+fn read_only_txn(t: TxnControl, default_read_only: bool) -> bool {
+    match t {
+        TxnControl::Begin {
+            read_only: None,
+            isolation,
+        } => default_read_only && isolation != Some(Isolation::Serializable),
+        t => t.replica_eligible(),
+    }
+}
+
+fn route(intent: Intent, hint: Option<Hint<'_>>, steer: Steer, unit: usize) -> Plan<'static> {
+    let (force_primary, prefer_replica) = match (hint, steer.route) {
+        (Some(Hint::Primary), _) => (true, false),
+        (Some(Hint::Replica), _) => (false, true),
+        (_, RouteOverride::Primary) => (true, false),
+        (_, RouteOverride::Replica) => (false, true),
+        _ => (false, false),
+    };
+    Plan::Route {
+        req: Request {
+            intent,
+            force_primary,
+            prefer_replica,
+        },
+        unit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn q(sql: &str) -> Vec<u8> {
+        frame(b'Q', format!("{sql}\0").as_bytes())
+    }
+
+    fn parse(name: &str, sql: &str) -> Vec<u8> {
+        frame(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
+    }
+
+    fn bind(stmt: &str) -> Vec<u8> {
+        frame(b'B', format!("\0{stmt}\0\0\0\0\0\0\0").as_bytes())
+    }
+
+    const AUTO: Steer = Steer {
+        route: RouteOverride::Auto,
+        default_read_only: false,
+    };
+
+    fn intent(p: &Plan<'_>) -> (Intent, usize, bool) {
+        match p {
+            Plan::Route { req, unit } => (req.intent, *unit, req.force_primary),
+            Plan::Local { .. } => panic!("local"),
+        }
+    }
+
+    #[test]
+    fn simple_queries() {
+        let c = Classifier::default();
+        let f = q("select 1");
+        assert_eq!(intent(&plan_query(&c, &f, AUTO)), (Intent::Read, f.len(), false));
+        let f = q("insert into t values (1)");
+        assert_eq!(intent(&plan_query(&c, &f, AUTO)).0, Intent::Write);
+        let f = q("BEGIN READ ONLY");
+        assert_eq!(intent(&plan_query(&c, &f, AUTO)).0, Intent::ReadOnlyTxn);
+        let f = q("BEGIN");
+        assert_eq!(intent(&plan_query(&c, &f, AUTO)).0, Intent::Write);
+        let ro = Steer {
+            default_read_only: true,
+            ..AUTO
+        };
+        assert_eq!(intent(&plan_query(&c, &f, ro)).0, Intent::ReadOnlyTxn);
+        let f = q("/* causeway:primary */ select 1");
+        assert_eq!(intent(&plan_query(&c, &f, AUTO)), (Intent::Read, f.len(), true));
+        let primary = Steer {
+            route: RouteOverride::Primary,
+            ..AUTO
+        };
+        assert!(intent(&plan_query(&c, &q("select 1"), primary)).2);
+        assert!(matches!(
+            plan_query(&c, &q("SET causeway.route = replica"), AUTO),
+            Plan::Local { .. }
+        ));
+        // Not UTF-8: unsure, so the primary.
+        let f = frame(b'Q', b"select '\xff'\0");
+        assert_eq!(intent(&plan_query(&c, &f, AUTO)).0, Intent::Write);
+    }
+
+    #[test]
+    fn extended_units() {
+        let c = Classifier::default();
+        let mut named = parse("s1", "select 1");
+        named.extend(bind("s1"));
+        named.extend(frame(b'S', b""));
+        assert_eq!(intent(&plan_extended(&c, &named, AUTO)).0, Intent::Write);
+        let mut buf = parse("", "select $1");
+        buf.extend(bind(""));
+        buf.extend(frame(b'E', b"\0\0\0\0\0"));
+        buf.extend(frame(b'S', b""));
+        let unit = buf.len();
+        buf.extend(q("insert into t values (1)"));
+        assert_eq!(
+            intent(&plan_extended(&c, &buf, AUTO)),
+            (Intent::Read, unit, false),
+            "the unit ends at its Sync"
+        );
+        // No Sync yet: unsure.
+        assert_eq!(
+            intent(&plan_extended(&c, &buf[..unit - 5], AUTO)).0,
+            Intent::Write
+        );
+        // Any write in the unit.
+        let mut w = parse("", "select 1");
+        w.extend(parse("", "delete from t"));
+        w.extend(frame(b'S', b""));
+        assert_eq!(intent(&plan_extended(&c, &w, AUTO)).0, Intent::Write);
+        // A Bind of a statement parsed in an earlier unit.
+        let mut b = parse("", "select 1");
+        b.extend(bind("older"));
+        b.extend(frame(b'S', b""));
+        assert_eq!(intent(&plan_extended(&c, &b, AUTO)).0, Intent::Write);
+    }
+}
