@@ -4,6 +4,8 @@
 
 pub mod causeway;
 pub mod cluster;
+pub mod writer;
 
 pub use causeway::{causeway_bin, free_port, userlist, CausewayBuilder, CausewayProcess};
 pub use cluster::{free_ports, shared_cluster, Cluster, ClusterOptions, Node};
+pub use writer::{http_get, Writer};

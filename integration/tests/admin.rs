@@ -3,9 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
+use std::io::Write;
+
+use causeway_integration::http_get;
 use common::*;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
@@ -270,29 +272,6 @@ async fn kill_client_closes_that_client_only() {
     );
     assert!(a.is_ok() != b.is_ok(), "one killed, one alive: {a:?} {b:?}");
     cw.stop().await;
-}
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

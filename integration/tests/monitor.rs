@@ -10,14 +10,12 @@
 //! Every wait polls the published snapshots with a deadline; nothing
 //! sleeps and then asserts exact times.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_integration::{shared_cluster, Cluster, ClusterOptions};
+use causeway_integration::{shared_cluster, Cluster, ClusterOptions, Writer};
 use causeway_monitor::{Monitor, MonitorConfig, Role, ServerAddr, Snapshot, Unroutable};
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::NoTls;
 
 /// Idle-primary observation window; `CAUSEWAY_MONITOR_IDLE_SECS` overrides.
 const IDLE_SECS: u64 = 30;
@@ -110,61 +108,6 @@ fn healthy_topology(s: &Snapshot) -> bool {
         && s.servers[1].role == Role::Replica
         && s.servers[2].role == Role::Replica
         && s.servers.iter().all(|x| x.routable)
-}
-
-/// Inserts a row on the primary every 50 ms until dropped.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    task: Option<tokio::task::JoinHandle<u64>>,
-}
-
-impl Writer {
-    async fn start(c: &Cluster) -> Writer {
-        let p = c.primary();
-        let (client, conn) = tokio_postgres::connect(&p.conn_str("postgres", None, "app"), NoTls)
-            .await
-            .expect("writer connect");
-        tokio::spawn(conn);
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS monitor_writes (id bigserial PRIMARY KEY, pad text)",
-            )
-            .await
-            .expect("create monitor_writes");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let task = tokio::spawn(async move {
-            let mut n = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
-            while !flag.load(Ordering::Relaxed) {
-                tick.tick().await;
-                client
-                    .execute(
-                        "INSERT INTO monitor_writes (pad) VALUES (repeat('x', 100))",
-                        &[],
-                    )
-                    .await
-                    .expect("writer insert");
-                n += 1;
-            }
-            n
-        });
-        Writer {
-            stop,
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.take().unwrap().await.expect("writer task")
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +215,7 @@ async fn paused_replay_excludes_replica_and_hold_down_delays_its_return() {
         healthy_topology,
     )
     .await;
-    let writer = Writer::start(c).await;
+    let writer = Writer::start(c, "monitor_writes").await;
 
     blocking(|| c.pause_replay(0)).unwrap();
     let paused_at = Instant::now();
@@ -342,7 +285,7 @@ async fn apply_delay_excludes_replica_by_time_lag_with_small_byte_lag() {
         healthy_topology,
     )
     .await;
-    let writer = Writer::start(c).await;
+    let writer = Writer::start(c, "monitor_writes").await;
 
     blocking(|| c.set_apply_delay(1, Duration::from_secs(2))).unwrap();
     let t = Instant::now();

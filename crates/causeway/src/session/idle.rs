@@ -154,6 +154,7 @@ impl Session {
                 }
             };
             let replica = topo.servers.get(server).map(|s| s.role) == Some(Role::Replica);
+            tracing::debug!(client = %self.client.peer, tag = %(tag as char), unit, intent = ?req.intent, server, ?reason, replica, "routed");
             if self.split {
                 let why = match (retry.cause, reason) {
                     (Some(RetryCause::ReadOnly), _) => RouteReason::RetryReadOnly,

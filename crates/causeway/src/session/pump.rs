@@ -92,6 +92,12 @@ pub struct Flow {
     timeouts: Timeouts,
     /// ReadyForQuery messages the server still owes.
     pub expected: u32,
+    /// Kind of each owed ReadyForQuery, oldest in bit 0: 1 = Query or
+    /// FunctionCall, 0 = Sync (the first 128).
+    kinds: u128,
+    /// The server is in COPY FROM STDIN (CopyInResponse seen, the client's
+    /// CopyDone/CopyFail not yet).
+    copy_in: bool,
     /// Last transaction status seen ('I', 'T', 'E').
     pub status: u8,
     c_scan: Scanner,
@@ -140,6 +146,8 @@ impl Flow {
             max_packet,
             timeouts,
             expected: 0,
+            kinds: 0,
+            copy_in: false,
             status: b'I',
             c_scan: Scanner::new(),
             c_ready: 0,
@@ -178,7 +186,26 @@ impl Flow {
 
     /// The server owes nothing and no transaction is open.
     pub fn server_idle(&self) -> bool {
-        self.expected == 0 && self.status == b'I' && self.c_ready == 0 && self.c_scan.at_boundary()
+        self.expected == 0
+            && self.status == b'I'
+            && !self.copy_in
+            && self.c_ready == 0
+            && self.c_scan.at_boundary()
+    }
+
+    /// CopyInResponse: the server is in COPY FROM STDIN and will ignore
+    /// every Sync until the client's CopyDone/CopyFail. Those already sent
+    /// after the Execute that started it are owed nothing.
+    fn copy_started(&mut self) {
+        self.copy_in = true;
+        if self.expected > 0 && self.kinds & 1 == 1 {
+            // Started by a simple Query: only that Query is answered.
+            self.expected = 1;
+            self.kinds = 1;
+        } else {
+            self.expected = 0;
+            self.kinds = 0;
+        }
     }
 
     /// Bytes from the server that are checked and not yet sent to the client.
@@ -360,7 +387,15 @@ impl Flow {
                     }
                 }
                 Step::Header { tag: b'X', .. } => self.terminate = true,
-                Step::Header { .. } => {
+                Step::Header {
+                    tag: b'c' | b'f', ..
+                } => {
+                    // CopyDone / CopyFail: the server reads Syncs again.
+                    self.copy_in = false;
+                }
+                // The server ignores Syncs during COPY FROM STDIN.
+                Step::Header { tag: b'S', .. } if self.copy_in => {}
+                Step::Header { tag, .. } => {
                     // Query, Sync or FunctionCall: the server owes a ReadyForQuery.
                     if self.expected == 0 {
                         let now = Instant::now();
@@ -369,6 +404,9 @@ impl Flow {
                         self.local.xact_start.get_or_insert(now);
                     }
                     self.local.queries += 1;
+                    if self.expected < 128 && tag != b'S' {
+                        self.kinds |= 1 << self.expected;
+                    }
                     self.expected += 1;
                 }
                 Step::Whole { .. } | Step::NeedMore => return Ok(()),
@@ -401,6 +439,7 @@ impl Flow {
                             let status = backend::parse_ready_status(body(frame))
                                 .map_err(End::ServerProtocol)?;
                             self.expected = self.expected.saturating_sub(1);
+                            self.kinds >>= 1;
                             self.status = status;
                             if self.expected == 0 {
                                 if status == b'T' && self.mode == PoolMode::Statement {
@@ -450,6 +489,7 @@ impl Flow {
                     }
                     self.s_ready += len;
                 }
+                Step::Header { tag: b'G', .. } => self.copy_started(),
                 Step::Header { .. } | Step::NeedMore => return Ok(()),
             }
         }
@@ -565,13 +605,14 @@ fn note_parameter(b: &[u8], conn: &mut ServerConn, params: &mut ParamSet) -> Res
 
 fn client_interest(tag: u8) -> Interest {
     match tag {
-        b'Q' | b'S' | b'F' | b'X' => Interest::Header,
+        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' => Interest::Header,
         _ => Interest::Pass,
     }
 }
 
 fn server_interest(tag: u8) -> Interest {
     match tag {
+        b'G' => Interest::Header,
         b'Z' | b'S' | b'E' => Interest::Whole,
         _ => Interest::Pass,
     }
