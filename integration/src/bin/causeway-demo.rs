@@ -105,6 +105,11 @@ pool_size = 20
     println!("  Metrics:        http://127.0.0.1:{metrics_port}/metrics");
     println!("  Other users:    app_md5/md5_pw, app_plain/plain_pw");
     println!();
+    println!("  Reads go to a replica, writes to the primary; see where each ran:");
+    println!(
+        "    psql \"postgres://app:app_pw@127.0.0.1:{port}/app\" -c 'select pg_is_in_recovery(), inet_server_port()'"
+    );
+    println!();
     println!("  Servers:");
     for node in cluster.nodes() {
         println!(
