@@ -551,3 +551,49 @@ async fn sigterm_under_pgbench_lets_clients_finish_then_exits_0() {
     assert!(st.success(), "exit status {st}");
     cw.stop().await;
 }
+
+/// SIGHUP adding a replica to a database while pgbench runs on it: no
+/// transaction fails, and SHOW DATABASES lists the new server.
+///
+/// Ignored until fixed: a reload that changes a database's servers rebuilds
+/// the database (databases.rs) and closes its pools, and every session
+/// still holding the old pools ends with "pool is closed" (all 8 pgbench
+/// clients abort). Run with `--ignored` to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reload with changed servers closes the pools of connected clients (issue 5)"]
+async fn sighup_adding_a_replica_under_pgbench() {
+    const DB: &str = "obs_rep";
+    let c = cluster().await;
+    fresh_db(DB).await;
+    let cw = start_cw(
+        USERS,
+        &(top("default_pool_size = 4\nmax_client_conn = 100") + &db_toml(c, DB, "")),
+    )
+    .await;
+    pgbench_init(&cw, DB).await;
+    let adm = admin(&cw, "admin", "admin_pw").await;
+    let start = xacts(&adm, DB).await;
+    let bench = pgbench_run(&cw, DB, 8, 10);
+    let at = wait_for_progress(&adm, DB, start, 50, "before reload").await;
+    let original = std::fs::read_to_string(cw.config_path()).unwrap();
+    let replica = c.replica(0);
+    cw.rewrite_config(&format!(
+        "{original}\n[[databases.{DB}.servers]]\nhost = \"{}\"\nport = {}\nrole = \"replica\"\n",
+        replica.host(),
+        replica.port()
+    ))
+    .unwrap();
+    cw.signal(libc::SIGHUP).unwrap();
+    let cwp = &*cw;
+    eventually(STEP, "reload applied", || async move {
+        cwp.log_contents().contains("configuration reloaded (SIGHUP)")
+    })
+    .await;
+    let hosts = cell(&adm, "SHOW DATABASES", "name", DB, "host")
+        .await
+        .unwrap_or_default();
+    assert_eq!(hosts.split(',').count(), 2, "servers after reload: {hosts}");
+    wait_for_progress(&adm, DB, at, 100, "after adding a replica").await;
+    pgbench_ok(bench, "SIGHUP adding a replica").await;
+    cw.stop().await;
+}
