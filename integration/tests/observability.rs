@@ -586,7 +586,8 @@ async fn sighup_adding_a_replica_under_pgbench() {
     cw.signal(libc::SIGHUP).unwrap();
     let cwp = &*cw;
     eventually(STEP, "reload applied", || async move {
-        cwp.log_contents().contains("configuration reloaded (SIGHUP)")
+        cwp.log_contents()
+            .contains("configuration reloaded (SIGHUP)")
     })
     .await;
     let hosts = cell(&adm, "SHOW DATABASES", "name", DB, "host")
@@ -595,5 +596,286 @@ async fn sighup_adding_a_replica_under_pgbench() {
     assert_eq!(hosts.split(',').count(), 2, "servers after reload: {hosts}");
     wait_for_progress(&adm, DB, at, 100, "after adding a replica").await;
     pgbench_ok(bench, "SIGHUP adding a replica").await;
+    cw.stop().await;
+}
+
+/// Debian's `prometheus-pgbouncer-exporter`, if installed (.ci/run installs
+/// it). None: the binary is missing and the caller skips loudly.
+fn exporter_bin() -> Option<PathBuf> {
+    let p = Path::new("/usr/bin/prometheus-pgbouncer-exporter");
+    if p.is_file() {
+        return Some(p.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("prometheus-pgbouncer-exporter"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A child process killed (and reaped) when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `path` on 127.0.0.1:`port`: (status, body). Status 0 when nothing
+/// answers.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    if s.read_to_string(&mut out).is_err() {
+        return (0, String::new());
+    }
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Value of the sample `name{labels}` (labels exactly as printed) in a
+/// Prometheus text exposition.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Debian's prometheus-pgbouncer-exporter (1.7) runs against the admin
+/// console as a stats user, starts, and exports its pgbouncer_* series for
+/// our database with values that match the pool state (3 clients in a
+/// transaction, 1 waiting, pool of 3), then follows it when the clients
+/// finish. Skipped, loudly, only when the exporter is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debian_pgbouncer_exporter_scrapes_the_console() {
+    const DB: &str = "obs_exp";
+    let Some(bin) = exporter_bin() else {
+        eprintln!(
+            "\n\n!!!!! SKIPPED debian_pgbouncer_exporter_scrapes_the_console: \
+             prometheus-pgbouncer-exporter is not installed \
+             (apt-get install --no-install-recommends prometheus-pgbouncer-exporter; \
+             .ci/run does) !!!!!\n"
+        );
+        return;
+    };
+    let c = cluster().await;
+    fresh_db(DB).await;
+    let cw = start_cw(
+        USERS,
+        &(top("default_pool_size = 3\nreserve_pool_size = 1\nreserve_pool_timeout = 60")
+            + &db_toml(c, DB, "")),
+    )
+    .await;
+    // Traffic: 3 clients inside a transaction hold the 3 servers, a 4th
+    // waits (the reserve pool only opens after 60 s).
+    let mut holders = Vec::new();
+    for i in 0..3 {
+        let h = cw.connect("app", Some("app_pw"), DB).await.unwrap();
+        // Counted when its transaction ends (stats flush per transaction).
+        simple_one(&h, &format!("SELECT {i}")).await.unwrap();
+        h.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        holders.push(h);
+    }
+    let waiter = cw.connect("app", Some("app_pw"), DB).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let r = simple_one(&waiter, "SELECT 'served'").await;
+        (waiter, r)
+    });
+    let adm = admin(&cw, "watcher", "watch_pw").await;
+    let a = &adm;
+    eventually(STEP, "one client waiting", || async move {
+        num(a, "SHOW POOLS", "database", DB, "cl_waiting").await == 1
+    })
+    .await;
+    let queries = num(&adm, "SHOW STATS", "database", DB, "total_query_count").await;
+
+    let port = causeway_integration::free_port().unwrap();
+    let log = cw.dir().join("exporter.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("PGPASSWORD", "watch_pw")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args([
+            "--pgbouncer-host",
+            "127.0.0.1",
+            "--pgbouncer-port",
+            &cw.port().to_string(),
+            "--pgbouncer-user",
+            "watcher",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file);
+    let mut exporter = Reaped(cmd.spawn().expect("start prometheus-pgbouncer-exporter"));
+    let exporter_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Scrape until it answers (it queries the console once at start-up).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Ok(Some(st)) = exporter.0.try_wait() {
+            panic!("exporter exited ({st}):\n{}", exporter_log());
+        }
+        let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
+            .await
+            .unwrap();
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exporter not serving after 30 s (last status {status}):\n{}",
+            exporter_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let labels = format!("{{database=\"{DB}\",user=\"app\"}}");
+    let get = |body: &str, series: &str| {
+        sample(body, series).unwrap_or_else(|| {
+            panic!(
+                "no {series} in the exporter's output:\n{body}\nexporter log:\n{}",
+                exporter_log()
+            )
+        })
+    };
+    eprintln!(
+        "exporter series: {:?}",
+        body.lines()
+            .filter(|l| l.starts_with("pgbouncer_"))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect::<BTreeSet<_>>()
+    );
+    assert_eq!(
+        get(&body, &format!("pgbouncer_active_clients{labels}")),
+        3.0
+    );
+    assert_eq!(
+        get(&body, &format!("pgbouncer_waiting_clients{labels}")),
+        1.0
+    );
+    assert_eq!(
+        get(&body, &format!("pgbouncer_pool_size{{database=\"{DB}\"}}")),
+        3.0
+    );
+    assert_eq!(
+        get(
+            &body,
+            &format!("pgbouncer_reserve_pool{{database=\"{DB}\"}}")
+        ),
+        1.0
+    );
+    let requests = get(
+        &body,
+        &format!("pgbouncer_requests_total{{database=\"{DB}\"}}"),
+    );
+    assert!(
+        requests >= queries as f64 && queries >= 3,
+        "requests_total {requests}, console said {queries}"
+    );
+    assert!(
+        get(
+            &body,
+            &format!("pgbouncer_query_microseconds_total{{database=\"{DB}\"}}")
+        ) > 0.0
+    );
+    assert!(
+        get(
+            &body,
+            &format!("pgbouncer_received_bytes_total{{database=\"{DB}\"}}")
+        ) > 0.0
+    );
+    assert_eq!(get(&body, "pgbouncer_used_servers"), 3.0);
+    assert!(get(&body, "pgbouncer_databases") >= 1.0);
+    assert!(get(&body, "pgbouncer_pools") >= 1.0);
+
+    // The clients finish: the next scrape follows.
+    for h in &holders {
+        h.batch_execute("COMMIT").await.unwrap();
+    }
+    let (waiter, served) = within(STEP, "waiting client served", waiting)
+        .await
+        .unwrap();
+    assert_eq!(served.unwrap(), "served");
+    eventually(STEP, "no active client", || async move {
+        num(a, "SHOW POOLS", "database", DB, "cl_active").await == 0
+    })
+    .await;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get(&body, &format!("pgbouncer_active_clients{labels}")),
+        0.0
+    );
+    assert_eq!(
+        get(&body, &format!("pgbouncer_waiting_clients{labels}")),
+        0.0
+    );
+    assert_eq!(get(&body, "pgbouncer_used_servers"), 0.0);
+    assert_eq!(get(&body, "pgbouncer_free_servers"), 3.0);
+    assert!(
+        get(
+            &body,
+            &format!("pgbouncer_requests_total{{database=\"{DB}\"}}")
+        ) > requests,
+        "requests_total did not grow"
+    );
+    assert!(exporter.0.try_wait().unwrap().is_none(), "exporter died");
+
+    // The exporter's own driver (psycopg2) gets numbers, as from PgBouncer:
+    // int4 for counts, numeric for the stats counters.
+    let mut py = libpq_cmd("/usr/bin/python3");
+    py.env("PGPASSWORD", "watch_pw").args([
+        "-c",
+        "import sys, psycopg2\n\
+         c = psycopg2.connect(host='127.0.0.1', port=int(sys.argv[1]), user='watcher', dbname='pgbouncer')\n\
+         c.set_session(autocommit=True)\n\
+         cur = c.cursor()\n\
+         for q, col in [('SHOW POOLS', 'cl_active'), ('SHOW STATS', 'total_query_count'), \
+                        ('SHOW DATABASES', 'pool_size'), ('SHOW LISTS', 'items'), ('SHOW CLIENTS', 'port')]:\n\
+         \x20   cur.execute(q)\n\
+         \x20   names = [d.name for d in cur.description]\n\
+         \x20   print(q, type(cur.fetchone()[names.index(col)]).__name__)\n",
+        &cw.port().to_string(),
+    ]);
+    let out = run_cmd(py, STEP).await;
+    assert!(out.status.success(), "psycopg2: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "SHOW POOLS int\nSHOW STATS Decimal\nSHOW DATABASES int\nSHOW LISTS int\nSHOW CLIENTS int\n"
+    );
+    let elog = exporter_log();
+    for bad in ["Traceback", "Error", "ERROR", "Exception"] {
+        assert!(!elog.contains(bad), "exporter logged {bad}:\n{elog}");
+    }
+    drop(exporter);
+    drop((holders, waiter, adm));
     cw.stop().await;
 }
