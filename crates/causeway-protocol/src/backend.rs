@@ -104,17 +104,40 @@ pub fn write_empty_query(buf: &mut BytesMut) {
 
 /// RowDescription with every column typed `text` (what an admin console returns).
 pub fn write_text_row_description(buf: &mut BytesMut, columns: &[&str]) {
+    write_row_description(buf, columns.iter().map(|c| (*c, TEXT_OID)));
+}
+
+/// Type OIDs of the columns an admin console sends (values always in text
+/// format).
+pub const TEXT_OID: u32 = 25;
+pub const INT4_OID: u32 = 23;
+pub const INT8_OID: u32 = 20;
+pub const NUMERIC_OID: u32 = 1700;
+
+/// RowDescription of `(name, type oid)` columns, all in text format.
+pub fn write_row_description<'a>(
+    buf: &mut BytesMut,
+    columns: impl IntoIterator<Item = (&'a str, u32)>,
+) {
     let at = begin(buf, b'T');
-    buf.put_i16(columns.len() as i16);
-    for c in columns {
-        put_cstr(buf, c);
+    let count_at = buf.len();
+    buf.put_i16(0);
+    let mut n: i16 = 0;
+    for (name, oid) in columns {
+        n += 1;
+        put_cstr(buf, name);
         buf.put_i32(0); // table oid
         buf.put_i16(0); // column number
-        buf.put_i32(25); // text
-        buf.put_i16(-1);
-        buf.put_i32(-1);
+        buf.put_u32(oid);
+        buf.put_i16(match oid {
+            INT4_OID => 4,
+            INT8_OID => 8,
+            _ => -1,
+        });
+        buf.put_i32(-1); // type modifier
         buf.put_i16(0); // text format
     }
+    buf[count_at..count_at + 2].copy_from_slice(&n.to_be_bytes());
     finish(buf, at);
 }
 
@@ -237,6 +260,34 @@ mod tests {
         write_data_row(&mut b, [Some("a"), None, Some("bc")]);
         assert_eq!(&b[5..7], &3i16.to_be_bytes());
         assert_eq!(b.len(), 5 + 2 + (4 + 1) + 4 + (4 + 2));
+    }
+
+    #[test]
+    fn row_description_carries_types() {
+        let mut b = BytesMut::new();
+        write_row_description(&mut b, [("database", TEXT_OID), ("cl_active", INT4_OID)]);
+        assert_eq!(b[0], b'T');
+        assert_eq!(
+            i32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize,
+            b.len() - 1
+        );
+        assert_eq!(&b[5..7], &2i16.to_be_bytes());
+        // name, table oid, column number, type oid, size, modifier, format
+        let field = |at: usize, name: &str| {
+            let end = at + name.len() + 1;
+            assert_eq!(&b[at..end - 1], name.as_bytes());
+            let oid = u32::from_be_bytes([b[end + 6], b[end + 7], b[end + 8], b[end + 9]]);
+            let size = i16::from_be_bytes([b[end + 10], b[end + 11]]);
+            (oid, size, end + 18)
+        };
+        let (oid, size, next) = field(7, "database");
+        assert_eq!((oid, size), (TEXT_OID, -1));
+        let (oid, size, end) = field(next, "cl_active");
+        assert_eq!((oid, size), (INT4_OID, 4));
+        assert_eq!(end, b.len());
+        let mut t = BytesMut::new();
+        write_text_row_description(&mut t, &["database"]);
+        assert_eq!(&t[7..16], b"database\0");
     }
 
     #[test]

@@ -54,11 +54,12 @@ fn main() -> ExitCode {
         };
     }
     init_logging(&config);
+    let format = config.log_format;
     raise_fd_limit();
     let secrets = match Secrets::load(config.auth_file.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("causeway: {e}");
+            fatal(format, &e);
             return ExitCode::from(2);
         }
     };
@@ -69,17 +70,26 @@ fn main() -> ExitCode {
     let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("causeway: cannot start runtime: {e}");
+            fatal(format, &format!("cannot start runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(serve(layers, config, secrets)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("causeway: {e}");
+            fatal(format, &e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error that ends the process, once logging is set up: a log line,
+/// plus the plain `causeway: ...` line on stderr in human mode (in JSON
+/// mode every line on stderr stays JSON).
+fn fatal(format: LogFormat, msg: &str) {
+    tracing::error!("{msg}");
+    if format == LogFormat::Human {
+        eprintln!("causeway: {msg}");
     }
 }
 
@@ -204,7 +214,23 @@ fn init_logging(config: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match config.log_format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            builder.json().init();
+            // A panic is a log line too, not free text among JSON lines.
+            std::panic::set_hook(Box::new(|info| {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let what = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, location = %at, "panic");
+            }));
+        }
         LogFormat::Human => builder.init(),
     }
 }

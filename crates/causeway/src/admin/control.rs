@@ -14,20 +14,11 @@ use crate::databases::Database;
 pub async fn run(app: &Arc<App>, cmd: Command) -> Result<&'static str, String> {
     match cmd {
         Command::Pause(db) => {
-            let dbs = select(app, db.as_deref())?;
-            for d in &dbs {
-                d.paused.send_replace(true);
-            }
-            // PgBouncer returns once every server connection is released.
-            while dbs.iter().any(|d| d.active_servers() > 0) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            pause(app, db.as_deref()).await?;
             Ok("PAUSE")
         }
         Command::Resume(db) => {
-            for d in select(app, db.as_deref())? {
-                d.paused.send_replace(false);
-            }
+            resume(app, db.as_deref())?;
             Ok("RESUME")
         }
         Command::Disable(db) => {
@@ -105,6 +96,46 @@ pub async fn run(app: &Arc<App>, cmd: Command) -> Result<&'static str, String> {
         }
         Command::Show(_) | Command::Empty => Err("not a control command".into()),
     }
+}
+
+/// PAUSE (admin console and SIGUSR1): no new server assignments for the
+/// named database, or for every configured and live one; clients wait, none
+/// fail. Returns once every server connection of those databases has been
+/// released, as PgBouncer's PAUSE does; an error if a RESUME came first.
+pub async fn pause(app: &App, db: Option<&str>) -> Result<(), String> {
+    let dbs = match db {
+        Some(_) => select(app, db)?,
+        None => configured_and_live(app),
+    };
+    for d in &dbs {
+        d.paused.send_replace(true);
+    }
+    while dbs.iter().any(|d| d.active_servers() > 0) {
+        if !dbs.iter().all(|d| *d.paused.borrow()) {
+            return Err("resumed before every server connection was released".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// RESUME (admin console and SIGUSR2): waiting clients go on.
+pub fn resume(app: &App, db: Option<&str>) -> Result<(), String> {
+    for d in select(app, db)? {
+        d.paused.send_replace(false);
+    }
+    Ok(())
+}
+
+/// Every database of the configuration (created now if no client has used
+/// it yet, so that a global PAUSE also holds its first clients) plus those
+/// created from the `*` fallback.
+fn configured_and_live(app: &App) -> Vec<Arc<Database>> {
+    let cfg = app.config();
+    for name in cfg.databases.keys().filter(|n| *n != "*") {
+        app.databases.get(name, &cfg);
+    }
+    app.databases.all()
 }
 
 /// The named database, or all live ones.

@@ -18,6 +18,7 @@ use causeway_protocol::{backend, scan::body, sqlstate, HEADER_LEN};
 use crate::app::App;
 use crate::session::Client;
 use command::Command;
+pub use control::{pause, resume};
 use table::Table;
 
 /// Names of the admin console's virtual database.

@@ -24,6 +24,10 @@ pub const DATABASES: &[&str] = &[
     "current_client_connections",
     "paused",
     "disabled",
+    // PgBouncer 1.18's name for reserve_pool_size, still read by Debian's
+    // prometheus-pgbouncer-exporter (1.7), which fails without it. Last, so
+    // PgBouncer's columns keep their positions.
+    "reserve_pool",
 ];
 
 pub const USERS: &[&str] = &[
@@ -75,6 +79,7 @@ pub fn databases(app: &App) -> Table {
             v(clients.iter().filter(|c| c.database == db.name).count()),
             v(u8::from(*db.paused.borrow())),
             v(u8::from(db.disabled.load(Relaxed))),
+            v(db.cfg.reserve_pool_size.unwrap_or(cfg.reserve_pool_size)),
         ]);
     }
     t

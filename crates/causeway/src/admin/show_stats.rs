@@ -29,6 +29,10 @@ pub const STATS: &[&str] = &[
     "avg_client_parse_count",
     "avg_server_parse_count",
     "avg_bind_count",
+    // PgBouncer 1.7's name for total_query_count, still read by Debian's
+    // prometheus-pgbouncer-exporter (1.7), which fails without it. Last, so
+    // PgBouncer's columns keep their positions.
+    "total_requests",
 ];
 
 pub const TOTALS: &[&str] = &[
@@ -95,8 +99,10 @@ pub fn table(app: &App, kind: Kind) -> Table {
         let mut row = vec![v(&db.name)];
         match kind {
             Kind::Stats => {
-                row.extend(totals(&db.stats.totals()));
+                let t = db.stats.totals();
+                row.extend(totals(&t));
                 row.extend(averages(&db.stats.averages()));
+                row.push(v(t.queries));
             }
             Kind::Totals => row.extend(totals(&db.stats.totals())),
             Kind::Averages => row.extend(averages(&db.stats.averages())),
