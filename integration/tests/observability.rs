@@ -554,13 +554,10 @@ async fn sigterm_under_pgbench_lets_clients_finish_then_exits_0() {
 
 /// SIGHUP adding a replica to a database while pgbench runs on it: no
 /// transaction fails, and SHOW DATABASES lists the new server.
-///
-/// Ignored until fixed: a reload that changes a database's servers rebuilds
-/// the database (databases.rs) and closes its pools, and every session
-/// still holding the old pools ends with "pool is closed" (all 8 pgbench
-/// clients abort). Run with `--ignored` to see it.
+/// (A reload that changes a database's servers rebuilds the database and
+/// closes its old pools; sessions move to the new one at their next
+/// transaction.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reload with changed servers closes the pools of connected clients (issue 5)"]
 async fn sighup_adding_a_replica_under_pgbench() {
     const DB: &str = "obs_rep";
     let c = cluster().await;

@@ -133,7 +133,11 @@ async fn reads_go_to_replicas_writes_and_hazards_to_the_primary() {
     let (_g, c) = shared().await;
     let cw = start_cw(
         APP_USERS,
-        &split_toml(c, "writing_functions = [\"rt_touch\"]\nlog_level = \"info,causeway=debug\"", ""),
+        &split_toml(
+            c,
+            "writing_functions = [\"rt_touch\"]\nlog_level = \"info,causeway=debug\"",
+            "",
+        ),
     )
     .await;
     let client = cw.app().await;
@@ -142,7 +146,10 @@ async fn reads_go_to_replicas_writes_and_hazards_to_the_primary() {
     let replica_ports: Vec<u16> = c.replicas().iter().map(|n| n.port()).collect();
     let seen = spread(&client, 40).await;
     for port in seen.keys() {
-        assert!(replica_ports.contains(port), "a read ran on {port}: {seen:?}");
+        assert!(
+            replica_ports.contains(port),
+            "a read ran on {port}: {seen:?}"
+        );
     }
     assert_eq!(seen.len(), 2, "round robin uses both replicas: {seen:?}");
 
@@ -270,7 +277,10 @@ async fn reads_go_to_replicas_writes_and_hazards_to_the_primary() {
         row(&client, "SHOW causeway.route").await.unwrap(),
         vec!["primary"]
     );
-    assert!(!where_read(&client).await.0, "causeway.route = primary ignored");
+    assert!(
+        !where_read(&client).await.0,
+        "causeway.route = primary ignored"
+    );
     let e = client
         .simple_query("SET causeway.route = sideways")
         .await
@@ -284,7 +294,10 @@ async fn reads_go_to_replicas_writes_and_hazards_to_the_primary() {
         .query_typed("SELECT pg_is_in_recovery()", &[])
         .await
         .expect("extended-protocol read");
-    assert!(rows[0].get::<_, bool>(0), "unnamed extended read on the primary");
+    assert!(
+        rows[0].get::<_, bool>(0),
+        "unnamed extended read on the primary"
+    );
 
     client
         .batch_execute("DROP TABLE rt_items; DROP TABLE IF EXISTS rt_into, rt_ddl; DROP SEQUENCE rt_seq; DROP FUNCTION rt_touch(); DROP FUNCTION rt_sneaky()")
@@ -303,13 +316,18 @@ async fn paused_replica_gets_no_reads_then_returns_after_hold_down() {
     let paused = c.replica(0).port();
 
     blocking(|| c.pause_replay(0)).unwrap();
-    let took = until(Duration::from_secs(5), "paused replica left out", || async {
-        !spread(&client, 10).await.contains_key(&paused)
-    })
+    let took = until(
+        Duration::from_secs(5),
+        "paused replica left out",
+        || async { !spread(&client, 10).await.contains_key(&paused) },
+    )
     .await;
     eprintln!("paused replica excluded after {took:?} (probe interval 250 ms)");
     let seen = spread(&client, 40).await;
-    assert!(!seen.contains_key(&paused), "read on the paused replica: {seen:?}");
+    assert!(
+        !seen.contains_key(&paused),
+        "read on the paused replica: {seen:?}"
+    );
 
     blocking(|| c.resume_replay(0)).unwrap();
     let t = Instant::now();
@@ -319,7 +337,10 @@ async fn paused_replica_gets_no_reads_then_returns_after_hold_down() {
     .await;
     let back = t.elapsed();
     eprintln!("resumed replica back after {back:?} (hold-down 2 s)");
-    assert!(back >= Duration::from_millis(1500), "came back before the hold-down: {back:?}");
+    assert!(
+        back >= Duration::from_millis(1500),
+        "came back before the hold-down: {back:?}"
+    );
     writer.stop().await;
     cw.stop().await;
 }
@@ -334,12 +355,17 @@ async fn delayed_replica_is_excluded_by_time_lag_with_tiny_byte_lag() {
     let delayed = c.replica(1).port();
 
     blocking(|| c.set_apply_delay(1, Duration::from_secs(2))).unwrap();
-    let took = until(Duration::from_secs(10), "delayed replica left out", || async {
-        !spread(&client, 10).await.contains_key(&delayed)
-    })
+    let took = until(
+        Duration::from_secs(10),
+        "delayed replica left out",
+        || async { !spread(&client, 10).await.contains_key(&delayed) },
+    )
     .await;
     let seen = spread(&client, 40).await;
-    assert!(!seen.contains_key(&delayed), "read on the delayed replica: {seen:?}");
+    assert!(
+        !seen.contains_key(&delayed),
+        "read on the delayed replica: {seen:?}"
+    );
     let (_, body) = http_get(cw.metrics_port().unwrap(), "/metrics");
     let lag_bytes: u64 = body
         .lines()
@@ -412,8 +438,8 @@ async fn stopping_a_replica_under_read_load_gives_no_client_errors() {
             }
         }
     }
-    let retries = decisions(&cw, "replica", "retry_failure")
-        + decisions(&cw, "primary", "retry_failure");
+    let retries =
+        decisions(&cw, "replica", "retry_failure") + decisions(&cw, "primary", "retry_failure");
     eprintln!(
         "{total} reads by 20 clients, 0 errors; {retries} re-run elsewhere after replica1 \
          stopped (at {:?}); {after} reads after the stop",
@@ -469,7 +495,10 @@ async fn promotion_is_followed_without_restart_or_reload() {
         }
     };
     eprintln!("writes succeed {:?} after the promotion", t.elapsed());
-    assert_eq!(where_written, vec!["false".to_string(), new_primary.to_string()]);
+    assert_eq!(
+        where_written,
+        vec!["false".to_string(), new_primary.to_string()]
+    );
     cw.stop().await;
 }
 
@@ -565,7 +594,10 @@ async fn session_mode_keeps_everything_on_the_primary() {
     let client = cw.app().await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     for _ in 0..5 {
-        assert!(!where_read(&client).await.0, "a session-mode read on a replica");
+        assert!(
+            !where_read(&client).await.0,
+            "a session-mode read on a replica"
+        );
     }
     cw.stop().await;
 }

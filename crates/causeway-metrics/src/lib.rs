@@ -17,8 +17,8 @@ pub mod snapshot;
 mod stats;
 
 pub use exporter::{render, Exporter, Format, SnapshotCollector, SourceCollector};
-pub use route::{RouteReason, RouteStats};
 pub use histogram::{AtomicHistogram, HistogramSnapshot, DURATION_BUCKETS};
+pub use route::{RouteReason, RouteStats};
 pub use server::{serve, Source};
 pub use snapshot::{DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot};
 pub use stats::{Averages, DbStats, StatsTotals};

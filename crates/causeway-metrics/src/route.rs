@@ -90,11 +90,19 @@ mod tests {
         let rows = s.rows("app");
         assert_eq!(rows.len(), 2);
         assert_eq!(
-            (rows[0].target.as_str(), rows[0].reason.as_str(), rows[0].count),
+            (
+                rows[0].target.as_str(),
+                rows[0].reason.as_str(),
+                rows[0].count
+            ),
             ("primary", "retry_25006", 1)
         );
         assert_eq!(
-            (rows[1].target.as_str(), rows[1].reason.as_str(), rows[1].count),
+            (
+                rows[1].target.as_str(),
+                rows[1].reason.as_str(),
+                rows[1].count
+            ),
             ("replica", "read", 2)
         );
         for (i, (r, _)) in REASONS.iter().enumerate() {

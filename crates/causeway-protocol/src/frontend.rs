@@ -189,10 +189,7 @@ mod parse_tests {
         let mut f = Frames::new(&buf);
         let (tag, body) = f.next().unwrap();
         assert_eq!(tag, b'P');
-        assert_eq!(
-            parse_statement(body),
-            Some((&b"s1"[..], &b"select 1"[..]))
-        );
+        assert_eq!(parse_statement(body), Some((&b"s1"[..], &b"select 1"[..])));
         assert_eq!(f.next().map(|x| x.0), Some(b'S'));
         assert_eq!(f.next(), None);
         assert_eq!(f.consumed(), buf.len() - 6);

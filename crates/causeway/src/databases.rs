@@ -57,7 +57,8 @@ impl Database {
         let servers = cfg.server_list();
         let load = Arc::new(Load::new(servers.len()));
         let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
-        let monitor_key = (servers.len() > 1).then(|| monitor_setup(cfg, &servers, config, secrets));
+        let monitor_key =
+            (servers.len() > 1).then(|| monitor_setup(cfg, &servers, config, secrets));
         let monitor = monitor_key
             .as_ref()
             .and_then(|(addrs, mcfg)| spawn_monitor(name, addrs, mcfg, &servers, &topology));
@@ -260,9 +261,15 @@ fn spawn_monitor(
             let now = (snap.primary, snap.split_brain);
             if last != Some(now) {
                 match (snap.primary, snap.split_brain) {
-                    (Some(p), _) => tracing::info!(database = %name, primary = %snap.servers[p].label, generation = snap.generation, "primary"),
-                    (None, true) => tracing::error!(database = %name, "split brain: more than one server claims to be primary; writes refused"),
-                    (None, false) => tracing::warn!(database = %name, "no reachable primary; writes refused until one is found"),
+                    (Some(p), _) => {
+                        tracing::info!(database = %name, primary = %snap.servers[p].label, generation = snap.generation, "primary")
+                    }
+                    (None, true) => {
+                        tracing::error!(database = %name, "split brain: more than one server claims to be primary; writes refused")
+                    }
+                    (None, false) => {
+                        tracing::warn!(database = %name, "no reachable primary; writes refused until one is found")
+                    }
                 }
                 last = Some(now);
             }

@@ -133,7 +133,7 @@ pub fn resume(app: &App, db: Option<&str>) -> Result<(), String> {
 fn configured_and_live(app: &App) -> Vec<Arc<Database>> {
     let cfg = app.config();
     for name in cfg.databases.keys().filter(|n| *n != "*") {
-        app.databases.get(name, &cfg);
+        app.databases.get(name, &cfg, &app.secrets());
     }
     app.databases.all()
 }

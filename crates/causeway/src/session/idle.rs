@@ -172,6 +172,14 @@ impl Session {
             match self.acquire(&pool).await {
                 Ok(conn) => break (conn, pool, server, replica),
                 Err(Acquire::Closed(state)) => return state,
+                Err(Acquire::Failed(causeway_pool::PoolError::Closed))
+                    if self.refresh_database() =>
+                {
+                    // A reload rebuilt the database (its servers changed):
+                    // route again on the new one.
+                    retry = Retry::default();
+                    continue;
+                }
                 Err(Acquire::Failed(e)) => {
                     // A replica that cannot give a connection: try elsewhere.
                     if replica && req.intent.is_read() && retry.attempts < self.max_retries() {
@@ -252,6 +260,29 @@ impl Session {
             read,
             started: std::time::Instant::now(),
         })
+    }
+
+    /// After a reload replaced this session's database: switch to the new
+    /// one. False when there is none (removed) or it is the same.
+    fn refresh_database(&mut self) -> bool {
+        let Some(db) = self
+            .app
+            .databases
+            .get(&self.db.name, &self.cfg, &self.app.secrets())
+        else {
+            return false;
+        };
+        if std::sync::Arc::ptr_eq(&db, &self.db) {
+            return false;
+        }
+        tracing::info!(client = %self.client.peer, database = %db.name, "database reconfigured; session moves to the new servers");
+        self.pools = vec![None; db.servers.len()];
+        self.split = db.splits() && self.mode != causeway_config::PoolMode::Session;
+        self.classifier = db.router().classifier.clone();
+        self.sticky = None;
+        self.retry = Retry::default();
+        self.db = db;
+        true
     }
 
     fn max_retries(&self) -> u32 {

@@ -10,8 +10,7 @@
 use bytes::Buf;
 use causeway_protocol::frontend::{bind_names, parse_statement, query_text, Frames};
 use causeway_routing::{
-    CausewayCommand, Class, Classifier, Hint, Intent, Isolation, Request, RouteOverride,
-    TxnControl,
+    CausewayCommand, Class, Classifier, Hint, Intent, Isolation, Request, RouteOverride, TxnControl,
 };
 
 use super::local::LocalCommand;
@@ -167,8 +166,8 @@ pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -
             // A Bind may only use a statement parsed in this unit: one
             // parsed earlier may live on another server.
             b'B' => {
-                let known = bind_names(body)
-                    .is_some_and(|(_, stmt)| parsed[..n_parsed].contains(&stmt));
+                let known =
+                    bind_names(body).is_some_and(|(_, stmt)| parsed[..n_parsed].contains(&stmt));
                 if !known {
                     read = false;
                     break;
@@ -278,7 +277,10 @@ mod tests {
     fn simple_queries() {
         let c = Classifier::default();
         let f = q("select 1");
-        assert_eq!(intent(&plan_query(&c, &f, AUTO)), (Intent::Read, f.len(), false));
+        assert_eq!(
+            intent(&plan_query(&c, &f, AUTO)),
+            (Intent::Read, f.len(), false)
+        );
         let f = q("insert into t values (1)");
         assert_eq!(intent(&plan_query(&c, &f, AUTO)).0, Intent::Write);
         let f = q("BEGIN READ ONLY");
@@ -291,7 +293,10 @@ mod tests {
         };
         assert_eq!(intent(&plan_query(&c, &f, ro)).0, Intent::ReadOnlyTxn);
         let f = q("/* causeway:primary */ select 1");
-        assert_eq!(intent(&plan_query(&c, &f, AUTO)), (Intent::Read, f.len(), true));
+        assert_eq!(
+            intent(&plan_query(&c, &f, AUTO)),
+            (Intent::Read, f.len(), true)
+        );
         let primary = Steer {
             route: RouteOverride::Primary,
             ..AUTO

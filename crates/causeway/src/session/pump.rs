@@ -52,7 +52,10 @@ pub enum End {
     /// A replica failed a held read before anything but its description
     /// was produced; the unit is still at the front of the client buffer.
     /// `reusable`: the server finished the unit cleanly (back to the pool).
-    Retry { cause: RetryCause, reusable: bool },
+    Retry {
+        cause: RetryCause,
+        reusable: bool,
+    },
 }
 
 /// Why a held read is run again elsewhere.
@@ -253,7 +256,9 @@ impl Flow {
                 match Pin::new(&mut conn.stream)
                     .poll_write(cx, &client.buf[self.c_sent..self.c_ready])
                 {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(self.server_gone()),
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(self.server_gone())
+                    }
                     Poll::Ready(Ok(n)) => {
                         if self.hold {
                             self.c_sent += n;
@@ -309,7 +314,9 @@ impl Flow {
             if !self.release_seen && self.s_ready < HIGH_WATER {
                 reserve(&mut conn.buf);
                 match poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(self.server_gone()),
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(self.server_gone())
+                    }
                     Poll::Ready(Ok(_)) => progress = true,
                     Poll::Pending => {}
                 }
