@@ -64,7 +64,7 @@ impl Source for MetricsSource {
                     database: db.name.clone(),
                     server: server.host_port(),
                     role: role_name(role).to_string(),
-                    up: st.map_or(true, |s| s.reachable),
+                    up: st.is_none_or(|s| s.reachable),
                     banned: st.is_some_and(|s| s.banned_until.is_some_and(|t| t > Instant::now())),
                     in_flight: u64::from(db.load.in_flight(i)),
                     replay_lsn: st.and_then(|s| s.replay_lsn).map(|l| l.0),

@@ -171,7 +171,7 @@ impl Session {
             let pool = self.pool(server);
             match self.acquire(&pool).await {
                 Ok(conn) => break (conn, pool, server, replica),
-                Err(Acquire::Closed(state)) => return state,
+                Err(Acquire::Closed(why)) => return State::Closed(why),
                 Err(Acquire::Failed(causeway_pool::PoolError::Closed))
                     if self.refresh_database() =>
                 {
@@ -300,12 +300,12 @@ impl Session {
                 r = &mut acquire => break r,
                 _ = self.info.info.wake.notified() => {
                     if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
-                        return Err(Acquire::Closed(State::Closed("killed or shut down while waiting")));
+                        return Err(Acquire::Closed("killed or shut down while waiting"));
                     }
                 }
                 r = self.client.read_more() => {
                     if matches!(r, Ok(0) | Err(_)) {
-                        return Err(Acquire::Closed(State::Closed("client closed while waiting")));
+                        return Err(Acquire::Closed("client closed while waiting"));
                     }
                 }
             }
@@ -342,6 +342,6 @@ impl Session {
 
 enum Acquire {
     /// The session must end (the client left, was killed, or shutdown).
-    Closed(State),
+    Closed(&'static str),
     Failed(causeway_pool::PoolError),
 }
