@@ -98,6 +98,48 @@ pub enum ReplicaUnavailable {
     Error,
 }
 
+/// Read-your-writes guarantee (see docs/consistency.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Plain lag-aware routing.
+    None,
+    /// Each session reads its own writes, and never goes back in time.
+    #[default]
+    Session,
+    /// Every session honours the newest write token of this instance.
+    Global,
+}
+
+impl Consistency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::None => "none",
+            Consistency::Session => "session",
+            Consistency::Global => "global",
+        }
+    }
+
+    pub fn parse(v: &str) -> Option<Consistency> {
+        match v.to_ascii_lowercase().as_str() {
+            "none" => Some(Consistency::None),
+            "session" => Some(Consistency::Session),
+            "global" => Some(Consistency::Global),
+            _ => None,
+        }
+    }
+}
+
+/// What a read gets when no replica caught up with its token in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RywFallback {
+    #[default]
+    Primary,
+    /// SQLSTATE 57P03, retryable.
+    Error,
+}
+
 /// Top-level settings (PgBouncer's `[pgbouncer]` section) plus the
 /// `[databases.*]` and `[users.*]` tables.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +230,12 @@ pub struct Config {
     pub writing_functions: Vec<String>,
     /// Treat every function not known to be read-only as writing.
     pub strict_functions: bool,
+    /// Read-your-writes: none | session | global.
+    pub consistency: Consistency,
+    /// Seconds a read waits for a replica to catch up with its token.
+    pub ryw_wait_timeout: f64,
+    /// Then: primary | error.
+    pub ryw_fallback: RywFallback,
 
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
@@ -255,6 +303,9 @@ impl Default for Config {
             monitor_password: None,
             writing_functions: Vec::new(),
             strict_functions: false,
+            consistency: Consistency::Session,
+            ryw_wait_timeout: 0.1,
+            ryw_fallback: RywFallback::Primary,
             databases: BTreeMap::new(),
             users: BTreeMap::new(),
         }
@@ -327,6 +378,7 @@ pub struct DatabaseConfig {
     pub max_replica_lag_bytes: Option<u64>,
     pub monitor_user: Option<String>,
     pub monitor_password: Option<String>,
+    pub consistency: Option<Consistency>,
 }
 
 impl DatabaseConfig {
@@ -355,6 +407,8 @@ pub struct UserConfig {
     pub reserve_pool_size: Option<u32>,
     pub max_user_connections: Option<u32>,
     pub max_user_client_connections: Option<u32>,
+    /// Read-your-writes mode for this user's sessions.
+    pub consistency: Option<Consistency>,
 }
 
 impl Config {
@@ -405,6 +459,15 @@ impl Config {
             sticky_reads: db.sticky_reads.unwrap_or(self.sticky_reads),
             read_retries: self.read_retries,
         }
+    }
+
+    /// The read-your-writes mode of a user's sessions on a database.
+    pub fn consistency_for(&self, db: &DatabaseConfig, user: &str) -> Consistency {
+        self.users
+            .get(user)
+            .and_then(|u| u.consistency)
+            .or(db.consistency)
+            .unwrap_or(self.consistency)
     }
 
     /// A copy fit for printing: every password replaced.

@@ -64,6 +64,7 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
         ("stats_period", c.stats_period),
         ("max_replica_lag", c.max_replica_lag),
         ("replica_hold_down", c.replica_hold_down),
+        ("ryw_wait_timeout", c.ryw_wait_timeout),
     ] {
         non_negative(k, v)?;
     }

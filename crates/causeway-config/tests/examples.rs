@@ -63,6 +63,7 @@ fn all_keys() -> Vec<String> {
         max_replica_lag_bytes: Some(1),
         monitor_user: Some(String::new()),
         monitor_password: Some(String::new()),
+        consistency: Some(Default::default()),
         servers: vec![],
     };
     k.extend(keys(&db));
@@ -78,6 +79,7 @@ fn all_keys() -> Vec<String> {
         reserve_pool_size: Some(1),
         max_user_connections: Some(1),
         max_user_client_connections: Some(1),
+        consistency: Some(Default::default()),
     };
     k.extend(keys(&user));
     k

@@ -18,7 +18,7 @@ mod stats;
 
 pub use exporter::{render, Exporter, Format, SnapshotCollector, SourceCollector};
 pub use histogram::{AtomicHistogram, HistogramSnapshot, DURATION_BUCKETS};
-pub use route::{RouteReason, RouteStats};
+pub use route::{RouteReason, RouteStats, RywStats};
 pub use server::{serve, Source};
 pub use snapshot::{DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot};
 pub use stats::{Averages, DbStats, StatsTotals};

@@ -28,9 +28,14 @@ pub enum RouteReason {
     RetryFailure,
     /// Refused: no server could take it.
     Refused,
+    /// A read on the primary: no replica caught up with the session's
+    /// token within ryw_wait_timeout.
+    Behind,
+    /// A read on the primary: the session's token is from before a failover.
+    Stale,
 }
 
-const REASONS: [(RouteReason, &str); 9] = [
+const REASONS: [(RouteReason, &str); 11] = [
     (RouteReason::Write, "write"),
     (RouteReason::Hint, "hint"),
     (RouteReason::Read, "read"),
@@ -40,12 +45,14 @@ const REASONS: [(RouteReason, &str); 9] = [
     (RouteReason::RetryConflict, "retry_conflict"),
     (RouteReason::RetryFailure, "retry_failure"),
     (RouteReason::Refused, "refused"),
+    (RouteReason::Behind, "ryw_fallback"),
+    (RouteReason::Stale, "stale_token"),
 ];
 
 /// Counts per (target, reason); target 0 = primary, 1 = replica.
 #[derive(Debug, Default)]
 pub struct RouteStats {
-    counts: [[AtomicU64; 9]; 2],
+    counts: [[AtomicU64; 11]; 2],
 }
 
 impl RouteStats {
@@ -107,6 +114,51 @@ mod tests {
         );
         for (i, (r, _)) in REASONS.iter().enumerate() {
             assert_eq!(*r as usize, i, "REASONS is in enum order");
+        }
+    }
+}
+
+/// Read-your-writes bookkeeping of one database.
+#[derive(Debug, Default)]
+pub struct RywStats {
+    advances: AtomicU64,
+    fallbacks: AtomicU64,
+    errors: AtomicU64,
+    waits: crate::AtomicHistogram,
+}
+
+impl RywStats {
+    /// A session's token moved forward.
+    pub fn advance(&self) {
+        self.advances.fetch_add(1, Relaxed);
+    }
+
+    /// A read went to the primary (or failed) because no replica caught up.
+    pub fn fallback(&self) {
+        self.fallbacks.fetch_add(1, Relaxed);
+    }
+
+    /// A write's position could not be read.
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Relaxed);
+    }
+
+    /// A read waited this long for a replica to catch up.
+    pub fn waited(&self, d: std::time::Duration) {
+        self.waits.observe(d);
+    }
+
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Relaxed)
+    }
+
+    pub fn row(&self, database: &str) -> crate::RywRow {
+        crate::RywRow {
+            database: database.to_string(),
+            token_advances: self.advances.load(Relaxed),
+            waits: self.waits.snapshot(),
+            fallbacks: self.fallbacks.load(Relaxed),
+            errors: self.errors.load(Relaxed),
         }
     }
 }

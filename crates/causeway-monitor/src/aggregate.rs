@@ -20,6 +20,8 @@ pub(crate) struct Report {
     pub epoch: u64,
     /// When the probe finished.
     pub at: Instant,
+    /// When the probe started (its values are no older than this).
+    pub started: Instant,
     pub result: Result<ProbeData, String>,
 }
 
@@ -88,6 +90,7 @@ impl Aggregator {
                 s.role = role;
                 s.reachable = true;
                 s.last_success = Some(at);
+                s.success_started = Some(r.started);
                 s.last_error = None;
                 s.replay_lsn = d.replay_lsn;
                 s.receive_lsn = d.receive_lsn;
@@ -272,6 +275,7 @@ mod tests {
 
     fn rep(index: usize, at: Instant, result: Result<ProbeData, String>) -> Report {
         Report {
+            started: at,
             index,
             epoch: 0,
             at,

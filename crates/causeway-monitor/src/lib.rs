@@ -188,6 +188,7 @@ async fn probe_loop(
             }
         }
         let epoch = *requests.borrow_and_update();
+        let started = Instant::now();
         let result = match prober.as_mut() {
             Some(p) => p.probe().await,
             None => Err("probe pool could not be built".to_string()),
@@ -196,6 +197,7 @@ async fn probe_loop(
             index,
             epoch,
             at: Instant::now(),
+            started,
             result,
         };
         if reports.send(report).await.is_err() {

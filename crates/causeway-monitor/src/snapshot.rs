@@ -62,6 +62,9 @@ pub struct ServerStatus {
     pub last_probe: Option<Instant>,
     /// When the last good probe finished.
     pub last_success: Option<Instant>,
+    /// When the last good probe started: its LSNs are at least as new as
+    /// the server's position at this instant (read-your-writes floors).
+    pub success_started: Option<Instant>,
     /// Error of the last probe, if it failed.
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
@@ -97,6 +100,7 @@ impl ServerStatus {
             system_identifier: None,
             last_probe: None,
             last_success: None,
+            success_started: None,
             last_error: None,
             consecutive_failures: 0,
             note: None,
@@ -177,9 +181,24 @@ impl Snapshot {
                     role: if s.reachable { s.role } else { Role::Unknown },
                     healthy: s.routable,
                     weight: weights.get(i).copied().unwrap_or(1),
+                    replay_lsn: (s.role == Role::Replica)
+                        .then_some(s.replay_lsn)
+                        .flatten()
+                        .map(|l| l.0),
                 })
                 .collect(),
             split_brain: self.split_brain,
+            generation: self.generation_id(),
         }
+    }
+
+    /// The primary's cluster and timeline, if there is one primary whose
+    /// timeline is known.
+    pub fn generation_id(&self) -> Option<causeway_routing::Generation> {
+        let p = &self.servers[self.primary?];
+        Some(causeway_routing::Generation {
+            system_id: p.system_identifier.unwrap_or(0),
+            timeline: p.timeline?,
+        })
     }
 }

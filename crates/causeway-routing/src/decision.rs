@@ -14,6 +14,13 @@ pub enum Reason {
     Read,
     /// A read on the primary because no replica is routable.
     NoReplica,
+    /// A read on the primary because no routable replica has replayed
+    /// past the session's read-your-writes floor (yet: the session may
+    /// wait and route again).
+    Behind,
+    /// A read on the primary because the session's token is of another
+    /// generation (a failover happened since).
+    Stale,
 }
 
 impl Reason {
@@ -26,6 +33,8 @@ impl Reason {
             Reason::Forced => "hint",
             Reason::Read => "read",
             Reason::NoReplica => "no_replica",
+            Reason::Behind => "behind",
+            Reason::Stale => "stale_token",
         }
     }
 }

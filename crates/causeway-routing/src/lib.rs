@@ -13,6 +13,7 @@ pub mod lag;
 pub mod lsn;
 mod policy;
 mod split;
+pub mod token;
 mod topology;
 
 pub use classify::{
@@ -22,4 +23,5 @@ pub use classify::{
 pub use decision::{Decision, Reason};
 pub use policy::{Intent, Policy, PrimaryOnly, Request, SessionView};
 pub use split::{PrimaryReads, ReadWrite, SplitConfig};
+pub use token::{Generation, Token, TokenError};
 pub use topology::{Role, ServerState, Topology};

@@ -58,6 +58,13 @@ pub struct SessionView {
     pub exclude: u64,
     /// The replica the session's last read used (`sticky_reads`).
     pub sticky: Option<usize>,
+    /// Read-your-writes: a replica must have replayed at least this far.
+    pub floor: Option<u64>,
+    /// Read-your-writes: only this replica may take the read (the one the
+    /// session read from last, until a floor for moving is known).
+    pub only: Option<usize>,
+    /// The session's token is of another generation: reads to the primary.
+    pub stale: bool,
 }
 
 impl SessionView {
@@ -105,9 +112,11 @@ mod tests {
                     role,
                     healthy: true,
                     weight: 1,
+                    replay_lsn: None,
                 })
                 .collect(),
             split_brain: false,
+            generation: None,
         }
     }
 

@@ -5,6 +5,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::balance::{pick, Candidate, Load, Strategy};
+use crate::lag::replay_reached;
+use crate::lsn::Lsn;
 use crate::{Decision, Intent, Policy, Reason, Request, Role, SessionView, Topology};
 
 /// Whether the primary takes reads too.
@@ -44,6 +46,9 @@ impl ReadWrite {
     }
 }
 
+/// PostgreSQL's default WAL page size (`wal_block_size`).
+const WAL_BLOCK_SIZE: u64 = 8192;
+
 /// At most this many servers per database (the `exclude` bit set).
 const MAX_SERVERS: usize = 64;
 
@@ -65,10 +70,35 @@ impl Policy for ReadWrite {
             _ if req.force_primary => return to_primary(Reason::Forced),
             Intent::Read | Intent::ReadOnlyTxn => {}
         }
+        if session.stale {
+            return to_primary(Reason::Stale);
+        }
         let routable = |i: usize| {
             let s = &topo.servers[i];
             s.role == Role::Replica && s.healthy && !session.excluded(i)
         };
+        // Read-your-writes: replayed past the floor (a cached replay LSN is
+        // a lower bound: replay only moves forward).
+        let fresh = |i: usize| {
+            session.only.is_none_or(|o| o == i)
+                && session.floor.is_none_or(|f| {
+                    topo.servers[i]
+                        .replay_lsn
+                        .is_some_and(|r| replay_reached(Lsn(r), Lsn(f), WAL_BLOCK_SIZE))
+                })
+        };
+        let mut behind = false;
+        let routable = |i: usize| {
+            if !routable(i) {
+                return false;
+            }
+            if fresh(i) {
+                return true;
+            }
+            behind = true;
+            false
+        };
+        let mut routable = routable;
         if let Some(i) = session.sticky {
             if i < topo.servers.len() && routable(i) {
                 return Decision::Server {
@@ -100,6 +130,9 @@ impl Policy for ReadWrite {
             };
         }
         debug_assert_eq!(replicas, 0);
+        if behind {
+            return to_primary(Reason::Behind);
+        }
         if self.cfg.primary_reads == PrimaryReads::Never || self.cfg.replica_unavailable_error {
             return Decision::Refuse {
                 sqlstate: NO_REPLICA_SQLSTATE,
@@ -163,9 +196,11 @@ mod tests {
                     role,
                     healthy,
                     weight: 1,
+                    replay_lsn: Some(1000),
                 })
                 .collect(),
             split_brain: false,
+            generation: None,
         }
     }
 
@@ -338,6 +373,70 @@ mod tests {
         assert_eq!(
             index(p.route(&Request::read(), &SessionView::default(), &t)),
             2
+        );
+    }
+
+    #[test]
+    fn read_your_writes_floor_and_only() {
+        let p = policy(SplitConfig::default(), 3);
+        let mut t = topo(&THREE);
+        t.servers[1].replay_lsn = Some(5000);
+        t.servers[2].replay_lsn = Some(9000);
+        let s = SessionView {
+            floor: Some(8000),
+            ..SessionView::default()
+        };
+        for _ in 0..4 {
+            assert_eq!(index(p.route(&Request::read(), &s, &t)), 2);
+        }
+        let s = SessionView {
+            floor: Some(9500),
+            ..SessionView::default()
+        };
+        assert_eq!(
+            p.route(&Request::read(), &s, &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::Behind
+            }
+        );
+        // A token just past a page header is reached at the page start.
+        let s = SessionView {
+            floor: Some(8192 + 24),
+            ..SessionView::default()
+        };
+        t.servers[2].replay_lsn = Some(8192);
+        assert_eq!(index(p.route(&Request::read(), &s, &t)), 2);
+        let s = SessionView {
+            only: Some(1),
+            ..SessionView::default()
+        };
+        for _ in 0..3 {
+            assert_eq!(index(p.route(&Request::read(), &s, &t)), 1);
+        }
+        let s = SessionView {
+            stale: true,
+            ..SessionView::default()
+        };
+        assert_eq!(
+            p.route(&Request::read(), &s, &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::Stale
+            }
+        );
+        // No replica routable at all is not "behind".
+        let t = topo(&[(Role::Primary, true), (Role::Replica, false)]);
+        let s = SessionView {
+            floor: Some(1),
+            ..SessionView::default()
+        };
+        assert_eq!(
+            p.route(&Request::read(), &s, &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::NoReplica
+            }
         );
     }
 

@@ -15,6 +15,9 @@ pub struct ServerState {
     /// Reachable and not banned.
     pub healthy: bool,
     pub weight: u32,
+    /// Replica: `pg_last_wal_replay_lsn()` at its last probe (a lower
+    /// bound of its position now).
+    pub replay_lsn: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +26,8 @@ pub struct Topology {
     pub servers: Vec<ServerState>,
     /// Two or more reachable servers claim to be primary: no writes.
     pub split_brain: bool,
+    /// The primary's cluster and timeline (read-your-writes tokens).
+    pub generation: Option<crate::token::Generation>,
 }
 
 impl Topology {

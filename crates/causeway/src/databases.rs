@@ -8,12 +8,12 @@ use causeway_config::{
     Config, DatabaseConfig, LoadBalance, PrimaryReads, ReplicaUnavailable, RoleHint, Routing,
     ServerConfig,
 };
-use causeway_metrics::{DbStats, RouteStats};
+use causeway_metrics::{DbStats, RouteStats, RywStats};
 use causeway_monitor::{Monitor, MonitorConfig, ServerAddr, Snapshot};
 use causeway_pool::{Limit, Login, Pool, PoolKey, PoolSettings};
 use causeway_protocol::auth::Secret;
 use causeway_routing::balance::{Load, Strategy};
-use causeway_routing::{Classifier, ReadWrite, Role, ServerState, SplitConfig, Topology};
+use causeway_routing::{Classifier, ReadWrite, Role, ServerState, SplitConfig, Token, Topology};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::AtomicBool;
 use tokio::sync::watch;
@@ -34,6 +34,11 @@ pub struct Database {
     pub disabled: AtomicBool,
     /// Where the router sent work, and why.
     pub routes: RouteStats,
+    pub ryw: RywStats,
+    /// `consistency = global`: the newest token any session saw.
+    pub global_token: Mutex<Option<Token>>,
+    /// Bumped whenever the topology is replaced (waiting reads re-route).
+    pub topo_version: Arc<watch::Sender<u64>>,
     /// Live load per server (in flight, response time), for balancing.
     pub load: Arc<Load>,
     router: RwLock<Router>,
@@ -57,11 +62,12 @@ impl Database {
         let servers = cfg.server_list();
         let load = Arc::new(Load::new(servers.len()));
         let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
+        let topo_version = Arc::new(watch::channel(0u64).0);
         let monitor_key =
             (servers.len() > 1).then(|| monitor_setup(cfg, &servers, config, secrets));
-        let monitor = monitor_key
-            .as_ref()
-            .and_then(|(addrs, mcfg)| spawn_monitor(name, addrs, mcfg, &servers, &topology));
+        let monitor = monitor_key.as_ref().and_then(|(addrs, mcfg)| {
+            spawn_monitor(name, addrs, mcfg, &servers, &topology, &topo_version)
+        });
         Database {
             name: name.to_string(),
             cfg: cfg.clone(),
@@ -76,6 +82,9 @@ impl Database {
             )),
             stats: Arc::new(DbStats::default()),
             routes: RouteStats::default(),
+            ryw: RywStats::default(),
+            global_token: Mutex::new(None),
+            topo_version,
             paused: watch::channel(false).0,
             disabled: AtomicBool::new(false),
             pools: RwLock::new(HashMap::new()),
@@ -150,10 +159,12 @@ fn static_topology(servers: &[ServerConfig]) -> Topology {
                     role,
                     healthy: role == Role::Primary || servers.len() == 1,
                     weight: s.weight,
+                    replay_lsn: None,
                 }
             })
             .collect(),
         split_brain: false,
+        generation: None,
     }
 }
 
@@ -241,6 +252,7 @@ fn spawn_monitor(
     mcfg: &MonitorConfig,
     servers: &[ServerConfig],
     topology: &Arc<RwLock<Arc<Topology>>>,
+    version: &Arc<watch::Sender<u64>>,
 ) -> Option<Monitor> {
     tokio::runtime::Handle::try_current().ok()?;
     tracing::info!(database = %name, user = %addrs[0].user, servers = addrs.len(), "starting lag monitor");
@@ -248,6 +260,7 @@ fn spawn_monitor(
     let mut rx = monitor.subscribe();
     let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
     let cell = Arc::clone(topology);
+    let version = Arc::clone(version);
     let name = name.to_string();
     tokio::spawn(async move {
         let mut seen_all = false;
@@ -274,6 +287,7 @@ fn spawn_monitor(
                 last = Some(now);
             }
             *cell.write() = Arc::new(snap.to_weighted_topology(&weights));
+            version.send_modify(|v| *v += 1);
         }
     });
     Some(monitor)

@@ -55,6 +55,9 @@ impl Source for MetricsSource {
         for db in app.databases.all() {
             snap.databases.push(db.stats.row(db.name.clone()));
             snap.routing.extend(db.routes.rows(&db.name));
+            if db.servers.len() > 1 {
+                snap.ryw.push(db.ryw.row(&db.name));
+            }
             let topo = db.topology();
             let mon = db.monitor.as_ref().map(|m| m.snapshot());
             for (i, server) in db.servers.iter().enumerate() {

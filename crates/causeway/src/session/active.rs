@@ -121,11 +121,15 @@ impl Session {
             mut flow,
             server,
             read,
+            wrote,
             started,
         } = att;
         flow.flush_stats();
         if read {
             self.db.load.finish(server, started.elapsed());
+            if self.ryw.on() {
+                self.ryw.last_read = Some((server, std::time::Instant::now()));
+            }
         }
         if !reusable {
             return; // dropping closes it and frees its slot
@@ -140,6 +144,10 @@ impl Session {
                 return;
             }
             conn.after_reset();
+        }
+        if wrote {
+            self.take_write_token(conn, pool, server);
+            return;
         }
         pool.release(conn);
     }

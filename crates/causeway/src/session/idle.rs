@@ -1,12 +1,15 @@
 //! The Idle state: no server attached. The next request is routed and a
 //! server connection acquired (FIFO wait, PAUSE, KILL and shutdown honoured).
 
+use std::time::Duration;
+
 use bytes::Buf;
 use causeway_metrics::RouteReason;
 use causeway_pool::{Pool, ServerConn};
 use causeway_protocol::{backend, sqlstate, HEADER_LEN};
 use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView};
 
+use super::consistency::Floor;
 use super::pump::{Flow, RetryCause, Timeouts};
 use super::{params, secs, sleep_or_forever, Attached, Retry, Session, State};
 use crate::app::Phase;
@@ -49,7 +52,25 @@ impl Session {
                 self.client.park_buffer();
             }
             let idle_timeout = secs(self.cfg.client_idle_timeout);
+            // A write's token arriving while the client is idle is reported
+            // at once (ParameterStatus causeway.token).
+            let mut pending = self.ryw.pending.take();
+            let token = async {
+                match pending.as_mut() {
+                    Some(rx) => rx.await.ok().flatten(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                t = token => {
+                    pending = None;
+                    let current = self.db.topology().generation;
+                    self.ryw.settle(t, current, &self.db.ryw);
+                    self.note_token();
+                    if self.client.flush().await.is_err() {
+                        return State::Closed("client closed connection");
+                    }
+                }
                 r = self.client.stream.readable() => {
                     if r.is_err() {
                         return State::Closed("client closed connection");
@@ -64,6 +85,9 @@ impl Session {
                     self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
                     return State::Closed("client_idle_timeout");
                 }
+            }
+            if pending.is_some() {
+                self.ryw.pending = pending;
             }
         }
     }
@@ -134,12 +158,25 @@ impl Session {
             (Request::write(), 0)
         };
         let mut retry = std::mem::take(&mut self.retry);
+        let ryw = self.split && req.intent.is_read() && self.ryw.on();
+        // Read-your-writes: a read waits at most ryw_wait_timeout for a
+        // replica to catch up with the session's floor.
+        let mut waited: Option<(std::time::Instant, tokio::time::Instant)> = None;
+        let mut versions = self.db.topo_version.subscribe();
         let (conn, pool, server, replica) = loop {
             let topo = self.db.topology();
+            let floor = if ryw {
+                self.ryw_floor(&topo).await
+            } else {
+                Floor::default()
+            };
             let view = SessionView {
                 pinned: None,
                 exclude: retry.exclude,
                 sticky: self.sticky,
+                floor: floor.lsn,
+                only: floor.only,
+                stale: floor.stale,
             };
             let req = Request {
                 force_primary: req.force_primary || retry.to_primary,
@@ -153,6 +190,39 @@ impl Session {
                     return self.refuse(unit, sqlstate, &message).await;
                 }
             };
+            if reason == Reason::Behind {
+                let timeout = self.cfg.ryw_wait_timeout;
+                let (started, deadline) = *waited.get_or_insert_with(|| {
+                    let now = std::time::Instant::now();
+                    (
+                        now,
+                        tokio::time::Instant::now() + Duration::from_secs_f64(timeout),
+                    )
+                });
+                if tokio::time::Instant::now() < deadline {
+                    // Fresh replica positions, sooner than the next tick.
+                    if let Some(m) = &self.db.monitor {
+                        m.request_probe();
+                    }
+                    versions.borrow_and_update();
+                    let _ = tokio::time::timeout_at(deadline, versions.changed()).await;
+                    continue;
+                }
+                self.db.ryw.waited(started.elapsed());
+                self.db.ryw.fallback();
+                if self.cfg.ryw_fallback == causeway_config::RywFallback::Error {
+                    self.db.routes.count(false, RouteReason::Refused);
+                    return self
+                        .refuse(
+                            unit,
+                            sqlstate::CANNOT_CONNECT_NOW,
+                            "no replica caught up with this session's writes within ryw_wait_timeout (ryw_fallback = error)",
+                        )
+                        .await;
+                }
+            } else if let Some((started, _)) = waited.take() {
+                self.db.ryw.waited(started.elapsed());
+            }
             let replica = topo.servers.get(server).map(|s| s.role) == Some(Role::Replica);
             tracing::debug!(client = %self.client.peer, tag = %(tag as char), unit, intent = ?req.intent, server, ?reason, replica, "routed");
             if self.split {
@@ -163,6 +233,8 @@ impl Session {
                     (None, Reason::Forced) => RouteReason::Hint,
                     (None, Reason::Read) => RouteReason::Read,
                     (None, Reason::NoReplica) => RouteReason::NoReplica,
+                    (None, Reason::Behind) => RouteReason::Behind,
+                    (None, Reason::Stale) => RouteReason::Stale,
                     (None, Reason::Pinned | Reason::PrimaryOnly) => RouteReason::Pinned,
                     (None, Reason::Write) => RouteReason::Write,
                 };
@@ -258,6 +330,7 @@ impl Session {
             flow,
             server,
             read,
+            wrote: self.split && !req.intent.is_read() && !replica && self.ryw.on(),
             started: std::time::Instant::now(),
         })
     }
@@ -322,7 +395,7 @@ impl Session {
     /// No server can take the unit: the client gets the error and, when
     /// the whole unit is known, the session goes on (as after a failed
     /// statement); else it is closed.
-    async fn refuse(&mut self, unit: usize, sqlstate: &str, message: &str) -> State {
+    pub(super) async fn refuse(&mut self, unit: usize, sqlstate: &str, message: &str) -> State {
         if self.cfg.log_pooler_errors {
             tracing::warn!(client = %self.client.peer, database = %self.db.name, sqlstate, message, "request refused");
         }

@@ -14,6 +14,7 @@ mod active;
 mod auth;
 mod auth_query;
 mod client;
+mod consistency;
 mod idle;
 mod local;
 mod login;
@@ -62,6 +63,9 @@ struct Attached {
     server: usize,
     /// Counted in the server's load (a routed read) since `started`.
     read: bool,
+    /// May have written on the primary: take a read-your-writes token
+    /// when it ends.
+    wrote: bool,
     started: std::time::Instant,
 }
 
@@ -103,6 +107,8 @@ struct Session {
     /// The replica of the last read (`sticky_reads`).
     sticky: Option<usize>,
     retry: Retry,
+    /// Read-your-writes state.
+    ryw: consistency::Ryw,
 }
 
 /// Serves one client connection from accept to close.
@@ -155,7 +161,9 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     );
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
+    let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg, &l.user));
     Session {
+        ryw,
         split,
         classifier,
         route: RouteOverride::Auto,
@@ -181,6 +189,12 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
 
 impl Session {
     async fn run(mut self) {
+        if let Err(e) = self.startup_options() {
+            self.client
+                .fatal(causeway_protocol::sqlstate::INVALID_PARAMETER_VALUE, &e)
+                .await;
+            return;
+        }
         let mut state = State::Idle;
         let reason = loop {
             state = match state {

@@ -10,7 +10,8 @@
 use bytes::Buf;
 use causeway_protocol::frontend::{bind_names, parse_statement, query_text, Frames};
 use causeway_routing::{
-    CausewayCommand, Class, Classifier, Hint, Intent, Isolation, Request, RouteOverride, TxnControl,
+    CausewayCommand, Class, Classifier, Hint, Intent, Isolation, Request, RouteOverride, Token,
+    TokenError, TxnControl,
 };
 
 use super::local::LocalCommand;
@@ -22,7 +23,12 @@ pub(super) enum Plan<'a> {
     /// Route it. `unit`: its length in bytes when the whole unit is in the
     /// buffer (else 0). On a replica the flow forwards exactly that much
     /// before routing again; a refused unit is skipped with an error.
-    Route { req: Request, unit: usize },
+    Route {
+        req: Request,
+        unit: usize,
+        /// A `/* causeway:token=... */` comment, decoded.
+        token: Option<Result<Token, TokenError>>,
+    },
     /// A Causeway command, answered without a server (`len`: its frame).
     Local {
         cmd: CausewayCommand<'a>,
@@ -47,7 +53,7 @@ impl Session {
                 self.fill(len).await?;
                 let classifier = self.classifier.clone();
                 match plan_query(&classifier, &self.client.buf[..len], steer) {
-                    Plan::Route { req, unit } => Ok(Some((req, unit))),
+                    Plan::Route { req, unit, token } => self.with_token(req, unit, token).await,
                     Plan::Local { cmd, len } => {
                         let cmd = LocalCommand::from(cmd);
                         self.client.buf.advance(len);
@@ -62,13 +68,30 @@ impl Session {
                 if !Frames::new(&self.client.buf).any(|(t, _)| t == b'S') {
                     let _ = self.client.try_read_more();
                 }
-                match plan_extended(&self.classifier, &self.client.buf, steer) {
-                    Plan::Route { req, unit } => Ok(Some((req, unit))),
+                let classifier = self.classifier.clone();
+                match plan_extended(&classifier, &self.client.buf, steer) {
+                    Plan::Route { req, unit, token } => self.with_token(req, unit, token).await,
                     Plan::Local { .. } => Ok(Some((Request::write(), 0))),
                 }
             }
             _ => Ok(Some((Request::write(), 0))),
         }
+    }
+
+    /// A token in a comment is imported before the unit is routed; a bad
+    /// one fails the unit.
+    async fn with_token(
+        &mut self,
+        req: Request,
+        unit: usize,
+        token: Option<Result<Token, TokenError>>,
+    ) -> Result<Option<(Request, usize)>, State> {
+        if let Some(t) = token {
+            if let Err(e) = self.import_token(t) {
+                return Err(self.refuse(unit, "22023", &e).await);
+            }
+        }
+        Ok(Some((req, unit)))
     }
 
     /// Reads until the buffer holds `len` bytes.
@@ -134,6 +157,7 @@ pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -
     let mut parsed: [&[u8]; 8] = [b""; 8];
     let mut n_parsed = 0;
     let mut first_hint = None;
+    let mut token = None;
     let mut read = true;
     let mut unit = None;
     for (tag, body) in frames.by_ref() {
@@ -156,6 +180,9 @@ pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -
                 };
                 let c = classifier.classify(sql);
                 if first_hint.is_none() {
+                    if let Some(Hint::Token(t)) = c.hint {
+                        token = Some(Token::decode(t));
+                    }
                     first_hint = Some(c.hint.map(own_hint));
                 }
                 if !c.class.is_read() {
@@ -194,10 +221,14 @@ pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -
             }
         }
     }
-    match unit {
+    let plan = match unit {
         Some(len) if read => route(Intent::Read, hint, steer, len),
         Some(len) => route(Intent::Write, hint, steer, len),
         None => route(Intent::Write, hint, steer, 0),
+    };
+    match plan {
+        Plan::Route { req, unit, .. } => Plan::Route { req, unit, token },
+        p => p,
     }
 }
 
@@ -221,6 +252,10 @@ fn read_only_txn(t: TxnControl, default_read_only: bool) -> bool {
 }
 
 fn route(intent: Intent, hint: Option<Hint<'_>>, steer: Steer, unit: usize) -> Plan<'static> {
+    let token = match hint {
+        Some(Hint::Token(t)) => Some(Token::decode(t)),
+        _ => None,
+    };
     let (force_primary, prefer_replica) = match (hint, steer.route) {
         (Some(Hint::Primary), _) => (true, false),
         (Some(Hint::Replica), _) => (false, true),
@@ -235,6 +270,7 @@ fn route(intent: Intent, hint: Option<Hint<'_>>, steer: Steer, unit: usize) -> P
             prefer_replica,
         },
         unit,
+        token,
     }
 }
 
@@ -268,7 +304,7 @@ mod tests {
 
     fn intent(p: &Plan<'_>) -> (Intent, usize, bool) {
         match p {
-            Plan::Route { req, unit } => (req.intent, *unit, req.force_primary),
+            Plan::Route { req, unit, .. } => (req.intent, *unit, req.force_primary),
             Plan::Local { .. } => panic!("local"),
         }
     }
