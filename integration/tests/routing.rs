@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use causeway_integration::{http_get, Cluster, ClusterOptions, Writer};
 use common::*;
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 static SHARED: Mutex<()> = Mutex::const_new(());
 
@@ -28,36 +28,6 @@ async fn shared() -> (MutexGuard<'static, ()>, &'static Cluster) {
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
-}
-
-/// Transaction mode, database `app` on every node of `c` (roles
-/// discovered by the monitor), with `top` and `db` extra lines.
-fn split_toml(c: &Cluster, top: &str, db: &str) -> String {
-    let mut t = base_toml("transaction", top);
-    t.push_str(&format!("\n[databases.app]\ndbname = \"app\"\n{db}\n"));
-    for n in c.nodes() {
-        t.push_str(&format!(
-            "\n[[databases.app.servers]]\nhost = \"{}\"\nport = {}\n",
-            n.host(),
-            n.port()
-        ));
-    }
-    t
-}
-
-/// Text values of the first row of the last result of `sql`.
-async fn row(client: &Client, sql: &str) -> Result<Vec<String>, tokio_postgres::Error> {
-    let msgs = client.simple_query(sql).await?;
-    let mut out = Vec::new();
-    for m in msgs {
-        if let SimpleQueryMessage::Row(r) = m {
-            out = (0..r.len())
-                .map(|i| r.get(i).unwrap_or("").to_string())
-                .collect();
-            break;
-        }
-    }
-    Ok(out)
 }
 
 /// Runs a read and says where it ran: (in recovery, server port).

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use causeway_integration::{shared_cluster, userlist, CausewayBuilder, CausewayProcess, Cluster};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 /// Upper bound for any single step that should be quick.
 pub const STEP: Duration = Duration::from_secs(20);
@@ -262,4 +262,34 @@ pub async fn create_role(name: &str, password: &str, own_db: Option<&str>) {
         sql.push_str(&format!("CREATE DATABASE {db} OWNER {name};\n"));
     }
     psql_primary(&sql).await;
+}
+
+/// Transaction mode, database `app` on every node of `c` (roles
+/// discovered by the monitor), with `top` and `db` extra lines.
+pub fn split_toml(c: &Cluster, top: &str, db: &str) -> String {
+    let mut t = base_toml("transaction", top);
+    t.push_str(&format!("\n[databases.app]\ndbname = \"app\"\n{db}\n"));
+    for n in c.nodes() {
+        t.push_str(&format!(
+            "\n[[databases.app.servers]]\nhost = \"{}\"\nport = {}\n",
+            n.host(),
+            n.port()
+        ));
+    }
+    t
+}
+
+/// Text values of the first row of the last result of `sql`.
+pub async fn row(client: &Client, sql: &str) -> Result<Vec<String>, tokio_postgres::Error> {
+    let msgs = client.simple_query(sql).await?;
+    let mut out = Vec::new();
+    for m in msgs {
+        if let SimpleQueryMessage::Row(r) = m {
+            out = (0..r.len())
+                .map(|i| r.get(i).unwrap_or("").to_string())
+                .collect();
+            break;
+        }
+    }
+    Ok(out)
 }

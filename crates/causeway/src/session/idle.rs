@@ -200,6 +200,28 @@ impl Session {
                     )
                 });
                 if tokio::time::Instant::now() < deadline {
+                    // Ask a replica where it is now: the monitor's value
+                    // may be a probe interval old.
+                    if let Some(floor) = view.floor {
+                        let any = SessionView {
+                            floor: None,
+                            ..view
+                        };
+                        let alt = self.db.router().policy.route(&req, &any, &topo);
+                        if let Decision::Server {
+                            index,
+                            reason: Reason::Read,
+                        } = alt
+                        {
+                            if let Some((conn, pool)) =
+                                self.replica_at(index, floor, deadline).await
+                            {
+                                self.db.ryw.waited(started.elapsed());
+                                self.db.routes.count(true, RouteReason::Read);
+                                break (conn, pool, index, true);
+                            }
+                        }
+                    }
                     // Fresh replica positions, sooner than the next tick.
                     if let Some(m) = &self.db.monitor {
                         m.request_probe();
@@ -356,6 +378,44 @@ impl Session {
         self.retry = Retry::default();
         self.db = db;
         true
+    }
+
+    /// A connection to replica `server` once it has replayed past `floor`
+    /// (asked on that connection, backing off from 250 µs to 8 ms), or
+    /// None at `deadline`.
+    async fn replica_at(
+        &mut self,
+        server: usize,
+        floor: u64,
+        deadline: tokio::time::Instant,
+    ) -> Option<(ServerConn, Pool)> {
+        use causeway_routing::{lag::replay_reached, lsn::Lsn};
+        let pool = self.pool(server);
+        let mut conn = match tokio::time::timeout_at(deadline, pool.acquire()).await {
+            Ok(Ok(c)) => c,
+            _ => return None,
+        };
+        let mut delay = Duration::from_micros(250);
+        loop {
+            let replay = conn
+                .query_column("SELECT pg_last_wal_replay_lsn()", 0)
+                .await
+                .ok()
+                .and_then(|rows| rows.into_iter().next().flatten())
+                .and_then(|s| s.parse::<Lsn>().ok());
+            if conn.broken || replay.is_none() {
+                return None; // dropped: broken, or no longer a standby
+            }
+            if replay.is_some_and(|r| replay_reached(r, Lsn(floor), 8192)) {
+                return Some((conn, pool));
+            }
+            if tokio::time::Instant::now() + delay >= deadline {
+                pool.release(conn);
+                return None;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(8));
+        }
     }
 
     fn max_retries(&self) -> u32 {
