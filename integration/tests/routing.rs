@@ -571,3 +571,66 @@ async fn session_mode_keeps_everything_on_the_primary() {
     }
     cw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_console_shows_replicas_and_routing() {
+    let (_g, c) = shared().await;
+    let users = [("app", "app_pw"), ("admin", "admin_pw")];
+    let cw = start_cw(&users, &split_toml(c, "admin_users = [\"admin\"]", "")).await;
+    let client = cw.app().await;
+    wait_for_replica_reads(&client).await;
+    client
+        .simple_query("CREATE TEMP TABLE rt_adm (x int)")
+        .await
+        .unwrap();
+    let adm = cw
+        .connect("admin", Some("admin_pw"), "pgbouncer")
+        .await
+        .unwrap();
+    let rows: Vec<Vec<String>> = adm
+        .simple_query("SHOW REPLICAS")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let primary = format!("127.0.0.1:{}", c.primary().port());
+    for r in &rows {
+        assert_eq!(r[0], "app");
+        let expected_role = if r[1] == primary {
+            "primary"
+        } else {
+            "replica"
+        };
+        assert_eq!(r[2], expected_role, "{r:?}");
+        assert_eq!(r[3], "routable", "{r:?}");
+    }
+    let replica_served: u64 = rows
+        .iter()
+        .filter(|r| r[2] == "replica")
+        .map(|r| r[12].parse::<u64>().unwrap())
+        .sum();
+    assert!(replica_served >= 2, "{rows:?}");
+    let routing = adm.simple_query("SHOW ROUTING").await.unwrap();
+    let mut seen = Vec::new();
+    for m in routing {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            seen.push(format!(
+                "{}/{}",
+                r.get(1).unwrap_or(""),
+                r.get(2).unwrap_or("")
+            ));
+        }
+    }
+    assert!(seen.contains(&"replica/read".to_string()), "{seen:?}");
+    assert!(seen.contains(&"primary/write".to_string()), "{seen:?}");
+    cw.stop().await;
+}

@@ -9,6 +9,7 @@ mod show_info;
 mod show_peers;
 mod show_pools;
 mod show_stats;
+mod show_topology;
 mod table;
 
 use std::sync::Arc;
@@ -165,6 +166,8 @@ fn show(app: &App, what: &str) -> Option<Table> {
         "STATS" => show_stats::table(app, show_stats::Kind::Stats),
         "STATS_TOTALS" => show_stats::table(app, show_stats::Kind::Totals),
         "STATS_AVERAGES" => show_stats::table(app, show_stats::Kind::Averages),
+        "REPLICAS" | "TOPOLOGY" => show_topology::topology(app),
+        "ROUTING" => show_topology::routing(app),
         "CLIENTS" => show_peers::clients(app),
         "SERVERS" => show_peers::servers(app),
         "DATABASES" => show_databases::databases(app),
