@@ -26,6 +26,13 @@ async fn shared() -> (MutexGuard<'static, ()>, &'static Cluster) {
     (g, cluster().await)
 }
 
+/// These tests are about where reads go, not read-your-writes: without
+/// `consistency = none` a session's reads stick to one replica between
+/// monitor probes (monotonic reads), which would hide the balancing.
+fn rt_toml(c: &Cluster, top: &str, db: &str) -> String {
+    split_toml(c, &format!("consistency = \"none\"\n{top}"), db)
+}
+
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
@@ -103,11 +110,7 @@ async fn reads_go_to_replicas_writes_and_hazards_to_the_primary() {
     let (_g, c) = shared().await;
     let cw = start_cw(
         APP_USERS,
-        &split_toml(
-            c,
-            "writing_functions = [\"rt_touch\"]\nlog_level = \"info,causeway=debug\"",
-            "",
-        ),
+        &rt_toml(c, "writing_functions = [\"rt_touch\"]", ""),
     )
     .await;
     let client = cw.app().await;
@@ -279,7 +282,7 @@ async fn reads_go_to_replicas_writes_and_hazards_to_the_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_replica_gets_no_reads_then_returns_after_hold_down() {
     let (_g, c) = shared().await;
-    let cw = start_cw(APP_USERS, &split_toml(c, "replica_hold_down = 2.0", "")).await;
+    let cw = start_cw(APP_USERS, &rt_toml(c, "replica_hold_down = 2.0", "")).await;
     let client = cw.app().await;
     wait_for_replica_reads(&client).await;
     let writer = Writer::start(c, "rt_writes").await;
@@ -318,7 +321,7 @@ async fn paused_replica_gets_no_reads_then_returns_after_hold_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_replica_is_excluded_by_time_lag_with_tiny_byte_lag() {
     let (_g, c) = shared().await;
-    let cw = start_cw(APP_USERS, &split_toml(c, "max_replica_lag = 1.0", "")).await;
+    let cw = start_cw(APP_USERS, &rt_toml(c, "max_replica_lag = 1.0", "")).await;
     let client = cw.app().await;
     wait_for_replica_reads(&client).await;
     let writer = Writer::start(c, "rt_writes").await;
@@ -363,7 +366,7 @@ async fn delayed_replica_is_excluded_by_time_lag_with_tiny_byte_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_replica_under_read_load_gives_no_client_errors() {
     let c = Arc::new(blocking(|| Cluster::start(ClusterOptions::default())).expect("cluster"));
-    let cw = start_cw(APP_USERS, &split_toml(&c, "default_pool_size = 10", "")).await;
+    let cw = start_cw(APP_USERS, &rt_toml(&c, "default_pool_size = 10", "")).await;
     wait_for_replica_reads(&cw.app().await).await;
     let stopped = c.replica(1).port();
 
@@ -423,7 +426,7 @@ async fn stopping_a_replica_under_read_load_gives_no_client_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_is_followed_without_restart_or_reload() {
     let c = Arc::new(blocking(|| Cluster::start(ClusterOptions::default())).expect("cluster"));
-    let cw = start_cw(APP_USERS, &split_toml(&c, "", "")).await;
+    let cw = start_cw(APP_USERS, &rt_toml(&c, "", "")).await;
     let client = cw.app().await;
     wait_for_replica_reads(&client).await;
     client
@@ -476,7 +479,10 @@ async fn promotion_is_followed_without_restart_or_reload() {
 async fn weighted_and_least_outstanding_spread_load_as_configured() {
     let (_g, c) = shared().await;
     let (light, heavy) = (c.replica(0).port(), c.replica(1).port());
-    let mut toml = base_toml("transaction", "load_balance = \"weighted\"");
+    let mut toml = base_toml(
+        "transaction",
+        "load_balance = \"weighted\"\nconsistency = \"none\"",
+    );
     toml.push_str("\n[databases.app]\ndbname = \"app\"\n");
     for (n, w) in [(c.primary(), 1), (c.replica(0), 1), (c.replica(1), 3)] {
         toml.push_str(&format!(
@@ -497,7 +503,7 @@ async fn weighted_and_least_outstanding_spread_load_as_configured() {
 
     let cw = start_cw(
         APP_USERS,
-        &split_toml(c, "load_balance = \"least_outstanding\"", ""),
+        &rt_toml(c, "load_balance = \"least_outstanding\"", ""),
     )
     .await;
     let client = cw.app().await;
@@ -522,7 +528,7 @@ async fn no_routable_replica_falls_back_to_the_primary_or_errors_by_config() {
     let c = cluster().await;
     let dead = causeway_integration::free_port().unwrap();
     let db = |extra: &str| {
-        let mut t = base_toml("transaction", extra);
+        let mut t = base_toml("transaction", &format!("consistency = \"none\"\n{extra}"));
         t.push_str(&format!(
             "\n[databases.app]\ndbname = \"app\"\n\n[[databases.app.servers]]\nhost = \"{}\"\nport = {}\n\n[[databases.app.servers]]\nhost = \"127.0.0.1\"\nport = {dead}\nrole = \"replica\"\n",
             c.primary().host(),
@@ -558,7 +564,7 @@ async fn no_routable_replica_falls_back_to_the_primary_or_errors_by_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_mode_keeps_everything_on_the_primary() {
     let c = cluster().await;
-    let mut toml = split_toml(c, "", "");
+    let mut toml = rt_toml(c, "", "");
     toml = toml.replacen("pool_mode = \"transaction\"", "pool_mode = \"session\"", 1);
     let cw = start_cw(APP_USERS, &toml).await;
     let client = cw.app().await;
@@ -576,7 +582,7 @@ async fn session_mode_keeps_everything_on_the_primary() {
 async fn admin_console_shows_replicas_and_routing() {
     let (_g, c) = shared().await;
     let users = [("app", "app_pw"), ("admin", "admin_pw")];
-    let cw = start_cw(&users, &split_toml(c, "admin_users = [\"admin\"]", "")).await;
+    let cw = start_cw(&users, &rt_toml(c, "admin_users = [\"admin\"]", "")).await;
     let client = cw.app().await;
     wait_for_replica_reads(&client).await;
     client
