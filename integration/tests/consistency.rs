@@ -611,3 +611,64 @@ async fn failover_keeps_read_your_writes_and_refuses_old_generation_replicas() {
     }
     cw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_consistency_honours_other_sessions_writes() {
+    let c = Arc::new(blocking(|| Cluster::start(ClusterOptions::default())).expect("cluster"));
+    let direct = connect_str(&c.primary().conn_str("postgres", None, "app"))
+        .await
+        .unwrap();
+    direct
+        .batch_execute("CREATE TABLE gl (k int PRIMARY KEY, v int); INSERT INTO gl VALUES (1, 0); GRANT ALL ON gl TO app;")
+        .await
+        .unwrap();
+    for i in 0..2 {
+        blocking(|| c.wait_replay_caught_up(i, Duration::from_secs(10))).unwrap();
+    }
+    let cw = start_cw(APP_USERS, &split_toml(&c, "", "")).await;
+    let a = cw.app().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while row(&a, "SELECT pg_is_in_recovery()").await.unwrap() != ["t"] {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..2 {
+        blocking(|| c.set_apply_delay(i, Duration::from_millis(1500))).unwrap();
+    }
+    let global = cw.app().await;
+    global
+        .simple_query("SET causeway.consistency = global")
+        .await
+        .unwrap();
+    assert_eq!(
+        row(&global, "SHOW causeway.consistency").await.unwrap(),
+        vec!["global"]
+    );
+    let plain = cw.app().await;
+    for v in 1..=3 {
+        a.simple_query(&format!("UPDATE gl SET v = {v} WHERE k = 1"))
+            .await
+            .unwrap();
+        // Once A's token is known (SHOW waits for it), every global
+        // session honours it; a session-mode session without it does not.
+        row(&a, "SHOW causeway.token").await.unwrap();
+        let g = row(&global, "SELECT v FROM gl WHERE k = 1").await.unwrap();
+        assert_eq!(
+            g,
+            vec![v.to_string()],
+            "global session missed another session's write"
+        );
+        let p = row(&plain, "SELECT v, pg_is_in_recovery() FROM gl WHERE k = 1")
+            .await
+            .unwrap();
+        assert!(
+            p[0].parse::<i64>().unwrap() < v && p[1] == "t",
+            "control: a session without the token read {p:?} from a 1.5 s late replica"
+        );
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+    }
+    for i in 0..2 {
+        blocking(|| c.set_apply_delay(i, Duration::ZERO)).unwrap();
+    }
+    cw.stop().await;
+}
