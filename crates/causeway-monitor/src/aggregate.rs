@@ -113,6 +113,7 @@ impl Aggregator {
         // Lag and health of the reporting server.
         let primary = self.snap.primary;
         let primary_sysid = primary.and_then(|p| self.snap.servers[p].system_identifier);
+        let primary_tli = primary.and_then(|p| self.snap.servers[p].timeline);
         let split = self.snap.split_brain;
         let mut note = None;
         let outcome = match &r.result {
@@ -161,6 +162,14 @@ impl Aggregator {
                             "monitor: replica belongs to another cluster than the primary; not routing to it"
                         );
                         note = Some("system identifier differs from the primary's");
+                    }
+                }
+                if let (Some(p), Some(mine)) = (primary_tli, d.timeline) {
+                    // Left behind on the old timeline by a promotion: its
+                    // WAL past the fork may never have reached the new
+                    // primary, so its data may be newer than the truth.
+                    if mine < p && note.is_none() {
+                        note = Some("on an older timeline than the primary");
                     }
                 }
                 ProbeOutcome::Replica {
@@ -353,6 +362,30 @@ mod tests {
         assert!(!s.servers[1].routable && !s.servers[2].routable);
         assert_eq!(s.generation, 2);
         assert_eq!(s.to_topology().primary(), None);
+    }
+
+    #[test]
+    fn replica_left_on_the_old_timeline_is_not_routable() {
+        let t0 = Instant::now();
+        let mut a = agg();
+        let mut promoted = data(false, 2000);
+        promoted.timeline = Some(2);
+        a.apply(rep(1, t0, Ok(promoted)));
+        a.apply(rep(0, t0, Err("down".into())));
+        // Replica 2 still on timeline 1 (it followed the old primary).
+        a.apply(rep(2, t0, Ok(data(true, 2000))));
+        let s = a.snapshot();
+        assert_eq!(s.primary, Some(1));
+        assert!(!s.servers[2].routable);
+        assert_eq!(
+            s.servers[2].note,
+            Some("on an older timeline than the primary")
+        );
+        // Once it follows the new timeline it may come back.
+        let mut follows = data(true, 2000);
+        follows.timeline = Some(2);
+        a.apply(rep(2, t0 + Duration::from_millis(250), Ok(follows)));
+        assert_eq!(a.snapshot().servers[2].note, None);
     }
 
     #[test]
