@@ -613,7 +613,7 @@ async fn failover_keeps_read_your_writes_and_refuses_old_generation_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn global_consistency_honours_other_sessions_writes() {
+async fn global_consistency_and_ryw_fallback_error() {
     let c = Arc::new(blocking(|| Cluster::start(ClusterOptions::default())).expect("cluster"));
     let direct = connect_str(&c.primary().conn_str("postgres", None, "app"))
         .await
@@ -667,6 +667,37 @@ async fn global_consistency_honours_other_sessions_writes() {
         );
         tokio::time::sleep(Duration::from_millis(1600)).await;
     }
+    cw.stop().await;
+
+    // ryw_fallback = error: a read no replica can serve in time fails with
+    // 57P03 instead of running on the primary; the session goes on.
+    let cw = start_cw(
+        APP_USERS,
+        &split_toml(&c, "ryw_fallback = \"error\"\nryw_wait_timeout = 0.05", ""),
+    )
+    .await;
+    let s = cw.app().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while row(&s, "SELECT pg_is_in_recovery()").await.unwrap() != ["t"] {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.simple_query("UPDATE gl SET v = 100 WHERE k = 1")
+        .await
+        .unwrap();
+    let e = s
+        .simple_query("SELECT v FROM gl WHERE k = 1")
+        .await
+        .expect_err("no replica has the write for 1.5 s");
+    assert_eq!(code(&e).as_deref(), Some("57P03"), "{}", msg(&e));
+    assert!(msg(&e).contains("ryw_wait_timeout"), "{}", msg(&e));
+    assert_eq!(metric(&cw, "causeway_ryw_fallbacks_total"), 1.0);
+    // Once a replica has it, the read is served there.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let r = row(&s, "SELECT v, pg_is_in_recovery() FROM gl WHERE k = 1")
+        .await
+        .unwrap();
+    assert_eq!(r, vec!["100", "t"]);
     for i in 0..2 {
         blocking(|| c.set_apply_delay(i, Duration::ZERO)).unwrap();
     }

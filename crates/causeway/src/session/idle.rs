@@ -162,7 +162,7 @@ impl Session {
         // Read-your-writes: a read waits at most ryw_wait_timeout for a
         // replica to catch up with the session's floor.
         let mut waited: Option<(std::time::Instant, tokio::time::Instant)> = None;
-        let mut versions = self.db.topo_version.subscribe();
+        let mut versions: Option<tokio::sync::watch::Receiver<u64>> = None;
         let (conn, pool, server, replica) = loop {
             let topo = self.db.topology();
             let floor = if ryw {
@@ -226,8 +226,9 @@ impl Session {
                     if let Some(m) = &self.db.monitor {
                         m.request_probe();
                     }
-                    versions.borrow_and_update();
-                    let _ = tokio::time::timeout_at(deadline, versions.changed()).await;
+                    let rx = versions.get_or_insert_with(|| self.db.topo_version.subscribe());
+                    rx.borrow_and_update();
+                    let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
                     continue;
                 }
                 self.db.ryw.waited(started.elapsed());
