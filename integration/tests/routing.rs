@@ -640,3 +640,50 @@ async fn admin_console_shows_replicas_and_routing() {
     assert!(seen.contains(&"primary/write".to_string()), "{seen:?}");
     cw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_conflict_on_a_replica_is_retried_elsewhere() {
+    let c = Arc::new(
+        blocking(|| {
+            Cluster::start(ClusterOptions::default().conf("max_standby_streaming_delay = 0"))
+        })
+        .expect("cluster"),
+    );
+    let direct = connect_str(&c.primary().conn_str("postgres", None, "app"))
+        .await
+        .unwrap();
+    direct
+        .batch_execute("CREATE TABLE rt_conf (x int); INSERT INTO rt_conf VALUES (1); GRANT ALL ON rt_conf TO app;")
+        .await
+        .unwrap();
+    for i in 0..2 {
+        blocking(|| c.wait_replay_caught_up(i, Duration::from_secs(10))).unwrap();
+    }
+    let cw = start_cw(APP_USERS, &rt_toml(&c, "", "")).await;
+    let client = cw.app().await;
+    wait_for_replica_reads(&client).await;
+    let long = tokio::spawn(async move {
+        row(
+            &client,
+            "SELECT count(*)::text, pg_sleep(1.5)::text FROM rt_conf",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // An ACCESS EXCLUSIVE lock replayed on the replica cancels the query
+    // holding a lock there (max_standby_streaming_delay = 0): 40001.
+    direct
+        .batch_execute("BEGIN; LOCK TABLE rt_conf IN ACCESS EXCLUSIVE MODE; COMMIT;")
+        .await
+        .unwrap();
+    let r = long
+        .await
+        .unwrap()
+        .expect("the cancelled read is re-run elsewhere, no error");
+    assert_eq!(r[0], "1");
+    let retried =
+        decisions(&cw, "replica", "retry_conflict") + decisions(&cw, "primary", "retry_conflict");
+    eprintln!("recovery conflict: read re-run {retried} time(s)");
+    assert!(retried >= 1, "no conflict retry counted");
+    cw.stop().await;
+}
