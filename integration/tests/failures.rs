@@ -227,3 +227,55 @@ async fn sigterm_lets_open_transaction_commit_then_exits() {
     assert!(st.success(), "exit status {st}");
     cw.stop().await;
 }
+
+/// SIGINT: clients that are idle are closed at once; a session-mode client
+/// inside a transaction finishes it (COMMIT works) and is closed right
+/// after, without having to send anything else; then the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_closes_each_client_once_its_transaction_ends() {
+    let c = cluster().await;
+    let direct = direct(c).await;
+    direct
+        .batch_execute(
+            "DROP TABLE IF EXISTS int_t; CREATE TABLE int_t (v text); GRANT ALL ON int_t TO app;",
+        )
+        .await
+        .unwrap();
+    let mut cw = start_cw(
+        APP_USERS,
+        &(base_toml("session", "default_pool_size = 4") + &db_entry(c, "app", "")),
+    )
+    .await;
+    let idle = cw.app().await;
+    idle.simple_query("SELECT 1").await.unwrap();
+    let busy = cw.app().await;
+    busy.batch_execute("BEGIN; INSERT INTO int_t VALUES ('in flight')")
+        .await
+        .unwrap();
+
+    cw.signal(libc::SIGINT).unwrap();
+    within(T, "idle session-mode client closed", async {
+        while !idle.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within(T, "COMMIT", busy.batch_execute("COMMIT"))
+        .await
+        .expect("COMMIT after SIGINT failed");
+    within(T, "busy client closed after its transaction", async {
+        while !busy.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let row = direct
+        .query_one("SELECT count(*) FROM int_t", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1, "the committed row is missing");
+    let st = tokio::task::block_in_place(|| cw.wait_exit(Duration::from_secs(5)))
+        .expect("causeway did not exit after its clients were closed");
+    assert!(st.success(), "exit status {st}");
+    cw.stop().await;
+}

@@ -26,6 +26,10 @@ impl Session {
                         self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down").await;
                         return State::Closed("shutdown");
                     }
+                    if phase == Phase::Draining {
+                        // Busy now: stop at the end of the transaction.
+                        flow.stop_when_idle = true;
+                    }
                 }
             }
         };

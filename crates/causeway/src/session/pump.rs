@@ -112,6 +112,9 @@ pub struct Flow {
     /// next routing decision.
     release_seen: bool,
     terminate: bool,
+    /// Shutdown (SIGINT): end the attachment at the next idle
+    /// ReadyForQuery, also in session mode.
+    pub stop_when_idle: bool,
     /// Replica units: client bytes of the unit still to be scanned; at 0
     /// nothing more is forwarded until the server answers (the next unit
     /// is routed afresh). None = no limit.
@@ -158,6 +161,7 @@ impl Flow {
             s_ready: 0,
             release_seen: false,
             terminate: false,
+            stop_when_idle: false,
             unit_left: None,
             hold: false,
             c_sent: 0,
@@ -275,7 +279,7 @@ impl Flow {
             if self.release_seen
                 && self.s_ready == 0
                 && self.server_idle()
-                && self.mode != PoolMode::Session
+                && (self.mode != PoolMode::Session || self.stop_when_idle)
             {
                 return Poll::Ready(End::Release);
             }
@@ -464,8 +468,8 @@ impl Flow {
                                     self.flush_stats();
                                 }
                                 // Session mode keeps its server: nothing to release.
-                                self.release_seen =
-                                    status == b'I' && self.mode != PoolMode::Session;
+                                self.release_seen = status == b'I'
+                                    && (self.mode != PoolMode::Session || self.stop_when_idle);
                                 if status != b'I' {
                                     // A read-only transaction goes on where it began.
                                     self.unit_left = None;
