@@ -146,6 +146,8 @@ impl Pool {
     pub fn update(&self, login: Login, settings: PoolSettings) {
         *self.inner.login.write() = login;
         *self.inner.settings.write() = settings;
+        let mut st = self.inner.state.lock();
+        self.inner.grant_slots(&mut st);
     }
 
     pub fn snapshot(&self) -> PoolSnapshot {
@@ -202,6 +204,11 @@ impl Pool {
                     }
                 }
                 drop(settings);
+                if found.is_none() && !st.waiters.is_empty() {
+                    // Room may have appeared that no release announced (a
+                    // reload grew the pool): it goes to the oldest waiters.
+                    self.inner.grant_slots(&mut st);
+                }
                 if let Some(c) = found {
                     Step::Got(c)
                 } else if st.waiters.is_empty() {
@@ -508,25 +515,32 @@ impl Inner {
         st.open = st.open.saturating_sub(1);
         self.db_limit.give_back();
         self.user_limit.give_back();
-        if st.waiters.is_empty() || st.closed {
-            return;
-        }
-        let Some(mut slot) = self.take_slot(&mut st, false) else {
-            return;
-        };
-        while let Some(w) = st.waiters.pop_front() {
-            match w.tx.send(Grant::Slot(slot)) {
-                Ok(()) => return,
-                Err(Grant::Slot(s)) => slot = s,
-                Err(Grant::Conn(_)) => unreachable!("sent a slot"),
+        self.grant_slots(&mut st);
+    }
+
+    /// Gives free places, one each, to the oldest waiters while both last.
+    fn grant_slots(self: &Arc<Self>, st: &mut State) {
+        while !st.waiters.is_empty() && !st.closed {
+            let Some(mut slot) = self.take_slot(st, false) else {
+                return;
+            };
+            loop {
+                let Some(w) = st.waiters.pop_front() else {
+                    // Nobody took it: undo by hand (dropping the guard here
+                    // would re-enter this lock).
+                    slot.armed = false;
+                    st.open -= 1;
+                    self.db_limit.give_back();
+                    self.user_limit.give_back();
+                    return;
+                };
+                match w.tx.send(Grant::Slot(slot)) {
+                    Ok(()) => break,
+                    Err(Grant::Slot(s)) => slot = s,
+                    Err(Grant::Conn(_)) => unreachable!("sent a slot"),
+                }
             }
         }
-        // Nobody took it: undo by hand (dropping the guard here would
-        // re-enter this lock).
-        slot.armed = false;
-        st.open -= 1;
-        self.db_limit.give_back();
-        self.user_limit.give_back();
     }
 }
 

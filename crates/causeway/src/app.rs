@@ -79,10 +79,11 @@ impl App {
 
     fn apply(&self, layers: &Layers) -> Result<(), String> {
         let config = causeway_config::load(layers).map_err(|e| e.to_string())?;
-        let secrets = Secrets::load(config.auth_file.as_deref())?;
+        let secrets = Arc::new(Secrets::load(config.auth_file.as_deref())?);
+        let config = Arc::new(config);
         self.databases.reload(&config, &secrets);
-        *self.config.write() = Arc::new(config);
-        *self.secrets.write() = Arc::new(secrets);
+        *self.config.write() = config;
+        *self.secrets.write() = secrets;
         Ok(())
     }
 

@@ -297,6 +297,10 @@ fn spawn_monitor(
 pub struct Databases {
     map: RwLock<HashMap<String, Arc<Database>>>,
     user_limits: Mutex<HashMap<String, Arc<Limit>>>,
+    /// The configuration of the last reload, set under the map's lock: a
+    /// session still holding the older config must not recreate a database
+    /// that the reload just rebuilt from the new one.
+    latest: RwLock<Option<(Arc<Config>, Arc<Secrets>)>>,
 }
 
 impl Databases {
@@ -306,12 +310,19 @@ impl Databases {
         if let Some(db) = self.map.read().get(name) {
             return Some(db.clone());
         }
-        let cfg = config.database(name)?;
         let mut map = self.map.write();
-        let db = map
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Database::new(name, cfg, config, secrets)));
-        Some(db.clone())
+        if let Some(db) = map.get(name) {
+            return Some(db.clone());
+        }
+        let latest = self.latest.read().clone();
+        let (config, secrets) = match &latest {
+            Some((c, s)) => (&**c, &**s),
+            None => (config, secrets),
+        };
+        let cfg = config.database(name)?;
+        let db = Arc::new(Database::new(name, cfg, config, secrets));
+        map.insert(name.to_string(), db.clone());
+        Some(db)
     }
 
     pub fn all(&self) -> Vec<Arc<Database>> {
@@ -342,6 +353,15 @@ impl Databases {
         if let Some(p) = db.pools.read().get(&key) {
             return p.clone();
         }
+        // Held while the pool is made so that a reload (which takes it for
+        // writing) sees this pool, and this pool sees the reload's settings.
+        let _map = self.map.read();
+        let latest = self.latest.read().clone();
+        let (config, secrets) = match &latest {
+            Some((c, s)) => (&**c, &**s),
+            None => (config, secrets),
+        };
+        let db_cfg = config.database(&db.name).unwrap_or(&db.cfg);
         let login_user = db.login_user(client_user);
         let pool = Pool::new(
             PoolKey {
@@ -350,7 +370,7 @@ impl Databases {
                 server,
             },
             login_for(db, server, login_user, secrets, client),
-            settings_for(config, &db.cfg, client_user),
+            settings_for(config, db_cfg, client_user),
             db.limit.clone(),
             self.user_limit(login_user, config),
         );
@@ -359,8 +379,9 @@ impl Databases {
 
     /// Applies a reloaded configuration to existing databases and pools.
     /// Databases whose servers changed are rebuilt (their pools drain).
-    pub fn reload(&self, config: &Config, secrets: &Secrets) {
+    pub fn reload(&self, config: &Arc<Config>, secrets: &Arc<Secrets>) {
         let mut map = self.map.write();
+        *self.latest.write() = Some((config.clone(), secrets.clone()));
         map.retain(|name, db| {
             let Some(cfg) = config.database(name) else {
                 db.pools().iter().for_each(Pool::close);
