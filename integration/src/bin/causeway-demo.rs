@@ -102,7 +102,11 @@ pool_size = 20
     println!();
     println!("  Connect:        psql \"postgres://app:app_pw@127.0.0.1:{port}/app\"");
     println!("  Admin console:  psql \"postgres://admin:admin_pw@127.0.0.1:{port}/pgbouncer\"");
-    println!("  Metrics:        http://127.0.0.1:{metrics_port}/metrics");
+    println!("  Metrics:        http://127.0.0.1:{metrics_port}/metrics  (also /health, /ready)");
+    println!("  Dashboard:      docs/grafana/causeway.json (import into Grafana)");
+    println!(
+        "  Replicas, lag:  psql \"postgres://admin:admin_pw@127.0.0.1:{port}/pgbouncer\" -c 'SHOW REPLICAS'"
+    );
     println!("  Other users:    app_md5/md5_pw, app_plain/plain_pw");
     println!();
     println!("  Reads go to a replica, writes to the primary; see where each ran:");
