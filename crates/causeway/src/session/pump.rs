@@ -3,7 +3,8 @@
 //! behind a read of the other side), forwarded as they arrive without
 //! decoding. Only what pooling needs is looked at: the requests that owe a
 //! ReadyForQuery (Query, Sync, FunctionCall), ReadyForQuery's status,
-//! ParameterStatus, ErrorResponse and Terminate.
+//! ParameterStatus, ErrorResponse, CommandComplete (for LISTEN) and
+//! Terminate.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -106,6 +107,10 @@ pub struct Flow {
     /// asyncpg sends COPY, its data and CopyDone without waiting. Bit
     /// `expected` is the extended-protocol unit still being sent.
     early_end: u128,
+    /// Transaction/statement mode: the server ran LISTEN (CommandComplete
+    /// "LISTEN"). Its notifications could only reach whichever client has
+    /// it next, so the connection is closed instead of pooled.
+    pub listened: bool,
     /// Last transaction status seen ('I', 'T', 'E').
     pub status: u8,
     c_scan: Scanner,
@@ -160,6 +165,7 @@ impl Flow {
             kinds: 0,
             copy_in: false,
             early_end: 0,
+            listened: false,
             status: b'I',
             c_scan: Scanner::new(),
             c_ready: 0,
@@ -517,6 +523,13 @@ impl Flow {
                             let b = body(frame).to_vec();
                             note_parameter(&b, conn, params)?;
                         }
+                        b'C' => {
+                            if self.mode != PoolMode::Session
+                                && body(frame).starts_with(b"LISTEN\0")
+                            {
+                                self.listened = true;
+                            }
+                        }
                         b'E' => {
                             if let Ok(f) = backend::parse_error_fields(body(frame)) {
                                 if f.severity == "FATAL" || f.severity == "PANIC" {
@@ -652,7 +665,7 @@ fn client_interest(tag: u8) -> Interest {
 fn server_interest(tag: u8) -> Interest {
     match tag {
         b'G' => Interest::Header,
-        b'Z' | b'S' | b'E' => Interest::Whole,
+        b'Z' | b'S' | b'E' | b'C' => Interest::Whole,
         _ => Interest::Pass,
     }
 }
