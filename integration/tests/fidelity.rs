@@ -813,7 +813,7 @@ async fn large_result_memory_bounded() {
         match head[0] {
             b'D' => {
                 rows += 1;
-                if rows % 32 == 0 {
+                if rows & 31 == 0 {
                     peak = peak.max(rss_kib(pid));
                 }
                 if rows == 256 || rows == 700 {
@@ -1172,6 +1172,26 @@ async fn protocol_3_2_negotiated_down() {
     assert_eq!(&body[8..], b"_pq_.fid_test\0");
     assert_eq!(c.key.1.len(), 4, "cancel key length in a 3.0 session");
     assert_eq!(c.simple("SELECT 42").await.0, vec!["42"]);
+
+    // Protocol 2 (and 4.0) are refused with 08P01.
+    for version in [0x0002_0000, 0x0004_0000] {
+        let mut s = Raw::open(&cw).await;
+        s.write_all(&startup(version, &[("user", "app"), ("database", "app")]))
+            .await
+            .unwrap();
+        let mut r = Raw {
+            s,
+            key: (0, Vec::new()),
+            login: Vec::new(),
+        };
+        let (tag, body) = r.recv().await.expect("an error before EOF");
+        assert_eq!(
+            (tag, field(&body, b'C')),
+            (b'E', "08P01".to_string()),
+            "{version:#x}"
+        );
+        assert!(r.recv().await.is_none());
+    }
 
     // Plain 3.0: no NegotiateProtocolVersion.
     let plain = Raw::login(&cw).await;

@@ -523,12 +523,10 @@ impl Flow {
                             let b = body(frame).to_vec();
                             note_parameter(&b, conn, params)?;
                         }
-                        b'C' => {
-                            if self.mode != PoolMode::Session
-                                && body(frame).starts_with(b"LISTEN\0")
-                            {
-                                self.listened = true;
-                            }
+                        b'C' if self.mode != PoolMode::Session
+                            && body(frame).starts_with(b"LISTEN\0") =>
+                        {
+                            self.listened = true;
                         }
                         b'E' => {
                             if let Ok(f) = backend::parse_error_fields(body(frame)) {
