@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CAUSEWAY_BIN ?= $(CURDIR)/target/debug/causeway
 
-.PHONY: all build demo test unit lint bench release clean
+.PHONY: all build demo test unit lint bench release clean drivers
 
 all: build
 
@@ -15,8 +15,23 @@ demo: build
 
 # Every test: unit tests beside the code and integration tests against a real
 # PostgreSQL primary with streaming replicas.
-test: build
+test: build drivers
 	$(CARGO) test --workspace --no-fail-fast
+
+# Pinned real drivers for integration/tests/drivers.rs: asyncpg and psycopg 3
+# in a venv, node-postgres and Sequelize from the committed lockfile.
+PYTHON ?= python3
+DRIVERS := integration/drivers
+drivers: $(DRIVERS)/python/.venv/.installed $(DRIVERS)/node/node_modules/.causeway-lock
+
+$(DRIVERS)/python/.venv/.installed: $(DRIVERS)/python/requirements.txt
+	$(PYTHON) -m venv $(DRIVERS)/python/.venv
+	$(DRIVERS)/python/.venv/bin/python -m pip install -q -r $<
+	cp $< $@
+
+$(DRIVERS)/node/node_modules/.causeway-lock: $(DRIVERS)/node/package-lock.json
+	cd $(DRIVERS)/node && npm ci --no-audit --no-fund
+	cp $< $@
 
 unit:
 	$(CARGO) test --workspace --lib --bins
@@ -34,4 +49,4 @@ bench: release
 
 clean:
 	$(CARGO) clean
-	rm -rf .demo bench/out
+	rm -rf .demo bench/out $(DRIVERS)/python/.venv $(DRIVERS)/node/node_modules

@@ -135,7 +135,13 @@ impl Session {
                 self.ryw.last_read = Some((server, std::time::Instant::now()));
             }
         }
-        if !reusable {
+        if flow.listened && reusable {
+            // LISTEN outside session mode: the registration would stay on
+            // the pooled connection and its notifications reach whichever
+            // client gets it next.
+            tracing::info!(client = %self.client.peer, database = %self.db.name, "LISTEN in {:?} pool mode: notifications are not delivered; closing the server connection instead of pooling it", self.mode);
+        }
+        if !reusable || flow.listened {
             return; // dropping closes it and frees its slot
         }
         let reset = self.mode == PoolMode::Session || self.cfg.server_reset_query_always;

@@ -3,7 +3,8 @@
 //! behind a read of the other side), forwarded as they arrive without
 //! decoding. Only what pooling needs is looked at: the requests that owe a
 //! ReadyForQuery (Query, Sync, FunctionCall), ReadyForQuery's status,
-//! ParameterStatus, ErrorResponse and Terminate.
+//! ParameterStatus, ErrorResponse, CommandComplete (for LISTEN) and
+//! Terminate.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -101,6 +102,15 @@ pub struct Flow {
     /// The server is in COPY FROM STDIN (CopyInResponse seen, the client's
     /// CopyDone/CopyFail not yet).
     copy_in: bool,
+    /// Owed requests (same order as `kinds`) whose COPY the client ended
+    /// (CopyDone/CopyFail) before the server's CopyInResponse was seen:
+    /// asyncpg sends COPY, its data and CopyDone without waiting. Bit
+    /// `expected` is the extended-protocol unit still being sent.
+    early_end: u128,
+    /// Transaction/statement mode: the server ran LISTEN (CommandComplete
+    /// "LISTEN"). Its notifications could only reach whichever client has
+    /// it next, so the connection is closed instead of pooled.
+    pub listened: bool,
     /// Last transaction status seen ('I', 'T', 'E').
     pub status: u8,
     c_scan: Scanner,
@@ -154,6 +164,8 @@ impl Flow {
             expected: 0,
             kinds: 0,
             copy_in: false,
+            early_end: 0,
+            listened: false,
             status: b'I',
             c_scan: Scanner::new(),
             c_ready: 0,
@@ -204,7 +216,14 @@ impl Flow {
     /// every Sync until the client's CopyDone/CopyFail. Those already sent
     /// after the Execute that started it are owed nothing.
     fn copy_started(&mut self) {
+        if self.early_end & 1 == 1 {
+            // The client has already ended this COPY: what it sent after
+            // the CopyDone/CopyFail is read by the server as usual.
+            self.early_end &= !1;
+            return;
+        }
         self.copy_in = true;
+        self.early_end = 0;
         if self.expected > 0 && self.kinds & 1 == 1 {
             // Started by a simple Query: only that Query is answered.
             self.expected = 1;
@@ -402,7 +421,21 @@ impl Flow {
                     tag: b'c' | b'f', ..
                 } => {
                     // CopyDone / CopyFail: the server reads Syncs again.
-                    self.copy_in = false;
+                    if self.copy_in {
+                        self.copy_in = false;
+                    } else {
+                        // Before the CopyInResponse: it ends the COPY of the
+                        // last simple Query sent, or of the extended unit
+                        // being sent (if no COPY started, the server ignores it).
+                        let last = self.expected.checked_sub(1);
+                        let idx = match last {
+                            Some(l) if l < 128 && self.kinds & (1 << l) != 0 => l,
+                            _ => self.expected,
+                        };
+                        if idx < 128 {
+                            self.early_end |= 1 << idx;
+                        }
+                    }
                 }
                 // The server ignores Syncs during COPY FROM STDIN.
                 Step::Header { tag: b'S', .. } if self.copy_in => {}
@@ -451,6 +484,7 @@ impl Flow {
                                 .map_err(End::ServerProtocol)?;
                             self.expected = self.expected.saturating_sub(1);
                             self.kinds >>= 1;
+                            self.early_end >>= 1;
                             self.status = status;
                             if self.expected == 0 {
                                 if status == b'T' && self.mode == PoolMode::Statement {
@@ -488,6 +522,11 @@ impl Flow {
                             // Rare (SET of a reported parameter): copying is fine.
                             let b = body(frame).to_vec();
                             note_parameter(&b, conn, params)?;
+                        }
+                        b'C' if self.mode != PoolMode::Session
+                            && body(frame).starts_with(b"LISTEN\0") =>
+                        {
+                            self.listened = true;
                         }
                         b'E' => {
                             if let Ok(f) = backend::parse_error_fields(body(frame)) {
@@ -624,7 +663,7 @@ fn client_interest(tag: u8) -> Interest {
 fn server_interest(tag: u8) -> Interest {
     match tag {
         b'G' => Interest::Header,
-        b'Z' | b'S' | b'E' => Interest::Whole,
+        b'Z' | b'S' | b'E' | b'C' => Interest::Whole,
         _ => Interest::Pass,
     }
 }
