@@ -10,6 +10,7 @@ use causeway_protocol::{backend, sqlstate, HEADER_LEN};
 use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView};
 
 use super::consistency::Floor;
+use super::prepared;
 use super::pump::{Flow, RetryCause, Timeouts};
 use super::{params, secs, sleep_or_forever, Attached, Retry, Session, State};
 use crate::app::Phase;
@@ -321,17 +322,30 @@ impl Session {
             idle_transaction: secs(self.cfg.idle_transaction_timeout),
             client_idle: secs(self.cfg.client_idle_timeout),
         };
+        conn.statements.begin_pin();
+        let prep = self.prep.take().unwrap_or_else(|| {
+            Box::new(super::prepared::Prep::new(
+                false,
+                0,
+                self.db.statements.clone(),
+            ))
+        });
+        let named =
+            prep.on && unit > 0 && prepared::unit_names_statements(&self.client.buf[..unit]);
         let mut flow = Flow::new(
             self.mode,
             self.cfg.max_packet_size as usize,
             timeouts,
             self.db.stats.clone(),
+            prep,
         );
         let read = self.split && req.intent.is_read();
         if replica && read && unit > 0 {
             // Only this unit goes to the replica; an autocommit read is held
             // so that it can run elsewhere if the replica fails it.
-            let hold = req.intent == Intent::Read && retry.attempts < self.max_retries();
+            // Units naming prepared statements are rewritten on the way:
+            // not replayable, so not held.
+            let hold = req.intent == Intent::Read && retry.attempts < self.max_retries() && !named;
             if hold {
                 retry.attempts += 1;
                 self.retry = Retry {
@@ -375,6 +389,11 @@ impl Session {
         self.pools = vec![None; db.servers.len()];
         self.split = db.splits() && self.mode != causeway_config::PoolMode::Session;
         self.classifier = db.router().classifier.clone();
+        if let Some(p) = &mut self.prep {
+            // Statement ids are per database: the client's names are kept
+            // and re-prepared on the new servers.
+            p.registry = db.statements.clone();
+        }
         self.sticky = None;
         self.retry = Retry::default();
         self.db = db;
