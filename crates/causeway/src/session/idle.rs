@@ -45,6 +45,18 @@ impl Session {
                         .await;
                     return State::Closed("bad packet");
                 }
+                if tag == b'P' {
+                    if let Some(p) = self.prep.as_deref_mut().filter(|p| p.on) {
+                        if let Some(n) = p.answer_parses(&self.client.buf, &mut self.client.out) {
+                            self.client.buf.advance(n);
+                            self.info.info.set_prepared(p.map.len());
+                            if self.client.flush().await.is_err() {
+                                return State::Closed("client closed connection");
+                            }
+                            continue;
+                        }
+                    }
+                }
                 return self.attach(tag).await;
             }
             // An idle client holds no buffer: it goes back to the thread's

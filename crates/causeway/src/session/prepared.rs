@@ -50,6 +50,9 @@ pub struct Stmt {
     identity: Arc<[u8]>,
     /// Routing class, computed once: true = read-only.
     read: OnceLock<bool>,
+    /// A server accepted a Parse of it (so a client's Parse of it may be
+    /// answered without one).
+    verified: std::sync::atomic::AtomicBool,
 }
 
 impl Stmt {
@@ -108,6 +111,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The statement with this identity, if registered.
+    pub fn find(&self, identity: &[u8]) -> Option<Arc<Stmt>> {
+        self.map.lock().0.get(identity).and_then(Weak::upgrade)
+    }
+
     /// The statement with this identity, registered on first sight.
     pub fn get(&self, identity: &[u8]) -> Arc<Stmt> {
         let mut g = self.map.lock();
@@ -124,6 +132,7 @@ impl Registry {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             identity: key.clone(),
             read: OnceLock::new(),
+            verified: Default::default(),
         });
         map.insert(key, Arc::downgrade(&s));
         s
@@ -239,6 +248,48 @@ impl Prep {
     /// The statement a client name refers to.
     pub fn lookup(&self, name: &[u8]) -> Option<&Arc<Stmt>> {
         self.map.get(name)
+    }
+
+    /// With no server attached: a unit of named Parses of statements some
+    /// server already accepted, then a Sync (libpq's PQprepare), is
+    /// answered here (ParseComplete each, ReadyForQuery 'I' into `out`).
+    /// Returns the unit's length, or None to route it as usual. Saves a
+    /// round trip, and a client preparing while the pool is busy does not
+    /// wait for a server (pgbench -M prepared, single-threaded, would
+    /// otherwise deadlock against its own open transactions).
+    pub fn answer_parses(&mut self, buf: &[u8], out: &mut BytesMut) -> Option<usize> {
+        use causeway_protocol::frontend::Frames;
+        let mut frames = Frames::new(buf);
+        let mut found: Vec<(&[u8], Arc<Stmt>)> = Vec::new();
+        loop {
+            match frames.next()? {
+                (b'P', body) => {
+                    let (name, identity) = split_parse(body)?;
+                    // A reused name (even within the unit): the server's
+                    // path gives 42P05.
+                    if name.is_empty()
+                        || self.map.contains_key(name)
+                        || found.iter().any(|(n, _)| *n == name)
+                    {
+                        return None;
+                    }
+                    let stmt = self.registry.find(identity)?;
+                    if !stmt.verified.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    found.push((name, stmt));
+                }
+                (b'S', _) if !found.is_empty() => break,
+                _ => return None,
+            }
+        }
+        for (name, stmt) in found {
+            self.map.insert(name.into(), stmt);
+            self.counts.client_parses += 1;
+            out.extend_from_slice(&[b'1', 0, 0, 0, 4]);
+        }
+        backend::write_ready_for_query(out, b'I');
+        Some(frames.consumed())
     }
 
     /// A Sync, Query or FunctionCall went to the server.
@@ -433,8 +484,11 @@ impl Prep {
     pub fn server(&mut self, tag: u8, body: &[u8], cache: &mut StatementCache) -> ServerAction {
         match tag {
             b'1' => match self.queue.front() {
-                Some(Pending::Parse { hide, .. }) => {
+                Some(Pending::Parse { hide, stmt, .. }) => {
                     let hide = *hide;
+                    if let Some(s) = stmt {
+                        s.verified.store(true, Ordering::Relaxed);
+                    }
                     self.queue.pop_front();
                     if hide {
                         ServerAction::Swallow
@@ -912,6 +966,34 @@ mod tests {
         p.marker(b'Q');
         p.server(b'C', b"PREPARE\0", &mut s);
         assert!(p.sql_prepared);
+    }
+
+    #[test]
+    fn parses_of_verified_statements_are_answered_without_a_server() {
+        let mut p = prep(10);
+        let mut s = StatementCache::default();
+        let unit = [parse("a", "select 1"), frame(b'S', b"")].concat();
+        let mut out = BytesMut::new();
+        // Never accepted by a server yet: routed.
+        assert_eq!(p.answer_parses(&unit, &mut out), None);
+        send(&mut p, &mut s, &[parse("a", "select 1"), frame(b'S', b"")]);
+        reply(&mut p, &mut s, b"1Z");
+        let mut q = Prep::new(true, 10, p.registry.clone());
+        assert_eq!(q.answer_parses(&unit, &mut out), Some(unit.len()));
+        assert_eq!(&out[..], b"1\0\0\0\x04Z\0\0\0\x05I");
+        assert!(q.lookup(b"a").is_some());
+        // Reused name, or an unknown statement in the unit: routed.
+        assert_eq!(q.answer_parses(&unit, &mut out), None);
+        let two = [
+            parse("b", "select 1"),
+            parse("c", "select 2"),
+            frame(b'S', b""),
+        ]
+        .concat();
+        assert_eq!(q.answer_parses(&two, &mut out), None);
+        assert!(q.lookup(b"b").is_none());
+        // Incomplete unit: routed.
+        assert_eq!(q.answer_parses(&unit[..unit.len() - 5], &mut out), None);
     }
 
     #[test]
