@@ -65,7 +65,7 @@ pub struct ServerConn {
     /// The pool's RECONNECT epoch when this connection was opened.
     pub epoch: u64,
     /// Renamed prepared statements this server holds.
-    pub statements: crate::StatementCache,
+    pub statements: Box<crate::StatementCache>,
 }
 
 /// Where a session forwards bytes coming from a server (kept as a type so
@@ -120,7 +120,7 @@ impl ServerConn {
             last_used: Instant::now(),
             in_hot_standby: None,
             broken: false,
-            statements: crate::StatementCache::default(),
+            statements: Box::default(),
             slot: None,
             info: Arc::new(ServerInfo::new(id, 0, peer, local)),
             epoch: 0,

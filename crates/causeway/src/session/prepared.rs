@@ -107,8 +107,11 @@ impl ServerName {
 /// client maps a name to them.
 #[derive(Debug, Default)]
 pub struct Registry {
-    map: Mutex<(HashMap<Arc<[u8]>, Weak<Stmt>>, usize)>,
+    /// Statements by identity, and the size that triggers pruning.
+    map: Mutex<(StmtMap, usize)>,
 }
+
+type StmtMap = HashMap<Arc<[u8]>, Weak<Stmt>>;
 
 impl Registry {
     /// The statement with this identity, if registered.
