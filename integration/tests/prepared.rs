@@ -422,7 +422,25 @@ async fn prepared_reads_run_on_replicas_and_writes_on_the_primary() {
         .batch_execute("DROP TABLE IF EXISTS prep_rw; CREATE TABLE prep_rw (id serial, r bool)")
         .await
         .unwrap();
+    // Prepared on the primary...
+    client
+        .simple_query("SET causeway.route = primary")
+        .await
+        .unwrap();
     let read = client.prepare("SELECT pg_is_in_recovery()").await.unwrap();
+    assert!(
+        !client
+            .query_one(&read, &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0),
+        "route = primary"
+    );
+    client
+        .simple_query("SET causeway.route = auto")
+        .await
+        .unwrap();
+    // ...then executed as reads: on replicas, prepared there on demand.
     let write = client
         .prepare("INSERT INTO prep_rw (r) VALUES (pg_is_in_recovery()) RETURNING r")
         .await
