@@ -503,3 +503,56 @@ async fn off_or_session_mode_passes_statements_through() {
         cw.stop().await;
     }
 }
+
+/// A prepared read a replica refuses (25006: it writes through a function
+/// the classifier cannot see into) is re-run on the primary without the
+/// client noticing, like any held read: the rewritten unit is rolled back
+/// and replayed from the client's own bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_read_refused_by_a_replica_is_retried_on_the_primary() {
+    let c = cluster().await;
+    let cw = start_cw(APP_USERS, &split_toml(c, "consistency = \"none\"", "")).await;
+    let client = cw.app().await;
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS prep_sneaky_t; CREATE TABLE prep_sneaky_t (x int);\
+             CREATE OR REPLACE FUNCTION prep_sneaky() RETURNS bool LANGUAGE sql AS \
+             'INSERT INTO prep_sneaky_t VALUES (1); SELECT pg_is_in_recovery()'",
+        )
+        .await
+        .unwrap();
+    let probe = client.prepare("SELECT pg_is_in_recovery()").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !client
+        .query_one(&probe, &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(std::time::Instant::now() < deadline, "no replica reads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sneaky = client.prepare("SELECT prep_sneaky()").await.unwrap();
+    for i in 0..10 {
+        let r = client
+            .query_one(&sneaky, &[])
+            .await
+            .unwrap_or_else(|e| panic!("run {i}: {e}"));
+        assert!(!r.get::<_, bool>(0), "the write ran on the primary");
+    }
+    let n = row(&client, "SELECT count(*) FROM prep_sneaky_t")
+        .await
+        .unwrap();
+    assert_eq!(n, ["10"]);
+    let (status, body) =
+        causeway_integration::http_get(cw.metrics_port().expect("metrics port"), "/metrics");
+    assert_eq!(status, 200);
+    let retried: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("causeway_routing_decisions_total") && l.contains("retry_25006"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    eprintln!("retried on the primary: {retried}");
+    assert!(retried >= 1.0, "no 25006 retry counted");
+    cw.stop().await;
+}

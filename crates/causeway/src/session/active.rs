@@ -40,6 +40,10 @@ impl Session {
                 State::Idle
             }
             End::Retry { cause, reusable } => {
+                // Requests of the unit that were rewritten or prepared: the
+                // re-run starts from the client's own bytes again.
+                let reusable = reusable && att.flow.prep.queue.is_empty();
+                att.flow.prep.rollback(&mut att.conn.statements);
                 // The unit is still at the front of the client buffer and
                 // nothing of its reply reached the client: run it again.
                 let server = att.server;

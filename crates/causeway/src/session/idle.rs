@@ -10,7 +10,6 @@ use causeway_protocol::{backend, sqlstate, HEADER_LEN};
 use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView};
 
 use super::consistency::Floor;
-use super::prepared;
 use super::pump::{Flow, RetryCause, Timeouts};
 use super::{params, secs, sleep_or_forever, Attached, Retry, Session, State};
 use crate::app::Phase;
@@ -342,8 +341,6 @@ impl Session {
                 self.db.statements.clone(),
             ))
         });
-        let named =
-            prep.on && unit > 0 && prepared::unit_names_statements(&self.client.buf[..unit]);
         let mut flow = Flow::new(
             self.mode,
             self.cfg.max_packet_size as usize,
@@ -355,9 +352,7 @@ impl Session {
         if replica && read && unit > 0 {
             // Only this unit goes to the replica; an autocommit read is held
             // so that it can run elsewhere if the replica fails it.
-            // Units naming prepared statements are rewritten on the way:
-            // not replayable, so not held.
-            let hold = req.intent == Intent::Read && retry.attempts < self.max_retries() && !named;
+            let hold = req.intent == Intent::Read && retry.attempts < self.max_retries();
             if hold {
                 retry.attempts += 1;
                 self.retry = Retry {

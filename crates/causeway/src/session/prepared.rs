@@ -295,6 +295,16 @@ impl Prep {
         Some(frames.consumed())
     }
 
+    /// A held unit is re-run elsewhere: take back everything its requests
+    /// were assumed to do, newest first (the server it ran on is closed).
+    pub fn rollback(&mut self, cache: &mut StatementCache) {
+        while let Some(p) = self.queue.pop_back() {
+            self.undo(p, cache);
+        }
+        self.out.clear();
+        self.stage.clear();
+    }
+
     /// A Sync, Query or FunctionCall went to the server.
     pub fn marker(&mut self, tag: u8) {
         self.queue.push_back(if tag == b'S' {
@@ -677,18 +687,6 @@ impl Prep {
     }
 }
 
-/// Whether a unit (complete frames) uses named statements: such a unit is
-/// not held for a transparent retry (its rewriting is not replayable).
-pub fn unit_names_statements(unit: &[u8]) -> bool {
-    use causeway_protocol::frontend::Frames;
-    Frames::new(unit).any(|(tag, body)| match tag {
-        b'P' => split_parse(body).is_none_or(|(n, _)| !n.is_empty()),
-        b'B' => bind_prefix(body).is_none_or(|(_, s, _)| !s.is_empty()),
-        b'D' | b'C' => target(body).is_none_or(|(k, n)| k == b'S' && !n.is_empty()),
-        _ => false,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -972,6 +970,40 @@ mod tests {
     }
 
     #[test]
+    fn rollback_takes_a_held_unit_back() {
+        let mut p = prep(1);
+        let mut s = StatementCache::default();
+        send(
+            &mut p,
+            &mut s,
+            &[parse("old", "select 0"), frame(b'S', b"")],
+        );
+        reply(&mut p, &mut s, b"1Z");
+        s.begin_pin();
+        send(
+            &mut p,
+            &mut s,
+            &[
+                frame(b'C', b"Sold\0"),
+                parse("s1", "select 1"),
+                bind("s1"),
+                frame(b'S', b""),
+            ],
+        );
+        assert!(p.lookup(b"s1").is_some() && p.lookup(b"old").is_none());
+        p.rollback(&mut s);
+        // As before the unit: the replay sees the same state.
+        assert!(p.lookup(b"s1").is_none());
+        assert_eq!(p.lookup(b"old").unwrap().query(), b"select 0");
+        assert!(p.queue.is_empty() && p.out.is_empty());
+        assert_eq!(
+            s.len(),
+            1,
+            "the evicted statement is back, the new one gone"
+        );
+    }
+
+    #[test]
     fn parses_of_verified_statements_are_answered_without_a_server() {
         let mut p = prep(10);
         let mut s = StatementCache::default();
@@ -997,16 +1029,5 @@ mod tests {
         assert!(q.lookup(b"b").is_none());
         // Incomplete unit: routed.
         assert_eq!(q.answer_parses(&unit[..unit.len() - 5], &mut out), None);
-    }
-
-    #[test]
-    fn named_units() {
-        assert!(unit_names_statements(&bind("s1")));
-        assert!(unit_names_statements(&parse("s1", "select 1")));
-        assert!(!unit_names_statements(
-            &[parse("", "select 1"), bind(""), frame(b'S', b"")].concat()
-        ));
-        assert!(unit_names_statements(&frame(b'D', b"Ss1\0")));
-        assert!(!unit_names_statements(&frame(b'D', b"Pp\0")));
     }
 }

@@ -419,9 +419,9 @@ impl Flow {
         client: &mut Client,
         conn: &mut ServerConn,
     ) -> Result<(), ProtocolError> {
-        // A held read is replayed from the client buffer: it is never
-        // rewritten (units naming statements are not held).
-        let track = self.prep.on && !self.hold;
+        // A held read stays in the client buffer (rewritten copies go to
+        // the server); a retry rolls the bookkeeping back and rescans it.
+        let track = self.prep.on;
         let interest = if track {
             client_interest_tracked
         } else {
@@ -703,7 +703,13 @@ impl Flow {
         }
         // Committed: from here the reply flows to the client as usual.
         self.hold = false;
-        self.s_ready = std::mem::take(&mut self.s_held);
+        if self.prep.on {
+            // The held replies go through the prepared-statement
+            // bookkeeping like any others: scanned again from the start.
+            self.s_held = 0;
+        } else {
+            self.s_ready = std::mem::take(&mut self.s_held);
+        }
         Ok(())
     }
 
