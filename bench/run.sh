@@ -159,6 +159,14 @@ PG_VERSION=$("$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$DB" -XAtqc 'sho
 
 # ---------------------------------------------------------------- PgBouncer
 echo '"postgres" ""' >"$TMP/userlist.txt"
+PGB_VERSION=$("$PGBOUNCER" --version 2>/dev/null | head -n1 | awk '{print $NF}')
+# Protocol-level prepared statements in transaction mode exist since 1.21
+# (max_prepared_statements); older versions do not know the setting and
+# fail the `prepared` row.
+PGB_PREPARED=""
+if [[ $(printf '%s\n1.21\n' "$PGB_VERSION" | sort -V | head -n1) == 1.21 ]]; then
+    PGB_PREPARED="max_prepared_statements = 200"
+fi
 cat >"$TMP/pgbouncer.ini" <<EOF
 [databases]
 $DB = host=127.0.0.1 port=$PG_PORT dbname=$DB
@@ -175,6 +183,7 @@ max_client_conn = 2000
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
+$PGB_PREPARED
 EOF
 [[ $IS_ROOT -eq 1 ]] && chown -R postgres: "$TMP"
 log "starting PgBouncer on 127.0.0.1:$PGB_PORT"
@@ -196,6 +205,7 @@ max_client_conn = 2000
 metrics_addr = ""
 log_connections = false
 log_disconnections = false
+max_prepared_statements = 200
 
 [databases.$DB]
 dbname = "$DB"

@@ -1,6 +1,7 @@
 //! pgbench through Causeway in transaction mode with a pool of 10 for 50
-//! clients: no failed transactions, and never more than 10 server
-//! connections (counted on the primary).
+//! clients (`-M simple`, `extended` and `prepared`): no failed
+//! transactions, never more than 10 server connections (counted on the
+//! primary), and server parses near pool size x statements.
 
 mod common;
 
@@ -33,14 +34,38 @@ fn report_value<'a>(out: &'a str, name: &str) -> Option<&'a str> {
         .map(|v| v.trim_start_matches(':').trim())
 }
 
+/// (client parses, server parses, binds) for benchdb from SHOW STATS.
+async fn parse_counts(cw: &Cw) -> (i64, i64, i64) {
+    let adm = cw
+        .connect("admin", Some("admin_pw"), "pgbouncer")
+        .await
+        .unwrap();
+    for m in adm.simple_query("SHOW STATS").await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            if r.get("database") == Some("benchdb") {
+                let v = |c: &str| r.get(c).and_then(|v| v.parse().ok()).unwrap_or(0);
+                return (
+                    v("total_client_parse_count"),
+                    v("total_server_parse_count"),
+                    v("total_bind_count"),
+                );
+            }
+        }
+    }
+    (0, 0, 0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_simple_and_extended_through_transaction_pool() {
     let c = cluster().await;
     create_role("bench", "bench_pw", Some("benchdb")).await;
     let direct = direct(c).await;
     let cw = start_cw(
-        &[("bench", "bench_pw")],
-        &(base_toml("transaction", "max_client_conn = 200\ndefault_pool_size = 20")
+        &[("bench", "bench_pw"), ("admin", "admin_pw")],
+        &(base_toml(
+            "transaction",
+            "max_client_conn = 200\ndefault_pool_size = 20\nadmin_users = [\"admin\"]",
+        )
             + &format!(
                 "\n[databases.benchdb]\ndbname = \"benchdb\"\nhost = \"{}\"\nport = {}\npool_size = 10\n",
                 c.primary().host(),
@@ -79,7 +104,8 @@ async fn pgbench_simple_and_extended_through_transaction_pool() {
         text(&out.stderr)
     );
 
-    for mode in ["simple", "extended"] {
+    for mode in ["simple", "extended", "prepared"] {
+        let before = parse_counts(&cw).await;
         let out = run_cmd(
             pgbench(&cw, &["-c", "50", "-j", "2", "-T", "10", "-M", mode]),
             Duration::from_secs(60),
@@ -107,6 +133,19 @@ async fn pgbench_simple_and_extended_through_transaction_pool() {
             .to_string();
         eprintln!("-M {mode}: {processed} transactions, {tps}");
         assert!(processed > 100, "-M {mode}: only {processed} transactions");
+        let after = parse_counts(&cw).await;
+        let (client, server, binds) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+        eprintln!("-M {mode}: client parses {client}, server parses {server}, binds {binds}");
+        if mode == "prepared" {
+            // pgbench's 7 statements prepared once per client, and on each
+            // of the 10 server connections about once.
+            assert!(client >= 50, "client parses {client}");
+            assert!(binds >= processed as i64, "binds {binds}");
+            assert!(
+                server <= 10 * 7 * 2,
+                "server parses {server}: should stay near pool size x statements"
+            );
+        }
     }
 
     stop.store(true, Ordering::Relaxed);

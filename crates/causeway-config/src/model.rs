@@ -180,6 +180,9 @@ pub struct Config {
     pub idle_transaction_timeout: f64,
     pub server_reset_query: String,
     pub server_reset_query_always: bool,
+    /// Protocol-level named prepared statements tracked per server
+    /// connection in transaction/statement mode (0 = pass-through).
+    pub max_prepared_statements: u32,
     pub server_check_delay: f64,
     pub server_check_query: String,
 
@@ -273,6 +276,7 @@ impl Default for Config {
             idle_transaction_timeout: 0.0,
             server_reset_query: "DISCARD ALL".into(),
             server_reset_query_always: false,
+            max_prepared_statements: 200,
             server_check_delay: 30.0,
             server_check_query: "select 1".into(),
             max_packet_size: 2_147_483_647,

@@ -45,8 +45,8 @@
 //! | `causeway_queries_total` | counter | database | queries finished |
 //! | `causeway_received_bytes_total` | counter | database | bytes received from clients |
 //! | `causeway_sent_bytes_total` | counter | database | bytes sent to clients |
-//! | `causeway_client_parses_total` | counter | database | Parse messages from clients |
-//! | `causeway_server_parses_total` | counter | database | Parse messages sent to servers |
+//! | `causeway_client_parses_total` | counter | database | Parse messages from clients (docs/prepared-statements.md) |
+//! | `causeway_server_parses_total` | counter | database | Parse messages sent to servers, Causeway's own (prepare on demand) included |
 //! | `causeway_binds_total` | counter | database | Bind messages from clients |
 //! | `causeway_client_wait_seconds` | histogram | database | time a client waited for a server connection |
 //! | `causeway_query_duration_seconds` | histogram | database | query duration |

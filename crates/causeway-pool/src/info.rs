@@ -41,6 +41,8 @@ pub struct ServerInfo {
     /// Unix microseconds of the last assignment.
     request_time: AtomicU64,
     epoch: AtomicU64,
+    /// Prepared statements held (SHOW SERVERS prepared_statements).
+    prepared: AtomicU64,
 }
 
 impl ServerInfo {
@@ -55,6 +57,7 @@ impl ServerInfo {
             link: AtomicU64::new(0),
             request_time: AtomicU64::new(unix_micros(SystemTime::now())),
             epoch: AtomicU64::new(0),
+            prepared: AtomicU64::new(0),
         }
     }
 
@@ -70,6 +73,14 @@ impl ServerInfo {
 
     pub fn set_state(&self, s: ServerState) {
         self.state.store(s as u8, Relaxed);
+    }
+
+    pub fn prepared(&self) -> u64 {
+        self.prepared.load(Relaxed)
+    }
+
+    pub fn set_prepared(&self, n: usize) {
+        self.prepared.store(n as u64, Relaxed);
     }
 
     pub fn link(&self) -> u64 {

@@ -14,6 +14,7 @@ mod params;
 mod pool;
 mod server;
 mod settings;
+mod statements;
 
 pub use cancel::{forward_cancel, CancelTarget};
 pub use error::{PoolError, ServerError};
@@ -23,3 +24,4 @@ pub use params::ParamSet;
 pub use pool::{Pool, PoolKey, PoolSnapshot};
 pub use server::{Login, ServerConn, ServerSink};
 pub use settings::{secs as settings_secs, PoolSettings};
+pub use statements::StatementCache;

@@ -64,6 +64,8 @@ pub struct ServerConn {
     pub info: Arc<ServerInfo>,
     /// The pool's RECONNECT epoch when this connection was opened.
     pub epoch: u64,
+    /// Renamed prepared statements this server holds.
+    pub statements: Box<crate::StatementCache>,
 }
 
 /// Where a session forwards bytes coming from a server (kept as a type so
@@ -118,6 +120,7 @@ impl ServerConn {
             last_used: Instant::now(),
             in_hot_standby: None,
             broken: false,
+            statements: Box::default(),
             slot: None,
             info: Arc::new(ServerInfo::new(id, 0, peer, local)),
             epoch: 0,
@@ -369,6 +372,9 @@ impl ServerConn {
     /// a reset query.
     pub fn after_reset(&mut self) {
         self.params.forget_unreported();
+        // DISCARD ALL (the usual reset) deallocates every statement.
+        self.statements.clear();
+        self.info.set_prepared(0);
         self.synced_fp = 0;
     }
 

@@ -206,3 +206,155 @@ mod parse_tests {
         assert_eq!(bind_names(b""), None);
     }
 }
+
+/// Names in extended-protocol messages, for renaming prepared statements
+/// on their way to a server. Only the few bytes of names are decoded; a
+/// Bind's parameters are never looked at.
+pub mod names {
+    use bytes::{BufMut, BytesMut};
+
+    /// A Parse body split as (statement name, rest): `rest` is the query
+    /// text with its NUL and the parameter types, the statement's identity.
+    /// None if malformed (no NUL, or a parameter count that does not match
+    /// the length).
+    pub fn split_parse(body: &[u8]) -> Option<(&[u8], &[u8])> {
+        let n = body.iter().position(|&b| b == 0)?;
+        let rest = &body[n + 1..];
+        let q = rest.iter().position(|&b| b == 0)?;
+        let types = &rest[q + 1..];
+        let &[a, b] = types.get(..2)? else {
+            return None;
+        };
+        let count = i16::from_be_bytes([a, b]);
+        if count < 0 || types.len() != 2 + 4 * count as usize {
+            return None;
+        }
+        Some((&body[..n], rest))
+    }
+
+    /// The query text of a statement identity (`rest` of [`split_parse`]).
+    pub fn identity_query(rest: &[u8]) -> &[u8] {
+        let q = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        &rest[..q]
+    }
+
+    /// The start of a Bind body: (portal, statement, bytes of both names
+    /// with their NULs). None until both NULs are within `avail`.
+    pub fn bind_prefix(avail: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+        let n = avail.iter().position(|&b| b == 0)?;
+        let rest = &avail[n + 1..];
+        let s = rest.iter().position(|&b| b == 0)?;
+        Some((&avail[..n], &rest[..s], n + 1 + s + 1))
+    }
+
+    /// A Describe or Close body: (kind 'S' or 'P', name).
+    pub fn target(body: &[u8]) -> Option<(u8, &[u8])> {
+        let (&kind, rest) = body.split_first()?;
+        let n = rest.iter().position(|&b| b == 0)?;
+        if n + 1 != rest.len() || !(kind == b'S' || kind == b'P') {
+            return None;
+        }
+        Some((kind, &rest[..n]))
+    }
+
+    fn header(buf: &mut BytesMut, tag: u8, body_len: usize) {
+        buf.put_u8(tag);
+        buf.put_i32((body_len + 4) as i32);
+    }
+
+    /// Parse: `name` and a statement identity (query, NUL, types).
+    pub fn write_parse(buf: &mut BytesMut, name: &[u8], identity: &[u8]) {
+        header(buf, b'P', name.len() + 1 + identity.len());
+        buf.put_slice(name);
+        buf.put_u8(0);
+        buf.put_slice(identity);
+    }
+
+    /// The header and names of a Bind whose original body was `body_len`
+    /// bytes with names taking `names_len` of them; the rest of the
+    /// original body follows unchanged.
+    pub fn write_bind_prefix(
+        buf: &mut BytesMut,
+        body_len: usize,
+        names_len: usize,
+        portal: &[u8],
+        stmt: &[u8],
+    ) {
+        let new_len = body_len - names_len + portal.len() + stmt.len() + 2;
+        header(buf, b'B', new_len);
+        buf.put_slice(portal);
+        buf.put_u8(0);
+        buf.put_slice(stmt);
+        buf.put_u8(0);
+    }
+
+    /// Describe ('D') or Close ('C') of a statement or portal.
+    pub fn write_target(buf: &mut BytesMut, tag: u8, kind: u8, name: &[u8]) {
+        header(buf, tag, 1 + name.len() + 1);
+        buf.put_u8(kind);
+        buf.put_slice(name);
+        buf.put_u8(0);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::frontend::Frames;
+
+        fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+            let mut v = vec![tag];
+            v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+            v.extend_from_slice(body);
+            v
+        }
+
+        #[test]
+        fn parse_split_and_rewrite() {
+            let body = b"s1\0select $1\0\0\x01\0\0\0\x17";
+            let (name, rest) = split_parse(body).unwrap();
+            assert_eq!(name, b"s1");
+            assert_eq!(identity_query(rest), b"select $1");
+            let mut out = BytesMut::new();
+            write_parse(&mut out, b"causeway_7", rest);
+            assert_eq!(
+                &out[..],
+                &frame(b'P', b"causeway_7\0select $1\0\0\x01\0\0\0\x17")[..]
+            );
+            // Count and length disagree: malformed.
+            assert_eq!(split_parse(b"s\0q\0\0\x02\0\0\0\x17"), None);
+            assert_eq!(split_parse(b"s\0q\0\xff\xff"), None);
+            assert_eq!(split_parse(b"s\0q"), None);
+            assert_eq!(split_parse(b"\0q\0\0\0").map(|x| x.0), Some(&b""[..]));
+        }
+
+        #[test]
+        fn bind_rewrite_keeps_the_rest() {
+            let rest = b"\0\x01\0\x01\0\0\0\x011\0\0";
+            let mut body = b"p\0s1\0".to_vec();
+            body.extend_from_slice(rest);
+            let (portal, stmt, n) = bind_prefix(&body).unwrap();
+            assert_eq!((portal, stmt, n), (&b"p"[..], &b"s1"[..], 5));
+            assert_eq!(bind_prefix(b"p\0s1"), None);
+            let mut out = BytesMut::new();
+            write_bind_prefix(&mut out, body.len(), n, portal, b"causeway_12");
+            out.extend_from_slice(&body[n..]);
+            let mut want = b"p\0causeway_12\0".to_vec();
+            want.extend_from_slice(rest);
+            assert_eq!(&out[..], &frame(b'B', &want)[..]);
+            let (tag, b) = Frames::new(&out).next().unwrap();
+            assert_eq!((tag, b.len()), (b'B', want.len()));
+        }
+
+        #[test]
+        fn describe_close_targets() {
+            assert_eq!(target(b"Ss1\0"), Some((b'S', &b"s1"[..])));
+            assert_eq!(target(b"P\0"), Some((b'P', &b""[..])));
+            assert_eq!(target(b"Xs\0"), None);
+            assert_eq!(target(b"Ss1"), None);
+            assert_eq!(target(b"Ss1\0junk"), None);
+            let mut out = BytesMut::new();
+            write_target(&mut out, b'C', b'S', b"causeway_1");
+            assert_eq!(&out[..], &frame(b'C', b"Scauseway_1\0")[..]);
+        }
+    }
+}

@@ -53,6 +53,19 @@ impl Scanner {
         self.remaining == 0
     }
 
+    /// Forgets the message whose header was just reported: the next step
+    /// reports it again (the caller waits for more of it first).
+    pub fn unread_header(&mut self) {
+        self.remaining = 0;
+    }
+
+    /// The caller took `n` bytes of the current message itself (after its
+    /// header was reported); they are not passed.
+    pub fn took(&mut self, n: usize) {
+        debug_assert!(n <= self.remaining);
+        self.remaining -= n.min(self.remaining);
+    }
+
     /// Looks at the front of `buf` (the bytes not yet consumed).
     /// `max_len` bounds the declared length of any message.
     pub fn step<'a>(

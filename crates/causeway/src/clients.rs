@@ -48,6 +48,8 @@ pub struct ClientInfo {
     /// Microseconds the current wait for a server started (0 = not waiting).
     wait_start: AtomicU64,
     killed: AtomicBool,
+    /// Named prepared statements the client holds (SHOW CLIENTS).
+    prepared: AtomicU64,
     /// Wakes the session for KILL / KILL_CLIENT and shutdown phases. One
     /// per client: no shared waiter list on the hot path.
     pub wake: Notify,
@@ -76,6 +78,14 @@ impl ClientInfo {
             .store(unix_micros(SystemTime::now()), Relaxed);
         self.wait_start.store(0, Relaxed);
         self.state.store(ClientState::Active as u8, Relaxed);
+    }
+
+    pub fn prepared(&self) -> u64 {
+        self.prepared.load(Relaxed)
+    }
+
+    pub fn set_prepared(&self, n: usize) {
+        self.prepared.store(n as u64, Relaxed);
     }
 
     pub fn idle(&self) {
@@ -157,6 +167,7 @@ impl Clients {
             remote_pid: AtomicI32::new(0),
             wait_start: AtomicU64::new(0),
             killed: AtomicBool::new(false),
+            prepared: AtomicU64::new(0),
             wake: Notify::new(),
         });
         self.map.lock().insert(id, info.clone());

@@ -48,6 +48,8 @@ pub struct Database {
     /// What the monitor was started with (a change rebuilds the database).
     monitor_key: Option<(Vec<ServerAddr>, MonitorConfig)>,
     pools: RwLock<HashMap<(String, usize), Pool>>,
+    /// Distinct prepared statements of this database's clients.
+    pub statements: Arc<crate::session::prepared::Registry>,
 }
 
 /// The routing settings in force, swapped on reload.
@@ -88,6 +90,7 @@ impl Database {
             paused: watch::channel(false).0,
             disabled: AtomicBool::new(false),
             pools: RwLock::new(HashMap::new()),
+            statements: Default::default(),
         }
     }
 

@@ -55,7 +55,7 @@ pub fn clients(app: &App) -> Table {
             v(c.remote_pid()),
             None,
             v(c.application_name.lock().as_str()),
-            v(0),
+            v(c.prepared()),
             v(c.id),
         ]);
     }
@@ -92,7 +92,7 @@ pub fn servers(app: &App) -> Table {
                     v(s.pid),
                     None,
                     v(""),
-                    v(0),
+                    v(s.prepared()),
                     v(s.id),
                 ]);
             }

@@ -40,6 +40,10 @@ impl Session {
                 State::Idle
             }
             End::Retry { cause, reusable } => {
+                // Requests of the unit that were rewritten or prepared: the
+                // re-run starts from the client's own bytes again.
+                let reusable = reusable && att.flow.prep.queue.is_empty();
+                att.flow.prep.rollback(&mut att.conn.statements);
                 // The unit is still at the front of the client buffer and
                 // nothing of its reply reached the client: run it again.
                 let server = att.server;
@@ -129,6 +133,14 @@ impl Session {
             started,
         } = att;
         flow.flush_stats();
+        let mut prep = flow.prep;
+        // Requests still owed a reply: the connection is closed below.
+        prep.queue.clear();
+        prep.out.clear();
+        let sql_prepared = std::mem::take(&mut prep.sql_prepared);
+        self.info.info.set_prepared(prep.map.len());
+        conn.info.set_prepared(conn.statements.len());
+        self.prep = Some(prep);
         if read {
             self.db.load.finish(server, started.elapsed());
             if self.ryw.on() {
@@ -154,6 +166,15 @@ impl Session {
                 return;
             }
             conn.after_reset();
+        }
+        if sql_prepared && self.mode != PoolMode::Session {
+            // SQL PREPARE in transaction mode lasts until the transaction
+            // ends: no later client may EXECUTE it by mistake.
+            if conn.simple_query("DEALLOCATE ALL").await.is_err() {
+                return;
+            }
+            conn.statements.clear();
+            conn.info.set_prepared(0);
         }
         if wrote {
             self.take_write_token(conn, pool, server);

@@ -44,6 +44,18 @@ impl Session {
                         .await;
                     return State::Closed("bad packet");
                 }
+                if tag == b'P' {
+                    if let Some(p) = self.prep.as_deref_mut().filter(|p| p.on) {
+                        if let Some(n) = p.answer_parses(&self.client.buf, &mut self.client.out) {
+                            self.client.buf.advance(n);
+                            self.info.info.set_prepared(p.map.len());
+                            if self.client.flush().await.is_err() {
+                                return State::Closed("client closed connection");
+                            }
+                            continue;
+                        }
+                    }
+                }
                 return self.attach(tag).await;
             }
             // An idle client holds no buffer: it goes back to the thread's
@@ -321,11 +333,20 @@ impl Session {
             idle_transaction: secs(self.cfg.idle_transaction_timeout),
             client_idle: secs(self.cfg.client_idle_timeout),
         };
+        conn.statements.begin_pin();
+        let prep = self.prep.take().unwrap_or_else(|| {
+            Box::new(super::prepared::Prep::new(
+                false,
+                0,
+                self.db.statements.clone(),
+            ))
+        });
         let mut flow = Flow::new(
             self.mode,
             self.cfg.max_packet_size as usize,
             timeouts,
             self.db.stats.clone(),
+            prep,
         );
         let read = self.split && req.intent.is_read();
         if replica && read && unit > 0 {
@@ -375,6 +396,11 @@ impl Session {
         self.pools = vec![None; db.servers.len()];
         self.split = db.splits() && self.mode != causeway_config::PoolMode::Session;
         self.classifier = db.router().classifier.clone();
+        if let Some(p) = &mut self.prep {
+            // Statement ids are per database: the client's names are kept
+            // and re-prepared on the new servers.
+            p.registry = db.statements.clone();
+        }
         self.sticky = None;
         self.retry = Retry::default();
         self.db = db;

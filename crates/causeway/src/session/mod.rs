@@ -20,6 +20,7 @@ mod local;
 mod login;
 mod params;
 mod plan;
+pub(crate) mod prepared;
 mod pump;
 mod startup;
 
@@ -109,6 +110,8 @@ struct Session {
     retry: Retry,
     /// Read-your-writes state.
     ryw: consistency::Ryw,
+    /// Named prepared statements (lent to the flow while attached).
+    prep: Option<Box<prepared::Prep>>,
 }
 
 /// Serves one client connection from accept to close.
@@ -162,7 +165,13 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
     let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg, &l.user));
+    let prep = prepared::Prep::new(
+        l.mode != PoolMode::Session && cfg.max_prepared_statements > 0,
+        cfg.max_prepared_statements as usize,
+        l.db.statements.clone(),
+    );
     Session {
+        prep: Some(Box::new(prep)),
         ryw,
         split,
         classifier,

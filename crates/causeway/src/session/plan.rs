@@ -15,6 +15,7 @@ use causeway_routing::{
 };
 
 use super::local::LocalCommand;
+use super::prepared::Prep;
 use super::{Session, State};
 
 /// What to do with the unit at the front of the buffer.
@@ -62,14 +63,17 @@ impl Session {
                     }
                 }
             }
-            b'P' => {
+            b'P' | b'B' | b'D' | b'C'
+                if tag == b'P' || self.prep.as_ref().is_some_and(|p| p.on) =>
+            {
                 // The rest of the unit is usually in the same packet; one
                 // look at the socket without waiting, then decide.
                 if !Frames::new(&self.client.buf).any(|(t, _)| t == b'S') {
                     let _ = self.client.try_read_more();
                 }
                 let classifier = self.classifier.clone();
-                match plan_extended(&classifier, &self.client.buf, steer) {
+                let prep = self.prep.as_deref().filter(|p| p.on);
+                match plan_extended(&classifier, &self.client.buf, steer, prep) {
                     Plan::Route { req, unit, token } => self.with_token(req, unit, token).await,
                     Plan::Local { .. } => Ok(Some((Request::write(), 0))),
                 }
@@ -150,9 +154,15 @@ pub(super) fn plan_query<'a>(classifier: &Classifier, frame: &'a [u8], steer: St
     route(intent, c.hint, steer, frame.len())
 }
 
-/// Plans an extended-protocol unit starting with a Parse. `buf` is the
-/// client buffer (complete frames at its front).
-pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -> Plan<'static> {
+/// Plans an extended-protocol unit. `buf` is the client buffer (complete
+/// frames at its front). `prep`: the client's tracked prepared statements
+/// (None when they are passed through).
+pub(super) fn plan_extended(
+    classifier: &Classifier,
+    buf: &[u8],
+    steer: Steer,
+    prep: Option<&Prep>,
+) -> Plan<'static> {
     let mut frames = Frames::new(buf);
     let mut parsed: [&[u8]; 8] = [b""; 8];
     let mut n_parsed = 0;
@@ -163,10 +173,11 @@ pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -
     for (tag, body) in frames.by_ref() {
         match tag {
             b'P' => {
-                // A named statement outlives the unit: until statements are
-                // tracked per server, it is prepared where writes go.
+                // A named statement outlives the unit: untracked, it is
+                // prepared where writes go; tracked, it is prepared on
+                // demand wherever it later runs.
                 let sql = parse_statement(body).and_then(|(name, q)| {
-                    if name.is_empty() && n_parsed < parsed.len() {
+                    if (name.is_empty() || prep.is_some()) && n_parsed < parsed.len() {
                         parsed[n_parsed] = name;
                         n_parsed += 1;
                         std::str::from_utf8(q).ok()
@@ -190,11 +201,20 @@ pub(super) fn plan_extended(classifier: &Classifier, buf: &[u8], steer: Steer) -
                     break;
                 }
             }
-            // A Bind may only use a statement parsed in this unit: one
-            // parsed earlier may live on another server.
+            // A Bind may only use a statement parsed in this unit (one
+            // parsed earlier may live on another server), or a tracked one
+            // that is read-only (classified once, cached with it).
             b'B' => {
-                let known =
-                    bind_names(body).is_some_and(|(_, stmt)| parsed[..n_parsed].contains(&stmt));
+                let known = bind_names(body).is_some_and(|(_, stmt)| {
+                    parsed[..n_parsed].contains(&stmt)
+                        || (!stmt.is_empty()
+                            && prep.and_then(|p| p.lookup(stmt)).is_some_and(|s| {
+                                s.is_read(|sql| {
+                                    let c = classifier.classify(sql);
+                                    c.class.is_read() && !matches!(c.hint, Some(Hint::Primary))
+                                })
+                            }))
+                });
                 if !known {
                     read = false;
                     break;
@@ -353,7 +373,10 @@ mod tests {
         let mut named = parse("s1", "select 1");
         named.extend(bind("s1"));
         named.extend(frame(b'S', b""));
-        assert_eq!(intent(&plan_extended(&c, &named, AUTO)).0, Intent::Write);
+        assert_eq!(
+            intent(&plan_extended(&c, &named, AUTO, None)).0,
+            Intent::Write
+        );
         let mut buf = parse("", "select $1");
         buf.extend(bind(""));
         buf.extend(frame(b'E', b"\0\0\0\0\0"));
@@ -361,24 +384,66 @@ mod tests {
         let unit = buf.len();
         buf.extend(q("insert into t values (1)"));
         assert_eq!(
-            intent(&plan_extended(&c, &buf, AUTO)),
+            intent(&plan_extended(&c, &buf, AUTO, None)),
             (Intent::Read, unit, false),
             "the unit ends at its Sync"
         );
         // No Sync yet: unsure.
         assert_eq!(
-            intent(&plan_extended(&c, &buf[..unit - 5], AUTO)).0,
+            intent(&plan_extended(&c, &buf[..unit - 5], AUTO, None)).0,
             Intent::Write
         );
         // Any write in the unit.
         let mut w = parse("", "select 1");
         w.extend(parse("", "delete from t"));
         w.extend(frame(b'S', b""));
-        assert_eq!(intent(&plan_extended(&c, &w, AUTO)).0, Intent::Write);
+        assert_eq!(intent(&plan_extended(&c, &w, AUTO, None)).0, Intent::Write);
         // A Bind of a statement parsed in an earlier unit.
         let mut b = parse("", "select 1");
         b.extend(bind("older"));
         b.extend(frame(b'S', b""));
-        assert_eq!(intent(&plan_extended(&c, &b, AUTO)).0, Intent::Write);
+        assert_eq!(intent(&plan_extended(&c, &b, AUTO, None)).0, Intent::Write);
+    }
+
+    #[test]
+    fn tracked_named_statements_may_read_on_replicas() {
+        use super::super::prepared::{Prep, Registry};
+        use causeway_pool::StatementCache;
+        let c = Classifier::default();
+        let mut prep = Prep::new(true, 10, std::sync::Arc::new(Registry::default()));
+        let mut cache = StatementCache::default();
+        for (name, sql) in [("r", "select 1"), ("w", "delete from t")] {
+            let f = parse(name, sql);
+            prep.client(b'P', &f, f.len(), &mut cache);
+        }
+        // Parsed and bound in one unit: classified from its text.
+        let mut u = parse("s1", "select 2");
+        u.extend(bind("s1"));
+        u.extend(frame(b'S', b""));
+        assert_eq!(
+            intent(&plan_extended(&c, &u, AUTO, Some(&prep))).0,
+            Intent::Read
+        );
+        assert_eq!(intent(&plan_extended(&c, &u, AUTO, None)).0, Intent::Write);
+        // Bound later: the cached class decides.
+        let mut u = bind("r");
+        u.extend(frame(b'E', b"\0\0\0\0\0"));
+        u.extend(frame(b'S', b""));
+        assert_eq!(
+            intent(&plan_extended(&c, &u, AUTO, Some(&prep))),
+            (Intent::Read, u.len(), false)
+        );
+        let mut u = bind("w");
+        u.extend(frame(b'S', b""));
+        assert_eq!(
+            intent(&plan_extended(&c, &u, AUTO, Some(&prep))).0,
+            Intent::Write
+        );
+        let mut u = bind("unknown");
+        u.extend(frame(b'S', b""));
+        assert_eq!(
+            intent(&plan_extended(&c, &u, AUTO, Some(&prep))).0,
+            Intent::Write
+        );
     }
 }

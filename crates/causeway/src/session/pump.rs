@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
 use super::client::Client;
+use super::prepared::{ClientAction, Prep, ServerAction};
 
 /// Stop reading a side while this many of its bytes wait to be written.
 const HIGH_WATER: usize = 256 * 1024;
@@ -143,6 +144,11 @@ pub struct Flow {
     /// Counters gathered locally and flushed to `stats` once per
     /// transaction, so the shared atomics are touched rarely.
     local: Local,
+    /// Prepared statements (renaming, replies owed); lent by the session.
+    pub prep: Box<Prep>,
+    /// Read the client until this many bytes are buffered (a Parse that
+    /// must be seen whole).
+    c_need: usize,
 }
 
 #[derive(Default)]
@@ -156,7 +162,13 @@ struct Local {
 }
 
 impl Flow {
-    pub fn new(mode: PoolMode, max_packet: usize, timeouts: Timeouts, stats: Arc<DbStats>) -> Self {
+    pub fn new(
+        mode: PoolMode,
+        max_packet: usize,
+        timeouts: Timeouts,
+        stats: Arc<DbStats>,
+        prep: Box<Prep>,
+    ) -> Self {
         Flow {
             mode,
             max_packet,
@@ -182,6 +194,8 @@ impl Flow {
             deadline: None,
             stats,
             local: Local::default(),
+            prep,
+            c_need: 0,
         }
     }
 
@@ -201,6 +215,12 @@ impl Flow {
         DbStats::add(&s.bytes_sent, std::mem::take(&mut l.bytes_out));
         DbStats::add(&s.queries, std::mem::take(&mut l.queries));
         DbStats::add_time(&s.query_time_us, std::mem::take(&mut l.query_time));
+        let c = std::mem::take(&mut self.prep.counts);
+        if c.client_parses | c.server_parses | c.binds != 0 {
+            DbStats::add(&s.client_parses, c.client_parses);
+            DbStats::add(&s.server_parses, c.server_parses);
+            DbStats::add(&s.binds, c.binds);
+        }
     }
 
     /// The server owes nothing and no transaction is open.
@@ -210,6 +230,8 @@ impl Flow {
             && !self.copy_in
             && self.c_ready == 0
             && self.c_scan.at_boundary()
+            && self.prep.out.is_empty()
+            && self.prep.queue.is_empty()
     }
 
     /// CopyInResponse: the server is in COPY FROM STDIN and will ignore
@@ -224,6 +246,7 @@ impl Flow {
         }
         self.copy_in = true;
         self.early_end = 0;
+        self.prep.copy_started();
         if self.expected > 0 && self.kinds & 1 == 1 {
             // Started by a simple Query: only that Query is answered.
             self.expected = 1;
@@ -295,6 +318,20 @@ impl Flow {
                     Poll::Pending => {}
                 }
             }
+            if !self.prep.out.is_empty() && self.c_ready == self.c_sent {
+                // Rewritten requests (and the client bytes queued behind them).
+                match Pin::new(&mut conn.stream).poll_write(cx, &self.prep.out) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(self.server_gone())
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.prep.out.advance(n);
+                        self.local.bytes_in += n as u64;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
             if self.release_seen
                 && self.s_ready == 0
                 && self.server_idle()
@@ -311,6 +348,7 @@ impl Flow {
                 self.s_ready,
                 self.terminate,
                 self.release_seen,
+                (self.prep.out.len(), conn.buf.len(), client.buf.len()),
             );
             if let Err(end) = self.scan_server(conn, params) {
                 return Poll::Ready(end);
@@ -321,7 +359,7 @@ impl Flow {
                 self.c_ready -= self.c_sent;
                 self.c_sent = 0;
             }
-            if let Err(e) = self.scan_client(client) {
+            if let Err(e) = self.scan_client(client, conn) {
                 return Poll::Ready(End::ClientProtocol(e));
             }
             // Newly checked bytes (or a Terminate/ReadyForQuery seen) need
@@ -332,6 +370,7 @@ impl Flow {
                     self.s_ready,
                     self.terminate,
                     self.release_seen,
+                    (self.prep.out.len(), conn.buf.len(), client.buf.len()),
                 );
 
             if !self.release_seen && self.s_ready < HIGH_WATER {
@@ -344,7 +383,7 @@ impl Flow {
                     Poll::Pending => {}
                 }
             }
-            if !self.terminate && client.buf.len() < HIGH_WATER {
+            if !self.terminate && client.buf.len() < HIGH_WATER.max(self.c_need) {
                 reserve(&mut client.buf);
                 match poll_read_buf(Pin::new(&mut client.stream), cx, &mut client.buf) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
@@ -394,7 +433,19 @@ impl Flow {
         }
     }
 
-    fn scan_client(&mut self, client: &Client) -> Result<(), ProtocolError> {
+    fn scan_client(
+        &mut self,
+        client: &mut Client,
+        conn: &mut ServerConn,
+    ) -> Result<(), ProtocolError> {
+        // A held read stays in the client buffer (rewritten copies go to
+        // the server); a retry rolls the bookkeeping back and rescans it.
+        let track = self.prep.on;
+        let interest = if track {
+            client_interest_tracked
+        } else {
+            client_interest
+        };
         while !self.terminate {
             if self.release_seen && self.c_scan.at_boundary() && self.c_ready == 0 {
                 // The next message starts new work: it is routed afresh.
@@ -404,13 +455,20 @@ impl Flow {
                 // Replica: the unit is out; what follows waits for its answer.
                 return Ok(());
             }
-            match self.c_scan.step(
-                &client.buf[self.c_ready..],
-                self.max_packet,
-                client_interest,
-            )? {
+            if self.prep.out.len() >= HIGH_WATER {
+                return Ok(());
+            }
+            match self
+                .c_scan
+                .step(&client.buf[self.c_ready..], self.max_packet, interest)?
+            {
                 Step::Pass(n) => {
-                    self.c_ready += n;
+                    if self.prep.out.is_empty() {
+                        self.c_ready += n;
+                    } else {
+                        // Behind rewritten bytes: queued after them.
+                        self.divert(client, n);
+                    }
                     self.release_seen = false;
                     if let Some(left) = &mut self.unit_left {
                         *left = left.saturating_sub(n);
@@ -439,8 +497,49 @@ impl Flow {
                 }
                 // The server ignores Syncs during COPY FROM STDIN.
                 Step::Header { tag: b'S', .. } if self.copy_in => {}
+                Step::Header {
+                    tag: tag @ (b'P' | b'B' | b'D' | b'C' | b'E'),
+                    len,
+                } => {
+                    let total = len + 1;
+                    let action = self.prep.client(
+                        tag,
+                        &client.buf[self.c_ready..],
+                        total,
+                        &mut conn.statements,
+                    );
+                    match action {
+                        ClientAction::Pass => self.c_need = 0,
+                        ClientAction::NeedMore => {
+                            self.c_scan.unread_header();
+                            self.c_need = self.c_ready + total;
+                            return Ok(());
+                        }
+                        ClientAction::Took(n) => {
+                            self.c_need = 0;
+                            self.c_scan.took(n);
+                            // Pending client bytes go first, then the rewrite.
+                            let pending = self.c_ready - self.c_sent;
+                            if pending > 0 {
+                                self.c_ready = self.c_sent;
+                                self.divert(client, pending);
+                            }
+                            let Prep { out, stage, .. } = &mut *self.prep;
+                            out.extend_from_slice(stage);
+                            stage.clear();
+                            self.consume(client, n);
+                            self.release_seen = false;
+                            if let Some(left) = &mut self.unit_left {
+                                *left = left.saturating_sub(n);
+                            }
+                        }
+                    }
+                }
                 Step::Header { tag, .. } => {
                     // Query, Sync or FunctionCall: the server owes a ReadyForQuery.
+                    if track {
+                        self.prep.marker(tag);
+                    }
                     if self.expected == 0 {
                         let now = Instant::now();
                         self.deadline = self.timeouts.query.map(|t| now + t);
@@ -459,6 +558,25 @@ impl Flow {
         Ok(())
     }
 
+    /// Moves `n` client bytes at `c_ready` into the rewritten stream.
+    fn divert(&mut self, client: &mut Client, n: usize) {
+        let at = self.c_ready;
+        self.prep.out.extend_from_slice(&client.buf[at..at + n]);
+        self.consume(client, n);
+    }
+
+    /// `n` client bytes at `c_ready` are dealt with (copied or replaced):
+    /// dropped, or, for a held unit, counted as sent.
+    fn consume(&mut self, client: &mut Client, n: usize) {
+        if self.hold {
+            self.c_ready += n;
+            self.c_sent += n;
+        } else {
+            debug_assert_eq!(self.c_ready, 0);
+            client.buf.advance(n);
+        }
+    }
+
     fn scan_server(&mut self, conn: &mut ServerConn, params: &mut ParamSet) -> Result<(), End> {
         if self.hold {
             if self.retry.is_some() {
@@ -469,15 +587,47 @@ impl Flow {
                 return Ok(());
             }
         }
+        let interest = if self.prep.on {
+            server_interest_tracked
+        } else {
+            server_interest
+        };
         while !self.release_seen {
             let step = self
                 .s_scan
-                .step(&conn.buf[self.s_ready..], usize::MAX >> 1, server_interest)
+                .step(&conn.buf[self.s_ready..], usize::MAX >> 1, interest)
                 .map_err(End::ServerProtocol)?;
             match step {
                 Step::Pass(n) => self.s_ready += n,
                 Step::Whole { tag, frame } => {
-                    let len = frame.len();
+                    let mut len = frame.len();
+                    if tag == b'E' {
+                        if let Ok(f) = backend::parse_error_fields(body(frame)) {
+                            if f.severity == "FATAL" || f.severity == "PANIC" {
+                                conn.broken = true;
+                            }
+                        }
+                    }
+                    if self.prep.on {
+                        let at = self.s_ready;
+                        match self.prep.server(tag, body(frame), &mut conn.statements) {
+                            ServerAction::Forward => {}
+                            ServerAction::Swallow => {
+                                cut(&mut conn.buf, at, len);
+                                continue;
+                            }
+                            ServerAction::Retag(t) => conn.buf[at] = t,
+                            ServerAction::Replace => {
+                                let tail = conn.buf.split_off(at + len);
+                                conn.buf.truncate(at);
+                                conn.buf.extend_from_slice(&self.prep.stage);
+                                conn.buf.unsplit(tail);
+                                len = self.prep.stage.len();
+                                self.prep.stage.clear();
+                            }
+                        }
+                    }
+                    let frame = &conn.buf[self.s_ready..self.s_ready + len];
                     match tag {
                         b'Z' => {
                             let status = backend::parse_ready_status(body(frame))
@@ -527,13 +677,6 @@ impl Flow {
                             && body(frame).starts_with(b"LISTEN\0") =>
                         {
                             self.listened = true;
-                        }
-                        b'E' => {
-                            if let Ok(f) = backend::parse_error_fields(body(frame)) {
-                                if f.severity == "FATAL" || f.severity == "PANIC" {
-                                    conn.broken = true;
-                                }
-                            }
                         }
                         _ => {}
                     }
@@ -599,7 +742,13 @@ impl Flow {
         }
         // Committed: from here the reply flows to the client as usual.
         self.hold = false;
-        self.s_ready = std::mem::take(&mut self.s_held);
+        if self.prep.on {
+            // The held replies go through the prepared-statement
+            // bookkeeping like any others: scanned again from the start.
+            self.s_held = 0;
+        } else {
+            self.s_ready = std::mem::take(&mut self.s_held);
+        }
         Ok(())
     }
 
@@ -660,11 +809,43 @@ fn client_interest(tag: u8) -> Interest {
     }
 }
 
+/// With prepared statements tracked: also the requests that get a reply.
+fn client_interest_tracked(tag: u8) -> Interest {
+    match tag {
+        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'P' | b'B' | b'D' | b'C' | b'E' => {
+            Interest::Header
+        }
+        _ => Interest::Pass,
+    }
+}
+
+/// With prepared statements tracked: also the replies that end a request.
+fn server_interest_tracked(tag: u8) -> Interest {
+    match tag {
+        b'G' => Interest::Header,
+        b'Z' | b'S' | b'E' | b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => {
+            Interest::Whole
+        }
+        _ => Interest::Pass,
+    }
+}
+
 fn server_interest(tag: u8) -> Interest {
     match tag {
         b'G' => Interest::Header,
         b'Z' | b'S' | b'E' | b'C' => Interest::Whole,
         _ => Interest::Pass,
+    }
+}
+
+/// Removes `n` bytes at `at` (a reply to an injected request).
+fn cut(buf: &mut bytes::BytesMut, at: usize, n: usize) {
+    if at == 0 {
+        buf.advance(n);
+    } else {
+        buf.copy_within(at + n.., at);
+        let len = buf.len() - n;
+        buf.truncate(len);
     }
 }
 
