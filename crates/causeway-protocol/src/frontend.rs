@@ -174,12 +174,7 @@ impl<'a> Iterator for Frames<'a> {
 mod parse_tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::message as frame;
 
     #[test]
     fn frames_stop_at_incomplete_and_bad_lengths() {
@@ -301,12 +296,7 @@ pub mod names {
         use super::*;
         use crate::frontend::Frames;
 
-        fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-            let mut v = vec![tag];
-            v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-            v.extend_from_slice(body);
-            v
-        }
+        use crate::message as frame;
 
         #[test]
         fn parse_split_and_rewrite() {

@@ -29,6 +29,17 @@ pub enum ProtocolError {
     UnsupportedVersion { major: u16, minor: u16 },
 }
 
+/// One typed message as bytes: tag, length, body. For tests and tools; the
+/// data path appends to a reused buffer with the `frontend`/`backend`
+/// builders instead.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER_LEN + body.len());
+    v.push(tag);
+    v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
 /// Reads a big-endian i32 at `at`, if present.
 #[inline]
 pub(crate) fn read_i32(buf: &[u8], at: usize) -> Option<i32> {

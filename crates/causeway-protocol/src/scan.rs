@@ -124,12 +124,7 @@ pub fn body(frame: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::message as msg;
 
     fn interest(tag: u8) -> Interest {
         match tag {

@@ -298,12 +298,7 @@ fn route(intent: Intent, hint: Option<Hint<'_>>, steer: Steer, unit: usize) -> P
 mod tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use causeway_protocol::message as frame;
 
     fn q(sql: &str) -> Vec<u8> {
         frame(b'Q', format!("{sql}\0").as_bytes())

@@ -691,12 +691,7 @@ impl Prep {
 mod tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use causeway_protocol::message as frame;
 
     fn parse(name: &str, sql: &str) -> Vec<u8> {
         frame(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
