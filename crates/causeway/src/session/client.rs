@@ -2,11 +2,14 @@
 //! not yet forwarded, and a buffer for messages Causeway writes itself.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use causeway_protocol::backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::io::poll_read_buf;
 
 use crate::bufpool;
 
@@ -40,10 +43,16 @@ impl Client {
     /// Ok(None) = nothing after all (spurious readiness).
     pub fn try_read_more(&mut self) -> std::io::Result<Option<usize>> {
         self.ensure_room();
-        match self.stream.try_read_buf(&mut self.buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+        // Polled once rather than `try_read_buf`: tokio's poll_read treats a
+        // short read as "socket drained" and clears the readiness, which
+        // saves the pump a recv that would only say EAGAIN (one syscall per
+        // transaction). Pending leaves a no-op waker, replaced by the next
+        // real wait.
+        let mut cx = Context::from_waker(Waker::noop());
+        match poll_read_buf(Pin::new(&mut self.stream), &mut cx, &mut self.buf) {
+            Poll::Ready(Ok(n)) => Ok(Some(n)),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(None),
         }
     }
 
