@@ -4,6 +4,7 @@
 
 pub mod causeway;
 pub mod cluster;
+pub mod frames;
 pub mod writer;
 
 pub use causeway::{causeway_bin, free_port, userlist, CausewayBuilder, CausewayProcess};

@@ -12,6 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use causeway_integration::frames::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,126 +42,6 @@ async fn causeway_split(pool: u32) -> Cw {
 }
 
 // ------------------------------------------------------------ raw protocol
-
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn cstr(b: &mut Vec<u8>, s: &str) {
-    b.extend_from_slice(s.as_bytes());
-    b.push(0);
-}
-
-fn query(sql: &str) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, sql);
-    msg(b'Q', &b)
-}
-
-/// Parse of statement `name` with parameter type OIDs `types`.
-fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, name);
-    cstr(&mut b, sql);
-    b.extend_from_slice(&(types.len() as i16).to_be_bytes());
-    for t in types {
-        b.extend_from_slice(&t.to_be_bytes());
-    }
-    msg(b'P', &b)
-}
-
-/// Bind with text parameters and text results.
-fn bind(portal: &str, stmt: &str, params: &[Option<&str>]) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, portal);
-    cstr(&mut b, stmt);
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(params.len() as i16).to_be_bytes());
-    for p in params {
-        match p {
-            Some(v) => {
-                b.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                b.extend_from_slice(v.as_bytes());
-            }
-            None => b.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-    }
-    b.extend_from_slice(&0i16.to_be_bytes());
-    msg(b'B', &b)
-}
-
-fn describe_portal(portal: &str) -> Vec<u8> {
-    let mut b = vec![b'P'];
-    cstr(&mut b, portal);
-    msg(b'D', &b)
-}
-
-fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, portal);
-    b.extend_from_slice(&max_rows.to_be_bytes());
-    msg(b'E', &b)
-}
-
-fn sync() -> Vec<u8> {
-    msg(b'S', &[])
-}
-
-fn flush() -> Vec<u8> {
-    msg(b'H', &[])
-}
-
-fn copy_data(d: &[u8]) -> Vec<u8> {
-    msg(b'd', d)
-}
-
-fn copy_done() -> Vec<u8> {
-    msg(b'c', &[])
-}
-
-fn copy_fail(why: &str) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, why);
-    msg(b'f', &b)
-}
-
-/// FunctionCall of `oid` with binary int4 arguments, binary result.
-fn function_call(oid: u32, args: &[i32]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(&oid.to_be_bytes());
-    b.extend_from_slice(&1i16.to_be_bytes());
-    b.extend_from_slice(&1i16.to_be_bytes());
-    b.extend_from_slice(&(args.len() as i16).to_be_bytes());
-    for a in args {
-        b.extend_from_slice(&4i32.to_be_bytes());
-        b.extend_from_slice(&a.to_be_bytes());
-    }
-    b.extend_from_slice(&1i16.to_be_bytes());
-    msg(b'F', &b)
-}
-
-/// A simple parse/bind/execute of `sql` (unnamed statement and portal).
-fn pbe(sql: &str, params: &[Option<&str>]) -> Vec<u8> {
-    let mut v = parse("", sql, &[]);
-    v.extend(bind("", "", params));
-    v.extend(execute("", 0));
-    v
-}
-
-fn startup(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = version.to_be_bytes().to_vec();
-    for (k, v) in params {
-        cstr(&mut body, k);
-        cstr(&mut body, v);
-    }
-    body.push(0);
-    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
-    p
-}
 
 const V3_0: i32 = 196608;
 const V3_2: i32 = 196610;
@@ -385,7 +266,7 @@ async fn pipelining(cw: &Cw) {
         &[],
     );
     batch.extend(bind("p1", "", &[]));
-    batch.extend(describe_portal("p1"));
+    batch.extend(describe(b'P', "p1"));
     batch.extend(execute("p1", 2));
     batch.extend(flush());
     c.send(&batch).await;

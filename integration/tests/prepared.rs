@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use causeway_integration::frames::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -114,49 +115,8 @@ async fn driver_statements_survive_server_switches() {
 
 // ---------------------------------------------------------------- raw protocol
 
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![tag];
-    v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
-
-fn parse(name: &str, sql: &str) -> Vec<u8> {
-    msg(b'P', format!("{name}\0{sql}\0\0\0").as_bytes())
-}
-
-fn bind(stmt: &str) -> Vec<u8> {
-    msg(b'B', format!("\0{stmt}\0\0\0\0\0\0\0").as_bytes())
-}
-
-fn execute() -> Vec<u8> {
-    msg(b'E', b"\0\0\0\0\0")
-}
-
-fn sync() -> Vec<u8> {
-    msg(b'S', b"")
-}
-
-fn close(name: &str) -> Vec<u8> {
-    msg(b'C', format!("S{name}\0").as_bytes())
-}
-
-fn describe(name: &str) -> Vec<u8> {
-    msg(b'D', format!("S{name}\0").as_bytes())
-}
-
-fn query(sql: &str) -> Vec<u8> {
-    msg(b'Q', format!("{sql}\0").as_bytes())
-}
-
 async fn raw(cw: &Cw) -> TcpStream {
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    for (k, v) in [("user", "app"), ("database", "app")] {
-        body.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
-    }
-    body.push(0);
-    let mut p = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
+    let p = startup(196608, &[("user", "app"), ("database", "app")]);
     let mut s = TcpStream::connect(("127.0.0.1", cw.port())).await.unwrap();
     s.write_all(&p).await.unwrap();
     replies(&mut s).await;
@@ -215,25 +175,38 @@ async fn raw_protocol_answers_like_postgres() {
     let mut a = raw(&cw).await;
     let mut b = raw(&cw).await;
 
-    assert_eq!(send(&mut a, &[parse("s1", "select 1"), sync()]).await, "1Z");
+    assert_eq!(
+        send(&mut a, &[parse("s1", "select 1", &[]), sync()]).await,
+        "1Z"
+    );
     // The same name in another client is another statement.
     assert_eq!(
         send(
             &mut b,
-            &[parse("s1", "select 'b'"), bind("s1"), execute(), sync()]
+            &[
+                parse("s1", "select 'b'", &[]),
+                bind("", "s1", &[]),
+                execute("", 0),
+                sync()
+            ]
         )
         .await,
         "12D(b)CZ"
     );
     assert_eq!(
-        send(&mut a, &[bind("s1"), execute(), sync()]).await,
+        send(&mut a, &[bind("", "s1", &[]), execute("", 0), sync()]).await,
         "2D(1)CZ"
     );
     // Reusing an open name: PostgreSQL's 42P05, the rest skipped to Sync.
     assert_eq!(
         send(
             &mut a,
-            &[parse("s1", "select 2"), bind("s1"), execute(), sync()]
+            &[
+                parse("s1", "select 2", &[]),
+                bind("", "s1", &[]),
+                execute("", 0),
+                sync()
+            ]
         )
         .await,
         "E(42P05 prepared statement \"s1\" already exists)Z"
@@ -243,10 +216,10 @@ async fn raw_protocol_answers_like_postgres() {
         send(
             &mut a,
             &[
-                parse("", "select 1/0"),
-                bind(""),
-                execute(),
-                parse("s1", "x"),
+                parse("", "select 1/0", &[]),
+                bind("", "", &[]),
+                execute("", 0),
+                parse("s1", "x", &[]),
                 sync()
             ]
         )
@@ -258,10 +231,10 @@ async fn raw_protocol_answers_like_postgres() {
         send(
             &mut a,
             &[
-                close("s1"),
-                parse("s1", "select 2"),
-                bind("s1"),
-                execute(),
+                close(b'S', "s1"),
+                parse("s1", "select 2", &[]),
+                bind("", "s1", &[]),
+                execute("", 0),
                 sync()
             ]
         )
@@ -269,39 +242,44 @@ async fn raw_protocol_answers_like_postgres() {
         "312D(2)CZ"
     );
     // Describe of a statement, and of one never prepared.
-    assert_eq!(send(&mut a, &[describe("s1"), sync()]).await, "tTZ");
+    assert_eq!(send(&mut a, &[describe(b'S', "s1"), sync()]).await, "tTZ");
     assert_eq!(
-        send(&mut a, &[bind("nope"), execute(), sync()]).await,
+        send(&mut a, &[bind("", "nope", &[]), execute("", 0), sync()]).await,
         "E(26000 prepared statement \"nope\" does not exist)Z"
     );
     assert_eq!(
-        send(&mut a, &[describe("nope"), sync()]).await,
+        send(&mut a, &[describe(b'S', "nope"), sync()]).await,
         "E(26000 prepared statement \"nope\" does not exist)Z"
     );
     // Closing an unknown name is not an error.
-    assert_eq!(send(&mut a, &[close("nope"), sync()]).await, "3Z");
+    assert_eq!(send(&mut a, &[close(b'S', "nope"), sync()]).await, "3Z");
     // b's statement is untouched by all this.
     assert_eq!(
-        send(&mut b, &[bind("s1"), execute(), sync()]).await,
+        send(&mut b, &[bind("", "s1", &[]), execute("", 0), sync()]).await,
         "2D(b)CZ"
     );
 
     // DEALLOCATE ALL / DISCARD ALL forget the client's statements.
     assert_eq!(send(&mut a, &[query("DEALLOCATE ALL")]).await, "CZ");
     assert_eq!(
-        send(&mut a, &[bind("s1"), execute(), sync()]).await,
+        send(&mut a, &[bind("", "s1", &[]), execute("", 0), sync()]).await,
         "E(26000 prepared statement \"s1\" does not exist)Z"
     );
     assert_eq!(send(&mut b, &[query("DISCARD ALL")]).await, "CZ");
     assert_eq!(
-        send(&mut b, &[bind("s1"), sync()]).await,
+        send(&mut b, &[bind("", "s1", &[]), sync()]).await,
         "E(26000 prepared statement \"s1\" does not exist)Z"
     );
     // ...and the server is still usable for them and others.
     assert_eq!(
         send(
             &mut a,
-            &[parse("s1", "select 3"), bind("s1"), execute(), sync()]
+            &[
+                parse("s1", "select 3", &[]),
+                bind("", "s1", &[]),
+                execute("", 0),
+                sync()
+            ]
         )
         .await,
         "12D(3)CZ"
@@ -309,7 +287,12 @@ async fn raw_protocol_answers_like_postgres() {
     assert_eq!(
         send(
             &mut b,
-            &[parse("s1", "select 3"), bind("s1"), execute(), sync()]
+            &[
+                parse("s1", "select 3", &[]),
+                bind("", "s1", &[]),
+                execute("", 0),
+                sync()
+            ]
         )
         .await,
         "12D(3)CZ"
@@ -317,22 +300,34 @@ async fn raw_protocol_answers_like_postgres() {
 
     // A client leaving mid-pipeline (no Sync) does not break the next one.
     let mut c = raw(&cw).await;
-    c.write_all(&[parse("gone", "select 42"), bind("gone"), execute()].concat())
-        .await
-        .unwrap();
+    c.write_all(
+        &[
+            parse("gone", "select 42", &[]),
+            bind("", "gone", &[]),
+            execute("", 0),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(c);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         send(
             &mut a,
-            &[parse("gone", "select 43"), bind("gone"), execute(), sync()]
+            &[
+                parse("gone", "select 43", &[]),
+                bind("", "gone", &[]),
+                execute("", 0),
+                sync()
+            ]
         )
         .await,
         "12D(43)CZ"
     );
     assert_eq!(
-        send(&mut b, &[bind("s1"), execute(), sync()]).await,
+        send(&mut b, &[bind("", "s1", &[]), execute("", 0), sync()]).await,
         "2D(3)CZ"
     );
 
@@ -370,7 +365,7 @@ async fn eviction_keeps_results_right() {
         assert_eq!(
             send(
                 &mut a,
-                &[parse(&format!("s{i}"), &format!("select {i}")), sync()]
+                &[parse(&format!("s{i}"), &format!("select {i}"), &[]), sync()]
             )
             .await,
             "1Z"
@@ -380,7 +375,11 @@ async fn eviction_keeps_results_right() {
     for round in 0..4 {
         for i in [0, 3, 1, 4, 2] {
             assert_eq!(
-                send(&mut a, &[bind(&format!("s{i}")), execute(), sync()]).await,
+                send(
+                    &mut a,
+                    &[bind("", &format!("s{i}"), &[]), execute("", 0), sync()]
+                )
+                .await,
                 format!("2D({i})CZ"),
                 "round {round}"
             );
@@ -390,8 +389,8 @@ async fn eviction_keeps_results_right() {
     // A pipeline using all five at once: none is evicted under it.
     let mut all = Vec::new();
     for i in 0..5 {
-        all.push(bind(&format!("s{i}")));
-        all.push(execute());
+        all.push(bind("", &format!("s{i}"), &[]));
+        all.push(execute("", 0));
     }
     all.push(sync());
     assert_eq!(send(&mut a, &all).await, "2D(0)C2D(1)C2D(2)C2D(3)C2D(4)CZ");
@@ -399,7 +398,12 @@ async fn eviction_keeps_results_right() {
     assert_eq!(
         send(
             &mut a,
-            &[parse("s5", "select 5"), bind("s5"), execute(), sync()]
+            &[
+                parse("s5", "select 5", &[]),
+                bind("", "s5", &[]),
+                execute("", 0),
+                sync()
+            ]
         )
         .await,
         "12D(5)CZ"
@@ -407,7 +411,7 @@ async fn eviction_keeps_results_right() {
     let n = n_prepared(show(&cw, "SERVERS").await);
     assert!(n <= 2, "evicted down to max_prepared_statements: {n}");
     assert_eq!(
-        send(&mut a, &[bind("s0"), execute(), sync()]).await,
+        send(&mut a, &[bind("", "s0", &[]), execute("", 0), sync()]).await,
         "2D(0)CZ"
     );
     cw.stop().await;
