@@ -5,8 +5,10 @@
 pub mod causeway;
 pub mod cluster;
 pub mod frames;
+pub mod wait;
 pub mod writer;
 
 pub use causeway::{causeway_bin, free_port, userlist, CausewayBuilder, CausewayProcess};
 pub use cluster::{free_ports, shared_cluster, Cluster, ClusterOptions, Node};
+pub use wait::{eventually, eventually_blocking, eventually_some};
 pub use writer::{http_get, Writer};

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_integration::Cluster;
+use causeway_integration::{eventually, Cluster};
 use common::*;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
@@ -91,25 +91,6 @@ async fn num(c: &Client, sql: &str, key_col: &str, key: &str, col: &str) -> u64 
 /// Transactions Causeway has finished for `db` (SHOW STATS_TOTALS).
 async fn xacts(adm: &Client, db: &str) -> u64 {
     num(adm, "SHOW STATS_TOTALS", "database", db, "xact_count").await
-}
-
-/// Polls `check` every 50 ms until it returns true; panics after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not true after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn pgbench(cw: &Cw, db: &str, args: &[&str]) -> Command {
