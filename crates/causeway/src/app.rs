@@ -78,7 +78,11 @@ impl App {
     }
 
     fn apply(&self, layers: &Layers) -> Result<(), String> {
-        let config = causeway_config::load(layers).map_err(|e| e.to_string())?;
+        let loaded = causeway_config::load_with_warnings(layers).map_err(|e| e.to_string())?;
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
+        let config = loaded.config;
         let secrets = Arc::new(Secrets::load(config.auth_file.as_deref())?);
         let config = Arc::new(config);
         self.databases.reload(&config, &secrets);

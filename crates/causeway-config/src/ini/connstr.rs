@@ -13,7 +13,13 @@ pub fn pairs(s: &str) -> Result<Vec<(String, String)>, String> {
         let key = &rest[..end];
         rest = rest[end..].trim_start_matches(' ');
         let Some(after_eq) = rest.strip_prefix('=') else {
-            return Err(format!("expected `key=value` at `{}`", first_word(key)));
+            // The word may be the second half of an unquoted password.
+            return Err(match out.last() {
+                Some((k, _)) => format!(
+                    "expected `key=value` after parameter `{k}` (a value with spaces needs single quotes)"
+                ),
+                None => "expected `key=value`".into(),
+            });
         };
         if key.is_empty() {
             return Err("`=` without a parameter name".into());
@@ -59,10 +65,6 @@ fn value(s: &str) -> Result<(String, &str), String> {
     Err("quoted value without closing `'`".into())
 }
 
-fn first_word(s: &str) -> &str {
-    s.split(' ').next().unwrap_or(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +99,7 @@ mod tests {
             ("password=''", "empty value"),
             ("password='s3cret", "without closing"),
             ("password='s3cret'x", "space must follow"),
+            ("password=my s3cret", "after parameter `password`"),
         ] {
             let e = pairs(s).unwrap_err();
             assert!(e.contains(want), "{s:?}: {e}");
