@@ -467,3 +467,48 @@ async fn import_then_start_shows_the_same_config() {
         .await
         .unwrap();
 }
+
+/// `causeway check-config --config pgbouncer.ini`: the merged result on
+/// stdout, one warning per ignored setting on stderr naming file, line and
+/// key; a setting that would change behaviour unseen stops it (exit 2),
+/// named the same way. No PostgreSQL needed.
+#[test]
+fn check_config_on_an_ini() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write(
+        dir.path(),
+        "ok.ini",
+        "[databases]\napp = host=127.0.0.1 pool_size=7\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+         logfile = /var/log/pgbouncer.log\npool_mode = transaction\n",
+    );
+    let run = |file: &Path| {
+        Command::new(causeway_bin().unwrap())
+            .args(["--no-system-config", "check-config", "--config"])
+            .arg(file)
+            .env_remove("CAUSEWAY_POOL_MODE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&ok);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("pool_mode = \"transaction\""), "{stdout}");
+    assert!(stdout.contains("pool_size = 7"), "{stdout}");
+    let want = format!("{}:5: [pgbouncer] logfile: not implemented", ok.display());
+    assert!(stderr.contains(&want), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let bad = write(
+        dir.path(),
+        "bad.ini",
+        "[pgbouncer]\nlisten_addr = 127.0.0.1\nquery_timeout = 10\ntransaction_timeout = 60\n",
+    );
+    let out = run(&bad);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let want = format!(
+        "{}:4: [pgbouncer] transaction_timeout: not enforced",
+        bad.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+}
