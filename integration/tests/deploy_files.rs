@@ -228,8 +228,11 @@ fn compose_file_fits_together() {
     let toml = m
         .get("/etc/causeway/causeway.toml")
         .expect("config mounted where it is read");
-    let config = causeway_load(&[toml.clone()], env_settings(get(cw, "environment")))
-        .unwrap_or_else(|e| panic!("compose causeway settings: {e}"));
+    let config = causeway_load(
+        std::slice::from_ref(toml),
+        env_settings(get(cw, "environment")),
+    )
+    .unwrap_or_else(|e| panic!("compose causeway settings: {e}"));
     let auth = config
         .auth_file
         .as_ref()
