@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use causeway_integration::{
-    causeway_bin, eventually_blocking, eventually_some, free_port, CausewayBuilder,
+    causeway_bin, eventually, eventually_blocking, eventually_some, free_port, CausewayBuilder,
 };
 use common::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -348,6 +348,31 @@ async fn same_ini_runs_pgbouncer_and_causeway() {
     eprintln!("SHOW DATABASES (PgBouncer): {pgb_dbs:#?}");
     assert_eq!(pgb_dbs.len(), 3, "{pgb_dbs:?}");
     assert_eq!(show_databases(cw_port).await, pgb_dbs);
+
+    // SIGHUP re-reads the ini: a changed setting applies, and the
+    // warnings are logged again.
+    std::fs::write(
+        &ini,
+        ini_text.replace("default_pool_size = 4", "default_pool_size = 6"),
+    )
+    .unwrap();
+    cw.signal(libc::SIGHUP).unwrap();
+    eventually(STEP, "the reloaded default_pool_size", || async move {
+        let a = connect(cw_port, "mig_admin", "mig_admin_pw", "pgbouncer")
+            .await
+            .unwrap();
+        text_rows(&a, "SHOW CONFIG")
+            .await
+            .iter()
+            .any(|r| r["key"] == "default_pool_size" && r["value"] == "6")
+    })
+    .await;
+    let log = cw.log_contents();
+    assert_eq!(
+        log.matches("[pgbouncer] logfile: not implemented").count(),
+        2,
+        "{log}"
+    );
 
     tokio::task::spawn_blocking(move || {
         drop(pgb);
