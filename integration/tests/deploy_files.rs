@@ -134,6 +134,14 @@ fn causeway_load(
     load(&layers).map_err(|e| e.to_string())
 }
 
+fn auth_file(c: &Config) -> String {
+    c.auth_file
+        .as_ref()
+        .expect("auth_file")
+        .display()
+        .to_string()
+}
+
 fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
@@ -233,12 +241,7 @@ fn compose_file_fits_together() {
         env_settings(get(cw, "environment")),
     )
     .unwrap_or_else(|e| panic!("compose causeway settings: {e}"));
-    let auth = config
-        .auth_file
-        .as_ref()
-        .expect("auth_file")
-        .display()
-        .to_string();
+    let auth = auth_file(&config);
     assert!(m.contains_key(&auth), "auth_file {auth} is not mounted");
     let published: Vec<String> = strings(get(cw, "ports"));
     for port in [config.listen_port, port_of(&config.metrics_addr)] {
@@ -407,12 +410,7 @@ fn kubernetes_manifests_fit_together() {
     settings.extend(sets);
     let config =
         causeway_load(&local, settings).unwrap_or_else(|e| panic!("k8s causeway settings: {e}"));
-    let auth = config
-        .auth_file
-        .as_ref()
-        .expect("auth_file")
-        .display()
-        .to_string();
+    let auth = auth_file(&config);
     let userlist = data_of(&source_of(&auth));
     assert!(
         userlist

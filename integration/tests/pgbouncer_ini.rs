@@ -72,6 +72,20 @@ async fn prepare() {
     .await;
 }
 
+/// The shared cluster with this file's roles, and a directory holding
+/// their userlist.
+async fn setup() -> (&'static causeway_integration::Cluster, tempfile::TempDir) {
+    let c = cluster().await;
+    prepare().await;
+    let dir = shared_dir();
+    write(
+        dir.path(),
+        "userlist.txt",
+        &causeway_integration::userlist(USERS),
+    );
+    (c, dir)
+}
+
 /// An ini both poolers accept: several database shapes (renamed, forced
 /// user with startup parameters and connect_query, per-database limits,
 /// the `*` fallback), a [users] entry, and settings Causeway only warns
@@ -258,14 +272,7 @@ async fn same_ini_runs_pgbouncer_and_causeway() {
         );
         return;
     };
-    let c = cluster().await;
-    prepare().await;
-    let dir = shared_dir();
-    write(
-        dir.path(),
-        "userlist.txt",
-        &causeway_integration::userlist(USERS),
-    );
+    let (c, dir) = setup().await;
     let (pgb_port, cw_port) = (free_port().unwrap(), free_port().unwrap());
     let ini_text = ini(dir.path(), pgb_port, c.primary().port());
     let ini = write(dir.path(), "pgbouncer.ini", &ini_text);
@@ -408,14 +415,7 @@ async fn describe(port: u16) -> Vec<Vec<BTreeMap<String, String>>> {
 /// from the ini.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_then_start_shows_the_same_config() {
-    let c = cluster().await;
-    prepare().await;
-    let dir = shared_dir();
-    write(
-        dir.path(),
-        "userlist.txt",
-        &causeway_integration::userlist(USERS),
-    );
+    let (c, dir) = setup().await;
     let port = free_port().unwrap();
     let metrics = free_port().unwrap();
     let mut ini_text = ini(dir.path(), port, c.primary().port());

@@ -8,7 +8,7 @@ use toml::{Table, Value};
 
 use super::connstr::pairs;
 use super::pgbouncer::POOL_MODES;
-use super::values::{decimal, lookup};
+use super::values::{decimal, insert_unless_below, lookup};
 use super::Mapped;
 
 /// Maps `name = connstr`.
@@ -28,12 +28,12 @@ pub fn database(name: &str, connstr: &str) -> Result<Mapped, String> {
             "host" => hosts = Some(v),
             "port" => port = Some(decimal(&v)?),
             // PgBouncer's "not set" is negative for these...
-            "pool_size" | "min_pool_size" => inherit_below(&mut t, &k, &v, 0)?,
+            "pool_size" | "min_pool_size" => insert_unless_below(&mut t, &k, &v, 0)?,
             "reserve_pool" | "reserve_pool_size" => {
-                inherit_below(&mut t, "reserve_pool_size", &v, 0)?
+                insert_unless_below(&mut t, "reserve_pool_size", &v, 0)?
             }
             // ...and zero or negative for this one.
-            "max_db_connections" => inherit_below(&mut t, &k, &v, 1)?,
+            "max_db_connections" => insert_unless_below(&mut t, &k, &v, 1)?,
             "server_lifetime" => match decimal(&v)? {
                 n if n < 0 => return Err(format!("server_lifetime `{v}` is negative")),
                 0 => {} // PgBouncer: the global server_lifetime
@@ -64,15 +64,6 @@ pub fn database(name: &str, connstr: &str) -> Result<Mapped, String> {
     m.set
         .push((vec!["databases".into(), name.into()], Value::Table(t)));
     Ok(m)
-}
-
-/// Inserts `key` unless the value is below `min` (PgBouncer: inherit).
-fn inherit_below(t: &mut Table, key: &str, v: &str, min: i64) -> Result<(), String> {
-    let n = decimal(v)?;
-    if n >= min {
-        t.insert(key.into(), Value::Integer(n));
-    }
-    Ok(())
 }
 
 /// `host` (and `port`), or `servers` for a host list.

@@ -5,7 +5,7 @@ use toml::{Table, Value};
 
 use super::connstr::pairs;
 use super::pgbouncer::POOL_MODES;
-use super::values::{decimal, lookup};
+use super::values::{decimal, insert_unless_below, lookup};
 use super::Mapped;
 
 /// Maps `name = settings`.
@@ -17,9 +17,11 @@ pub fn user(name: &str, settings: &str) -> Result<Mapped, String> {
                 t.insert(k, lookup(&v, POOL_MODES)?.into());
             }
             // PgBouncer's "not set": negative for these two...
-            "pool_size" | "reserve_pool_size" => set_from(&mut t, &k, &v, 0)?,
+            "pool_size" | "reserve_pool_size" => insert_unless_below(&mut t, &k, &v, 0)?,
             // ...zero or negative for these.
-            "max_user_connections" | "max_user_client_connections" => set_from(&mut t, &k, &v, 1)?,
+            "max_user_connections" | "max_user_client_connections" => {
+                insert_unless_below(&mut t, &k, &v, 1)?
+            }
             "query_timeout"
             | "idle_transaction_timeout"
             | "transaction_timeout"
@@ -35,14 +37,6 @@ pub fn user(name: &str, settings: &str) -> Result<Mapped, String> {
     m.set
         .push((vec!["users".into(), name.into()], Value::Table(t)));
     Ok(m)
-}
-
-fn set_from(t: &mut Table, key: &str, v: &str, min: i64) -> Result<(), String> {
-    let n = decimal(v)?;
-    if n >= min {
-        t.insert(key.into(), Value::Integer(n));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

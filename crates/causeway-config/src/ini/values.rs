@@ -30,6 +30,21 @@ pub fn decimal(v: &str) -> Result<i64, String> {
     v.parse().map_err(|_| format!("`{v}` is not an integer"))
 }
 
+/// Puts a connection-string integer into `t` unless it is below `min`,
+/// which is how PgBouncer spells "not set, inherit".
+pub fn insert_unless_below(
+    t: &mut toml::Table,
+    key: &str,
+    v: &str,
+    min: i64,
+) -> Result<(), String> {
+    let n = decimal(v)?;
+    if n >= min {
+        t.insert(key.into(), toml::Value::Integer(n));
+    }
+    Ok(())
+}
+
 /// A PgBouncer boolean: an integer, non-zero is on.
 pub fn boolean(v: &str) -> Result<bool, String> {
     int(v)
