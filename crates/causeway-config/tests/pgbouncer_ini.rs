@@ -470,3 +470,25 @@ fn only_ini_files_are_read_as_pgbouncer_files() {
     ));
     let _ = LoadBalance::RoundRobin;
 }
+
+#[test]
+fn a_key_given_twice_takes_the_later_line_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let p = temp_ini(
+        d.path(),
+        "twice.ini",
+        "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 7000\n[databases]\n\
+         app = host=a pool_size=3 dbname=x\nother = host=o\n[pgbouncer]\nlisten_port = 7001\n\
+         [databases]\napp = host=b\n",
+    );
+    let c = load(&layers(&[&p])).unwrap();
+    assert_eq!(c.listen_port, 7001);
+    let app = &c.databases["app"];
+    assert_eq!(app.host.as_deref(), Some("b"));
+    assert_eq!(
+        (app.pool_size, app.dbname.as_deref()),
+        (None, None),
+        "the whole entry replaced"
+    );
+    assert!(c.databases.contains_key("other"));
+}

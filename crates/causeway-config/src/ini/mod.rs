@@ -127,12 +127,16 @@ pub fn read(path: &Path) -> Result<PgBouncerFile, ConfigError> {
 /// A key given twice: the later line wins (for a database, the whole
 /// entry), as in PgBouncer.
 fn last_wins(entries: Vec<grammar::Entry>) -> Vec<grammar::Entry> {
-    let mut out: Vec<grammar::Entry> = Vec::with_capacity(entries.len());
-    for e in entries {
-        out.retain(|o| o.section != e.section || o.key != e.key);
-        out.push(e);
+    let mut last = std::collections::HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        last.insert((e.section.clone(), e.key.clone()), i);
     }
-    out
+    entries
+        .into_iter()
+        .enumerate()
+        .filter(|(i, e)| last.get(&(e.section.clone(), e.key.clone())) == Some(i))
+        .map(|(_, e)| e)
+        .collect()
 }
 
 /// PgBouncer's `reserve_pool_timeout = 0` keeps the reserve pool closed;
