@@ -183,6 +183,36 @@ impl CausewayBuilder {
         };
 
         let config_path = self.write_file("causeway.toml", &toml)?;
+        self.launch(&[config_path], port, metrics_port, addr)
+    }
+
+    /// Starts the binary with `--config FILE` for each of `files` (any
+    /// format, e.g. a PgBouncer `.ini`), then the extra args. `port` is the
+    /// one the files or the args (`-p`) set: the builder waits for it on
+    /// 127.0.0.1. With `metrics_port`, `--set metrics_addr=127.0.0.1:P` is
+    /// added.
+    pub fn start_files(
+        mut self,
+        files: &[PathBuf],
+        port: u16,
+        metrics_port: Option<u16>,
+    ) -> Result<CausewayProcess, String> {
+        if let Some(p) = metrics_port {
+            self.args.push("--set".into());
+            self.args.push(format!("metrics_addr=127.0.0.1:{p}"));
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.launch(files, port, metrics_port, addr)
+    }
+
+    fn launch(
+        self,
+        files: &[PathBuf],
+        port: u16,
+        metrics_port: Option<u16>,
+        addr: SocketAddr,
+    ) -> Result<CausewayProcess, String> {
+        let config_path = files.first().cloned().unwrap_or_default();
         let log_path = self.dir.join("causeway.log");
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("create {}: {e}", log_path.display()))?;
@@ -194,8 +224,11 @@ impl CausewayBuilder {
             None => causeway_bin()?,
         };
         let child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config_path)
+            .args(
+                files
+                    .iter()
+                    .flat_map(|f| [std::ffi::OsStr::new("--config"), f.as_os_str()]),
+            )
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)

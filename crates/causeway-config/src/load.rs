@@ -1,6 +1,7 @@
 //! Merging the layers with figment. Lowest to highest: built-in defaults,
 //! `/etc/causeway/causeway.toml` (when present), each `--config` file in
-//! order, `CAUSEWAY_*` environment variables (`__` nests keys), CLI flags.
+//! order (TOML, or PgBouncer's ini for a `.ini` file), `CAUSEWAY_*`
+//! environment variables (`__` nests keys), CLI flags.
 
 use std::path::{Path, PathBuf};
 
@@ -54,8 +55,16 @@ pub enum ConfigError {
     },
 }
 
+/// A merged, valid configuration and the warnings reading it gave
+/// (settings of a PgBouncer file that Causeway ignores).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
 impl Layers {
-    fn figment(&self) -> Result<Figment, ConfigError> {
+    fn figment(&self, warnings: &mut Vec<String>) -> Result<Figment, ConfigError> {
         let mut f = Figment::from(Serialized::defaults(Config::default()));
         if self.system_file.exists() {
             f = f.merge(Toml::file(&self.system_file).search(false));
@@ -64,7 +73,13 @@ impl Layers {
             if !file.exists() {
                 return Err(ConfigError::Missing(file.clone()));
             }
-            f = f.merge(Toml::file(file).search(false));
+            if crate::ini::is_pgbouncer_file(file) {
+                let ini = crate::ini::read(file)?;
+                warnings.extend_from_slice(ini.warnings());
+                f = f.merge(ini.figment());
+            } else {
+                f = f.merge(Toml::file(file).search(false));
+            }
         }
         if let Some(prefix) = &self.env_prefix {
             let env = Env::prefixed(prefix).split("__").filter(|k| {
@@ -84,7 +99,13 @@ impl Layers {
 /// Loads, merges and validates. Errors name the key and the file or
 /// environment variable it came from.
 pub fn load(layers: &Layers) -> Result<Config, ConfigError> {
-    let fig = layers.figment()?;
+    load_with_warnings(layers).map(|l| l.config)
+}
+
+/// [`load`], also returning the warnings to log.
+pub fn load_with_warnings(layers: &Layers) -> Result<Loaded, ConfigError> {
+    let mut warnings = Vec::new();
+    let fig = layers.figment(&mut warnings)?;
     let cfg: Config = fig.extract().map_err(|e| {
         let msgs: Vec<String> = e
             .into_iter()
@@ -97,7 +118,10 @@ pub fn load(layers: &Layers) -> Result<Config, ConfigError> {
         key: v.key,
         reason: v.reason,
     })?;
-    Ok(cfg)
+    Ok(Loaded {
+        config: cfg,
+        warnings,
+    })
 }
 
 /// figment's own text names the key and file; for environment variables it
@@ -135,6 +159,8 @@ fn describe_metadata(md: &Metadata, key: &str, env_prefix: Option<&str>) -> Stri
     match &md.source {
         Some(Source::File(p)) => format!("{} {}", md.name, shown(p)),
         Some(Source::Code(_)) => "built-in default".into(),
+        // A PgBouncer file's `path:line`.
+        Some(Source::Custom(at)) => format!("{} {at}", md.name),
         _ => {
             if md.name.contains("environment") {
                 if let Some(prefix) = env_prefix {

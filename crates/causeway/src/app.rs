@@ -62,9 +62,13 @@ impl App {
     }
 
     /// Re-reads every layer; on any error the old configuration stays.
+    /// The files' warnings (ignored PgBouncer settings) are logged again.
     pub fn reload(&self) -> Result<(), String> {
         let layers = self.layers.read().clone();
-        self.apply(&layers)
+        for w in self.apply(&layers)? {
+            tracing::warn!("{w}");
+        }
+        Ok(())
     }
 
     /// The admin console's SET: a new top layer, validated like a reload.
@@ -77,14 +81,16 @@ impl App {
         Ok(())
     }
 
-    fn apply(&self, layers: &Layers) -> Result<(), String> {
-        let config = causeway_config::load(layers).map_err(|e| e.to_string())?;
+    /// Loads and installs `layers`; returns the files' warnings.
+    fn apply(&self, layers: &Layers) -> Result<Vec<String>, String> {
+        let loaded = causeway_config::load_with_warnings(layers).map_err(|e| e.to_string())?;
+        let config = loaded.config;
         let secrets = Arc::new(Secrets::load(config.auth_file.as_deref())?);
         let config = Arc::new(config);
         self.databases.reload(&config, &secrets);
         *self.config.write() = config;
         *self.secrets.write() = secrets;
-        Ok(())
+        Ok(loaded.warnings)
     }
 
     /// Counts a new client; false when max_client_conn is reached.

@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
     about = "PostgreSQL connection pooler and read/write router"
 )]
 pub struct Cli {
-    /// TOML configuration file; repeat to layer several (later wins).
+    /// Configuration file: TOML, or PgBouncer's own for a `.ini` file;
+    /// repeat to layer several (later wins).
     #[arg(short, long = "config", value_name = "FILE", global = true)]
     pub config: Vec<PathBuf>,
     /// Do not read /etc/causeway/causeway.toml.
@@ -42,6 +43,12 @@ pub struct Cli {
 pub enum Command {
     /// Validate the merged configuration and print it (passwords masked).
     CheckConfig,
+    /// Print a PgBouncer .ini file (and its %includes) as commented
+    /// Causeway TOML: `causeway import pgbouncer.ini > causeway.toml`.
+    Import {
+        #[arg(value_name = "PGBOUNCER_INI")]
+        file: PathBuf,
+    },
 }
 
 impl Cli {

@@ -7,6 +7,7 @@ mod cancel;
 mod cli;
 mod clients;
 mod databases;
+mod import;
 mod listener;
 mod metrics;
 mod secrets;
@@ -27,6 +28,9 @@ use crate::secrets::Secrets;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Import { file }) = &cli.command {
+        return import::run(file);
+    }
     let layers = match cli.layers() {
         Ok(l) => l,
         Err(e) => {
@@ -34,14 +38,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match causeway_config::load(&layers) {
-        Ok(c) => c,
+    let (config, warnings) = match causeway_config::load_with_warnings(&layers) {
+        Ok(l) => (l.config, l.warnings),
         Err(e) => {
             eprintln!("causeway: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
     if let Some(Command::CheckConfig) = cli.command {
+        for w in &warnings {
+            eprintln!("causeway: warning: {w}");
+        }
         return match toml::to_string(&config.masked()) {
             Ok(text) => {
                 print!("{text}");
@@ -54,6 +61,9 @@ fn main() -> ExitCode {
         };
     }
     init_logging(&config);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let format = config.log_format;
     raise_fd_limit();
     let secrets = match Secrets::load(config.auth_file.as_deref()) {
