@@ -663,10 +663,7 @@ fn strict_functions_make_unknown_calls_writes() {
                 "SELECT * FROM my_srf(5) AS (a int, b numeric, c text)",
                 unknown("my_srf"),
             ),
-            (
-                "SELECT * FROM t, my_srf(1) AS (a int)",
-                unknown("my_srf"),
-            ),
+            ("SELECT * FROM t, my_srf(1) AS (a int)", unknown("my_srf")),
             (
                 "SELECT * FROM ROWS FROM( my_srf(1) AS (a int, b text) ) WITH ORDINALITY",
                 unknown("my_srf"),
