@@ -62,3 +62,18 @@ classifier-check:
 	mkdir -p $(CHECK_DIR)
 	tar xzf tools/classifier-check/pg15-regress-sql.tar.gz -C $(CHECK_DIR)
 	cd tools/classifier-check && CARGO_TARGET_DIR=$(CURDIR)/$(CHECK_DIR) $(CARGO) run --release --locked -- $(CURDIR)/$(CHECK_DIR)/sql
+
+# cargo-fuzz targets (fuzz/): each for FUZZ_SECONDS on its committed corpus.
+# Not part of make test. Results: docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+# ~30 minutes of mixed load with chaos (replica kill/restart, replay pause,
+# apply delay, SIGHUP, client churn, a promotion) against a release build;
+# CSV, plot and summary in bench/soak/. Not in CI. SOAK_SECONDS shortens it.
+soak: release
+	command -v gnuplot >/dev/null 2>&1 || apt-get install -y -q --no-install-recommends gnuplot-nox
+	$(CARGO) build -p causeway-integration --bin causeway-soak
+	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway ./target/debug/causeway-soak

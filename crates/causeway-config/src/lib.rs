@@ -5,5 +5,5 @@ mod load;
 mod model;
 mod validate;
 
-pub use load::{is_secret_key, load, redact_text, ConfigError, Layers, SYSTEM_CONFIG};
+pub use load::{is_secret_key, load, load_str, redact_text, ConfigError, Layers, SYSTEM_CONFIG};
 pub use model::*;

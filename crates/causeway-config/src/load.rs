@@ -86,16 +86,26 @@ impl Layers {
 /// Loads, merges and validates. Errors name the key and the file or
 /// environment variable it came from.
 pub fn load(layers: &Layers) -> Result<Config, ConfigError> {
-    let fig = layers.figment()?;
+    extract(&layers.figment()?, layers.env_prefix.as_deref())
+}
+
+/// One TOML text over the defaults, validated as [`load`] does (no files,
+/// no environment): for tools and the fuzzer.
+pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
+    let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
+    extract(&fig, None)
+}
+
+fn extract(fig: &Figment, env_prefix: Option<&str>) -> Result<Config, ConfigError> {
     let cfg: Config = fig.extract().map_err(|e| {
         let msgs: Vec<String> = e
             .into_iter()
-            .map(|e| describe_error(&e, layers.env_prefix.as_deref()))
+            .map(|e| describe_error(&e, env_prefix))
             .collect();
         ConfigError::Invalid(msgs.join("; "))
     })?;
     validate::check(&cfg).map_err(|v| ConfigError::Value {
-        source_name: describe_source(&fig, &v.key, layers.env_prefix.as_deref()),
+        source_name: describe_source(fig, &v.key, env_prefix),
         key: v.key,
         reason: v.reason,
     })?;
