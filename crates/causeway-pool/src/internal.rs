@@ -29,6 +29,11 @@ pub struct InternalReply {
 }
 
 impl ServerConn {
+    /// The deadline of each internal query on this connection.
+    pub fn set_internal_timeout(&mut self, d: Duration) {
+        self.internal_timeout_ms = d.as_millis().clamp(1, u32::MAX as u128) as u32;
+    }
+
     /// Runs `sql` as a simple query to completion within the connection's
     /// deadline, keeping column `column` of each row. Any failure other
     /// than an ErrorResponse (timeout, I/O, protocol) leaves the
@@ -38,7 +43,7 @@ impl ServerConn {
         sql: &str,
         column: Option<usize>,
     ) -> Result<InternalReply, ServerError> {
-        let limit = self.internal_timeout;
+        let limit = Duration::from_millis(self.internal_timeout_ms.into());
         let r = match tokio::time::timeout(limit, self.run_internal(sql, column)).await {
             Ok(r) => r,
             Err(_) => Err(ServerError::Timeout(

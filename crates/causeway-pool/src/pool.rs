@@ -242,7 +242,7 @@ impl Pool {
         let (delay, query) = {
             let s = self.inner.settings.read();
             // A reload may have changed the deadline.
-            conn.internal_timeout = s.internal_query_timeout;
+            conn.set_internal_timeout(s.internal_query_timeout);
             (s.server_check_delay, s.server_check_query.clone())
         };
         if query.is_empty() || conn.last_used.elapsed() < delay {
@@ -320,7 +320,7 @@ impl Pool {
         let mut slot = slot;
         slot.server = conn.id;
         conn.epoch = self.epoch();
-        conn.internal_timeout = settings.internal_query_timeout;
+        conn.set_internal_timeout(settings.internal_query_timeout);
         conn.info.set_epoch(conn.epoch);
         conn.slot = Some(slot);
         self.inner.servers.lock().insert(conn.id, conn.info.clone());

@@ -66,8 +66,9 @@ pub struct ServerConn {
     pub epoch: u64,
     /// Renamed prepared statements this server holds.
     pub statements: Box<crate::StatementCache>,
-    /// Deadline of each internal query (`internal.rs`); set by the pool.
-    pub internal_timeout: Duration,
+    /// Deadline of each internal query in ms (`internal.rs`; u32 keeps
+    /// the struct small); set by the pool.
+    pub(crate) internal_timeout_ms: u32,
 }
 
 /// Where a session forwards bytes coming from a server (kept as a type so
@@ -126,7 +127,7 @@ impl ServerConn {
             slot: None,
             info: Arc::new(ServerInfo::new(id, 0, peer, local)),
             epoch: 0,
-            internal_timeout: crate::internal::DEFAULT_TIMEOUT,
+            internal_timeout_ms: crate::internal::DEFAULT_TIMEOUT.as_millis() as u32,
         };
         conn.login(login, peer).await?;
         conn.info = Arc::new(ServerInfo::new(id, conn.cancel.pid, peer, local));

@@ -280,7 +280,7 @@ async fn pgbench_loop(s: Arc<Soak>) {
     let mut round = 0u64;
     while !s.n.stop.load(Ordering::Relaxed) {
         round += 1;
-        let script = if round % 2 == 0 {
+        let script = if round.is_multiple_of(2) {
             "select-only"
         } else {
             "tpcb-like"
