@@ -253,21 +253,22 @@ async fn dead_peers_cost_only_their_client() {
     rig.cw.stop().await;
 }
 
-/// The server stops answering while a query runs: query_timeout (4 s)
-/// ends it with 57014, the connection is closed.
+/// The server stops answering while a query runs (a 10 s sleep, so the
+/// fault is surely in place before any reply): query_timeout (4 s) ends it
+/// with 57014, the connection is closed.
 async fn black_holed_mid_query(rig: &Rig, by: &Bystander) {
     let since = by.count();
     let a = rig.cw.app().await;
     simple_one(&a, "SELECT 1").await.unwrap();
     let started = Instant::now();
     let q = tokio::spawn(async move {
-        let r = a.simple_query("SELECT pg_sleep(0.5), 42").await;
+        let r = a.simple_query("SELECT pg_sleep(10), 42").await;
         (a, r)
     });
     eventually(T, "the query runs on the server", || async {
         count_backends(
             &rig.direct,
-            "query = 'SELECT pg_sleep(0.5), 42' AND state = 'active'",
+            "query = 'SELECT pg_sleep(10), 42' AND state = 'active'",
         )
         .await
             == 1
@@ -282,6 +283,7 @@ async fn black_holed_mid_query(rig: &Rig, by: &Bystander) {
         started.elapsed()
     );
     assert_eq!(sqlstate(&r).as_deref(), Some("57014"), "{r:?}");
+    assert!(msg(r.as_ref().unwrap_err()).contains("query_timeout"), "{r:?}");
     by.carried_on("black hole mid-query", since).await;
     rig.server.heal();
     eventually(T, "client closed after query_timeout", || async {
@@ -364,13 +366,13 @@ async fn black_holed_during_cancel(rig: &Rig, by: &Bystander) {
     simple_one(&d, "SELECT 1").await.unwrap();
     let token = d.cancel_token();
     let q = tokio::spawn(async move {
-        let r = d.simple_query("SELECT pg_sleep(2)").await;
+        let r = d.simple_query("SELECT pg_sleep(10)").await;
         (d, r)
     });
     eventually(T, "pg_sleep running", || async {
         count_backends(
             &rig.direct,
-            "query = 'SELECT pg_sleep(2)' AND state = 'active'",
+            "query = 'SELECT pg_sleep(10)' AND state = 'active'",
         )
         .await
             == 1
@@ -389,6 +391,8 @@ async fn black_holed_during_cancel(rig: &Rig, by: &Bystander) {
         started.elapsed()
     );
     assert_eq!(sqlstate(&r).as_deref(), Some("57014"), "{r:?}");
+    // Causeway's deadline, not a cancel that got through.
+    assert!(msg(r.as_ref().unwrap_err()).contains("query_timeout"), "{r:?}");
     let _ = within(T, "cancel request returns", cancel).await;
     by.carried_on("black hole during cancel", since).await;
     drop(d);
