@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CAUSEWAY_BIN ?= $(CURDIR)/target/debug/causeway
 
-.PHONY: all build demo test unit lint bench release clean drivers
+.PHONY: all build demo test unit lint bench release clean drivers classifier-check fuzz soak
 
 all: build
 
@@ -50,3 +50,30 @@ bench: release
 clean:
 	$(CARGO) clean
 	rm -rf .demo bench/out $(DRIVERS)/python/.venv $(DRIVERS)/node/node_modules
+
+# The SQL classifier against PostgreSQL's own parser (libpg_query via the
+# pg_query crate; needs clang/libclang): PostgreSQL 15's regression SQL
+# (committed, tools/classifier-check/pg15-regress-sql.tar.gz) and generated
+# statements. Fails on any statement classified a replica read that the
+# parse tree shows is not one. Its own cargo workspace: `make test` never
+# builds libpg_query.
+CHECK_DIR := target/classifier-check
+classifier-check:
+	mkdir -p $(CHECK_DIR)
+	tar xzf tools/classifier-check/pg15-regress-sql.tar.gz -C $(CHECK_DIR)
+	cd tools/classifier-check && CARGO_TARGET_DIR=$(CURDIR)/$(CHECK_DIR) $(CARGO) run --release --locked -- $(CURDIR)/$(CHECK_DIR)/sql
+
+# cargo-fuzz targets (fuzz/): each for FUZZ_SECONDS on its committed corpus.
+# Not part of make test. Results: docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
+
+# ~30 minutes of mixed load with chaos (replica kill/restart, replay pause,
+# apply delay, SIGHUP, client churn, a promotion) against a release build;
+# CSV, plot and summary in bench/soak/. Not in CI. SOAK_SECONDS shortens it.
+soak: release
+	command -v gnuplot >/dev/null 2>&1 || apt-get install -y -q --no-install-recommends gnuplot-nox
+	$(CARGO) build -p causeway-integration --bin causeway-soak
+	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway ./target/debug/causeway-soak

@@ -4,6 +4,7 @@
 
 pub mod causeway;
 pub mod cluster;
+pub mod faults;
 pub mod frames;
 pub mod wait;
 pub mod writer;

@@ -151,3 +151,90 @@ fn set_overrides_and_password_is_masked() {
         text(&out.stdout)
     );
 }
+
+/// check-config runs the same checks as startup: a user list that startup
+/// refuses fails check-config too (exit 2, the file and line named).
+#[test]
+fn check_config_refuses_a_broken_user_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = write(
+        dir.path(),
+        "userlist.txt",
+        "\"app\" \"app_pw\"\n\"broken\" \"unterminated\n",
+    );
+    let cfg = format!("{GOOD}\n").replace(
+        "metrics_addr = \"\"\n",
+        &format!("metrics_addr = \"\"\nauth_file = \"{}\"\n", users.display()),
+    );
+    let good = write(dir.path(), "c.toml", &cfg);
+    let mut cmd = causeway(dir.path());
+    cmd.arg("--config").arg(&good).arg("check-config");
+    let out = run(cmd);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "check-config accepted it: {stderr}"
+    );
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(stderr.contains("userlist.txt"), "{stderr}");
+    assert!(text(&out.stdout).is_empty(), "printed a config it refuses");
+    // Startup refuses it the same way.
+    let mut cmd = causeway(dir.path());
+    cmd.arg("--config").arg(&good);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("line 2"));
+    // Fixed: accepted.
+    std::fs::write(&users, "\"app\" \"app_pw\"\n").unwrap();
+    let mut cmd = causeway(dir.path());
+    cmd.arg("--config").arg(&good).arg("check-config");
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A mistyped secret on the command line (wrong type, wrong key, wrong
+/// separator) is reported without repeating it.
+#[test]
+fn mistyped_password_flag_is_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--set", "databases.x.password=918273645"],
+        vec!["--set", "databases.x.monitor_password=918273645"],
+        vec!["--set", "monitor_password=918273645"],
+        vec!["--set", "databases.x=pw918273645"],
+        vec!["--set", "databases.x.password:pw918273645"],
+        vec!["--set", "databases.x.password=[\"pw918273645\"]"],
+    ] {
+        let mut cmd = causeway(dir.path());
+        cmd.arg("--no-system-config")
+            .args(&args)
+            .arg("check-config");
+        let out = run(cmd);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
+        assert!(!all.contains("918273645"), "{args:?} echoed: {all}");
+        assert!(
+            all.contains("databases.x") || all.contains("monitor_password"),
+            "{args:?}: {all}"
+        );
+    }
+}
+
+/// Logs written to a file (stderr not a terminal) carry no ANSI colour
+/// codes.
+#[test]
+fn log_file_has_no_colour_codes() {
+    let b = causeway_integration::causeway::CausewayBuilder::new().unwrap();
+    let cw = b
+        .start("log_level = \"debug\"\n[databases.app]\nhost = \"127.0.0.1\"\nport = 1\n")
+        .unwrap();
+    cw.wait_for_log("listening", std::time::Duration::from_secs(30))
+        .unwrap();
+    let log = cw.log_contents();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in the log file:\n{log}"
+    );
+}

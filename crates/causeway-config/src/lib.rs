@@ -6,5 +6,8 @@ mod load;
 mod model;
 mod validate;
 
-pub use load::{load, load_with_warnings, ConfigError, Layers, Loaded, SYSTEM_CONFIG};
+pub use load::{
+    is_secret_key, load, load_str, load_with_warnings, redact_text, ConfigError, Layers, Loaded,
+    SYSTEM_CONFIG,
+};
 pub use model::*;

@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use figment2::error::{Actual, Kind};
 use figment2::providers::{Env, Format, Serialized, Toml};
-use figment2::{Figment, Metadata, Source};
+use figment2::value::{Dict, Map};
+use figment2::{Figment, Metadata, Profile, Provider, Source};
 
 use crate::model::Config;
 use crate::validate;
@@ -90,7 +92,7 @@ impl Layers {
             f = f.merge(env);
         }
         for (key, value) in &self.overrides {
-            f = f.merge(Serialized::default(key, value));
+            f = f.merge(Flag(Serialized::default(key, value.clone())));
         }
         Ok(f)
     }
@@ -106,38 +108,113 @@ pub fn load(layers: &Layers) -> Result<Config, ConfigError> {
 pub fn load_with_warnings(layers: &Layers) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let fig = layers.figment(&mut warnings)?;
+    let config = extract(&fig, layers.env_prefix.as_deref())?;
+    Ok(Loaded { config, warnings })
+}
+
+/// One TOML text over the defaults, validated as [`load`] does (no files,
+/// no environment): for tools and the fuzzer.
+pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
+    let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
+    extract(&fig, None)
+}
+
+fn extract(fig: &Figment, env_prefix: Option<&str>) -> Result<Config, ConfigError> {
     let cfg: Config = fig.extract().map_err(|e| {
         let msgs: Vec<String> = e
             .into_iter()
-            .map(|e| describe_error(&e, layers.env_prefix.as_deref()))
+            .map(|e| describe_error(&e, env_prefix))
             .collect();
         ConfigError::Invalid(msgs.join("; "))
     })?;
     validate::check(&cfg).map_err(|v| ConfigError::Value {
-        source_name: describe_source(&fig, &v.key, layers.env_prefix.as_deref()),
+        source_name: describe_source(fig, &v.key, env_prefix),
         key: v.key,
         reason: v.reason,
     })?;
-    Ok(Loaded {
-        config: cfg,
-        warnings,
-    })
+    Ok(cfg)
 }
 
-/// figment's own text names the key and file; for environment variables it
-/// names only the prefix, so spell out the variable.
-fn describe_error(e: &figment2::Error, env_prefix: Option<&str>) -> String {
-    match (&e.metadata, env_prefix) {
-        (Some(md), Some(prefix)) if md.name.contains("environment") && !e.path.is_empty() => {
-            let var = format!("{prefix}{}", e.path.join("__").to_uppercase());
-            format!(
-                "{} for key `{}` (environment variable {var})",
-                e.kind,
-                e.path.join(".")
-            )
-        }
-        _ => e.to_string(),
+/// One `--set key=value` (or other CLI flag): named as such in errors.
+struct Flag(Serialized<toml::Value>);
+
+impl Provider for Flag {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("command-line flag")
     }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment2::Error> {
+        self.0.data()
+    }
+}
+
+/// "<what is wrong> for key `a.b` (<source>)". Values of secret-looking
+/// keys are never repeated (a mistyped `--set databases.x.password=..`
+/// must not print the password), nor values given where a table was
+/// expected (the key was probably mistyped).
+fn describe_error(e: &figment2::Error, env_prefix: Option<&str>) -> String {
+    let key = e.path.join(".");
+    let secret = is_secret_key(&key);
+    let what = match &e.kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected)
+            if secret || !is_scalar(expected) =>
+        {
+            let verb = if matches!(e.kind, Kind::InvalidType(..)) {
+                "invalid type"
+            } else {
+                "invalid value"
+            };
+            format!("{verb}: found {}, expected {expected}", kind_of(actual))
+        }
+        Kind::Message(m) => redact_text(m),
+        k => k.to_string(),
+    };
+    let source = match &e.metadata {
+        Some(md) => describe_metadata(md, &key, env_prefix),
+        None => "unknown source".into(),
+    };
+    if key.is_empty() {
+        format!("{what} ({source})")
+    } else {
+        format!("{what} for key `{key}` ({source})")
+    }
+}
+
+/// A key whose value must never appear in a message.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "pwd"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+fn is_scalar(expected: &str) -> bool {
+    !(expected.contains("struct") || expected.contains("map") || expected.contains("sequence"))
+}
+
+/// The type of a value, without the value.
+fn kind_of(a: &Actual) -> &'static str {
+    match a {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "a number",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        _ => "a value",
+    }
+}
+
+/// Masks `password = ...` (any secret-looking key) in free text such as a
+/// TOML parse error that quotes the offending line.
+pub fn redact_text(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.find('=') {
+            Some(i) if is_secret_key(&line[..i]) => format!("{}= ********", &line[..i]),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// "TOML file /etc/x.toml", "environment variable CAUSEWAY_X", ...
@@ -273,6 +350,39 @@ mod tests {
             load(&layers(&[], Some("CWTEST_TOOL_"))).is_err(),
             "others still refused"
         );
+    }
+
+    fn set(key: &str, v: toml::Value) -> Layers {
+        let mut l = layers(&[], None);
+        l.overrides.push((key.into(), v));
+        l
+    }
+
+    #[test]
+    fn mistyped_secrets_are_never_echoed() {
+        for (key, v) in [
+            ("databases.x.password", toml::Value::Integer(918273)),
+            ("databases.x.password", toml::Value::Boolean(true)),
+            ("monitor_password", toml::Value::Integer(918273)),
+            ("databases.x", toml::Value::String("s3cr3t-918273".into())),
+            ("databases.x.monitor_password", toml::Value::Float(918273.5)),
+        ] {
+            let err = load(&set(key, v.clone())).unwrap_err().to_string();
+            assert!(!err.contains("918273"), "{key}: {err}");
+            assert!(!err.contains("s3cr3t"), "{key}: {err}");
+            assert!(!err.contains("true"), "{key}: {err}");
+            assert!(err.contains(key), "names the key: {err}");
+            assert!(err.contains("command-line flag"), "names the source: {err}");
+        }
+        // A TOML syntax error quoting a password line.
+        let a = file("[databases.x]\nhost = \"h\"\npassword = \"s3cr3t-918273\n");
+        let err = load(&layers(&[a.path()], None)).unwrap_err().to_string();
+        assert!(!err.contains("918273"), "{err}");
+        // Values of ordinary keys are still shown: they help.
+        let err = load(&set("listen_port", toml::Value::String("abc".into())))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("abc"), "{err}");
     }
 
     #[test]

@@ -185,6 +185,10 @@ pub struct Config {
     pub max_prepared_statements: u32,
     pub server_check_delay: f64,
     pub server_check_query: String,
+    /// Seconds each query Causeway sends itself may take (check, reset,
+    /// parameter sync, connect_query, DEALLOCATE, LSN queries, auth_query);
+    /// then the server connection is closed. Not in PgBouncer.
+    pub internal_query_timeout: f64,
 
     /// Largest protocol message accepted from a client, bytes.
     pub max_packet_size: u32,
@@ -279,6 +283,7 @@ impl Default for Config {
             max_prepared_statements: 200,
             server_check_delay: 30.0,
             server_check_query: "select 1".into(),
+            internal_query_timeout: 10.0,
             max_packet_size: 2_147_483_647,
             pkt_buf: 4096,
             track_extra_parameters: vec!["IntervalStyle".into()],

@@ -19,6 +19,6 @@ mod stats;
 pub use exporter::{render, Exporter, Format, SnapshotCollector, SourceCollector};
 pub use histogram::{AtomicHistogram, HistogramSnapshot, DURATION_BUCKETS};
 pub use route::{RouteReason, RouteStats, RywStats};
-pub use server::{serve, Source};
+pub use server::{serve, serve_with, Limits, Source, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 pub use snapshot::{DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot};
 pub use stats::{Averages, DbStats, StatsTotals};

@@ -2,11 +2,17 @@
 //!
 //! hyper 1.x through hyper-util's auto connection builder (HTTP/1.1 only:
 //! scrapers do not use h2c). Bounded on every side: at most
-//! [`MAX_CONNECTIONS`] connections at once (further ones wait in the listen
-//! backlog), request heads must arrive within [`HEADER_READ_TIMEOUT`] and fit
-//! the 16 KiB read buffer, request bodies are never read. Failures are logged
-//! with `tracing`; a panicking [`Source`] costs one 500, not the process.
+//! [`MAX_CONNECTIONS`] connections at once, request heads must arrive within
+//! [`HEADER_READ_TIMEOUT`] and fit the 16 KiB read buffer, request bodies are
+//! never read. Failures are logged with `tracing`; a panicking [`Source`]
+//! costs one 500, not the process.
+//!
+//! A full house never starves `/health`: the listener keeps accepting, and a
+//! new connection beyond the limit closes the oldest open one (idle sockets
+//! are the oldest; a real probe lives for milliseconds). Waiting for a free
+//! slot instead would let a few hundred idle sockets fail a liveness probe.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,8 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::exporter::{Exporter, Format};
 use crate::snapshot::Snapshot;
@@ -37,15 +42,33 @@ pub trait Source: Send + Sync + 'static {
     fn ready(&self) -> bool;
 }
 
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once; one more closes the oldest.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// Time a client has to send a complete request head (also the idle
 /// keep-alive limit: hyper starts this timer as it waits for the next head).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Probes and scrapers send theirs at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read buffer limit per connection (hyper's minimum is 8 KiB).
 const MAX_BUF_SIZE: usize = 16 * 1024;
 /// How long shutdown waits for responses in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The endpoint's bounds (the defaults are the constants above; tests use
+/// small ones).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
 
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in
 /// progress finish (up to 5 s) and returns.
@@ -54,33 +77,33 @@ pub async fn serve(
     source: Arc<dyn Source>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, source, shutdown, Limits::default()).await
+}
+
+/// [`serve`] with explicit bounds.
+pub async fn serve_with(
+    listener: TcpListener,
+    source: Arc<dyn Source>,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+) {
     let exporter = Arc::new(Exporter::new(source.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_BUF_SIZE)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut tasks = JoinSet::new();
+    let mut open = Oldest::default();
     let mut shutdown = std::pin::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics endpoint listening");
     }
 
     loop {
-        // Reap finished connection tasks so the set stays small.
-        while tasks.try_join_next().is_some() {}
-
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // never closed
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
@@ -96,6 +119,10 @@ pub async fn serve(
                 }
             },
         };
+        if open.reap(&mut tasks) >= limits.max_connections.max(1) {
+            tracing::debug!("metrics endpoint: connection limit reached, closing the oldest");
+            open.close_oldest();
+        }
         let _ = stream.set_nodelay(true);
         let exporter = exporter.clone();
         let source = source.clone();
@@ -105,12 +132,12 @@ pub async fn serve(
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
-        tasks.spawn(async move {
+        let task = tasks.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "metrics endpoint: connection error");
             }
-            drop(permit);
         });
+        open.push(task, limits.max_connections);
     }
 
     drop(listener);
@@ -121,6 +148,44 @@ pub async fn serve(
         }
     }
     tasks.shutdown().await;
+}
+
+/// Open connection tasks in accept order, and how many were aborted but
+/// not yet reaped (still in the JoinSet, no longer open).
+#[derive(Default)]
+struct Oldest {
+    order: VecDeque<AbortHandle>,
+    aborting: usize,
+}
+
+impl Oldest {
+    fn push(&mut self, h: AbortHandle, limit: usize) {
+        if self.order.len() > 2 * limit {
+            self.order.retain(|h| !h.is_finished());
+        }
+        self.order.push_back(h);
+    }
+
+    /// Reaps finished tasks; returns how many connections are still open.
+    fn reap(&mut self, tasks: &mut JoinSet<()>) -> usize {
+        while let Some(r) = tasks.try_join_next() {
+            if r.is_err_and(|e| e.is_cancelled()) {
+                self.aborting = self.aborting.saturating_sub(1);
+            }
+        }
+        tasks.len().saturating_sub(self.aborting)
+    }
+
+    /// Aborts the oldest connection still running.
+    fn close_oldest(&mut self) {
+        while let Some(h) = self.order.pop_front() {
+            if !h.is_finished() {
+                h.abort();
+                self.aborting += 1;
+                return;
+            }
+        }
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -222,3 +222,73 @@ async fn oversized_request_head_is_refused() {
     // Still serving.
     assert_eq!(request(srv.addr, "GET", "/health", "").await.status, 200);
 }
+
+/// Opens `n` connections that never send a byte.
+async fn idle_sockets(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(TcpStream::connect(addr).await.unwrap());
+    }
+    v
+}
+
+#[tokio::test]
+async fn idle_sockets_do_not_starve_health() {
+    // 200 silent sockets (a port scanner, a stuck load balancer): the
+    // liveness and readiness probes still get their answer.
+    let srv = start().await;
+    let _idle = idle_sockets(srv.addr, 200).await;
+    let r = request(srv.addr, "GET", "/health", "").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+    assert_eq!(request(srv.addr, "GET", "/ready", "").await.status, 503);
+}
+
+#[tokio::test]
+async fn beyond_the_limit_the_oldest_connection_is_closed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let source = Arc::new(TestSource::default());
+    let limits = causeway_metrics::Limits {
+        max_connections: 16,
+        // Longer than the test: only the limit can close the idle sockets.
+        header_read_timeout: Duration::from_secs(3600),
+    };
+    tokio::spawn(causeway_metrics::serve_with(
+        listener,
+        source,
+        std::future::pending(),
+        limits,
+    ));
+    let mut idle = idle_sockets(addr, 200).await;
+    let r = request(addr, "GET", "/health", "").await;
+    assert_eq!(r.status, 200);
+    // The first idle socket was closed by the server to make room.
+    let mut buf = [0u8; 16];
+    let n = timeout(Duration::from_secs(30), idle[0].read(&mut buf))
+        .await
+        .expect("oldest idle socket closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+}
+
+#[tokio::test]
+async fn silent_socket_is_closed_after_the_header_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = causeway_metrics::Limits {
+        max_connections: 16,
+        header_read_timeout: Duration::from_millis(200),
+    };
+    tokio::spawn(causeway_metrics::serve_with(
+        listener,
+        Arc::new(TestSource::default()),
+        std::future::pending(),
+        limits,
+    ));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+        .await
+        .expect("closed by the server")
+        .ok();
+    assert!(buf.is_empty() || String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"));
+}

@@ -9,6 +9,7 @@
 mod cancel;
 mod error;
 mod info;
+mod internal;
 mod limits;
 mod params;
 mod pool;
@@ -19,6 +20,7 @@ mod statements;
 pub use cancel::{forward_cancel, CancelTarget};
 pub use error::{PoolError, ServerError};
 pub use info::{unix_micros, ServerInfo, ServerState};
+pub use internal::{InternalReply, DEFAULT_TIMEOUT as INTERNAL_QUERY_TIMEOUT};
 pub use limits::Limit;
 pub use params::ParamSet;
 pub use pool::{Pool, PoolKey, PoolSnapshot};

@@ -241,6 +241,8 @@ impl Pool {
     async fn check(&self, mut conn: ServerConn) -> Option<ServerConn> {
         let (delay, query) = {
             let s = self.inner.settings.read();
+            // A reload may have changed the deadline.
+            conn.set_internal_timeout(s.internal_query_timeout);
             (s.server_check_delay, s.server_check_query.clone())
         };
         if query.is_empty() || conn.last_used.elapsed() < delay {
@@ -318,6 +320,7 @@ impl Pool {
         let mut slot = slot;
         slot.server = conn.id;
         conn.epoch = self.epoch();
+        conn.set_internal_timeout(settings.internal_query_timeout);
         conn.info.set_epoch(conn.epoch);
         conn.slot = Some(slot);
         self.inner.servers.lock().insert(conn.id, conn.info.clone());

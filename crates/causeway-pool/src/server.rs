@@ -66,6 +66,9 @@ pub struct ServerConn {
     pub epoch: u64,
     /// Renamed prepared statements this server holds.
     pub statements: Box<crate::StatementCache>,
+    /// Deadline of each internal query in ms (`internal.rs`; u32 keeps
+    /// the struct small); set by the pool.
+    pub(crate) internal_timeout_ms: u32,
 }
 
 /// Where a session forwards bytes coming from a server (kept as a type so
@@ -124,6 +127,7 @@ impl ServerConn {
             slot: None,
             info: Arc::new(ServerInfo::new(id, 0, peer, local)),
             epoch: 0,
+            internal_timeout_ms: crate::internal::DEFAULT_TIMEOUT.as_millis() as u32,
         };
         conn.login(login, peer).await?;
         conn.info = Arc::new(ServerInfo::new(id, conn.cancel.pid, peer, local));
@@ -261,7 +265,7 @@ impl ServerConn {
     }
 
     /// Reads one whole frame (header included) from the server.
-    async fn next_frame(&mut self) -> Result<BytesMut, ServerError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<BytesMut, ServerError> {
         loop {
             if self.buf.len() >= HEADER_LEN {
                 let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
@@ -276,94 +280,6 @@ impl ServerConn {
             }
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(ServerError::Io("server closed the connection".into()));
-            }
-        }
-    }
-
-    /// Runs Causeway's own simple query to completion, discarding rows.
-    /// ParameterStatus changes are recorded and returned so a session can
-    /// pass them on to its client.
-    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<(String, String)>, ServerError> {
-        let mut out = BytesMut::with_capacity(sql.len() + 8);
-        frontend::write_query(&mut out, sql);
-        self.stream.write_all(&out).await?;
-        let mut err = None;
-        let mut changed = Vec::new();
-        loop {
-            let frame = self.next_frame().await?;
-            let b = body(&frame);
-            match frame[0] {
-                b'S' => {
-                    self.note_parameter(b)?;
-                    if let Ok((k, v)) = backend::parse_parameter_status(b) {
-                        changed.push((k.to_string(), v.to_string()));
-                    }
-                }
-                b'E' if err.is_none() => {
-                    let f = backend::parse_error_fields(b)
-                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
-                    err = Some(ServerError::Query {
-                        code: f.code.to_string(),
-                        message: f.message.to_string(),
-                    });
-                }
-                b'Z' => {
-                    let status = backend::parse_ready_status(b)
-                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
-                    if status != b'I' {
-                        // Our queries never leave a transaction open; if
-                        // one did, the connection is not safe to reuse.
-                        self.broken = true;
-                    }
-                    return match err {
-                        Some(e) => Err(e),
-                        None => Ok(changed),
-                    };
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Runs a simple query and returns column `col` (0-based) of each row
-    /// as text (None for NULL). For Causeway's own small lookups (auth_query).
-    pub async fn query_column(
-        &mut self,
-        sql: &str,
-        col: usize,
-    ) -> Result<Vec<Option<String>>, ServerError> {
-        let mut out = BytesMut::with_capacity(sql.len() + 8);
-        frontend::write_query(&mut out, sql);
-        self.stream.write_all(&out).await?;
-        let mut rows = Vec::new();
-        let mut err = None;
-        loop {
-            let frame = self.next_frame().await?;
-            let b = body(&frame);
-            match frame[0] {
-                b'D' => rows.push(column(b, col)?),
-                b'E' if err.is_none() => {
-                    let f = backend::parse_error_fields(b)
-                        .map_err(|e| ServerError::Protocol(e.to_string()))?;
-                    err = Some(ServerError::Query {
-                        code: f.code.to_string(),
-                        message: f.message.to_string(),
-                    });
-                }
-                b'S' => self.note_parameter(b)?,
-                b'Z' => {
-                    if backend::parse_ready_status(b)
-                        .map_err(|e| ServerError::Protocol(e.to_string()))?
-                        != b'I'
-                    {
-                        self.broken = true;
-                    }
-                    return match err {
-                        Some(e) => Err(e),
-                        None => Ok(rows),
-                    };
-                }
-                _ => {}
             }
         }
     }
@@ -407,50 +323,6 @@ fn need_password(login: &Login) -> Result<&str, ServerError> {
     })
 }
 
-/// Value `col` of a DataRow body.
-fn column(body: &[u8], col: usize) -> Result<Option<String>, ServerError> {
-    let bad = || ServerError::Protocol("malformed DataRow".into());
-    let n = body.get(..2).ok_or_else(bad)?;
-    if i16::from_be_bytes([n[0], n[1]]) as usize <= col {
-        return Err(bad());
-    }
-    let mut at = 2;
-    for i in 0..=col {
-        let l = body.get(at..at + 4).ok_or_else(bad)?;
-        let len = i32::from_be_bytes([l[0], l[1], l[2], l[3]]);
-        at += 4;
-        if len < 0 {
-            if i == col {
-                return Ok(None);
-            }
-            continue;
-        }
-        let v = body.get(at..at + len as usize).ok_or_else(bad)?;
-        if i == col {
-            return Ok(Some(String::from_utf8_lossy(v).into_owned()));
-        }
-        at += len as usize;
-    }
-    Err(bad())
-}
-
 fn is_md5_hash(s: &str) -> bool {
     s.len() == 35 && s.starts_with("md5") && s[3..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_row_columns() {
-        let mut b = BytesMut::new();
-        backend::write_data_row(&mut b, [Some("alice"), None, Some("md5abc")]);
-        let body = &b[HEADER_LEN..];
-        assert_eq!(column(body, 0).unwrap().as_deref(), Some("alice"));
-        assert_eq!(column(body, 1).unwrap(), None);
-        assert_eq!(column(body, 2).unwrap().as_deref(), Some("md5abc"));
-        assert!(column(body, 3).is_err());
-        assert!(column(&body[..8], 2).is_err());
-    }
 }

@@ -18,6 +18,8 @@ pub struct PoolSettings {
     pub server_check_query: String,
     pub connect_query: Option<String>,
     pub tcp_keepalive: bool,
+    /// Deadline of each of Causeway's own queries on a connection.
+    pub internal_query_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -36,6 +38,7 @@ impl Default for PoolSettings {
             server_check_query: "select 1".into(),
             connect_query: None,
             tcp_keepalive: true,
+            internal_query_timeout: crate::internal::DEFAULT_TIMEOUT,
         }
     }
 }

@@ -80,13 +80,25 @@ impl Cli {
             put("log_level", v.clone().into());
         }
         for kv in &self.set {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("--set expects key=value, got {kv:?}"))?;
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                // The value may be a password typed with the wrong separator.
+                format!(
+                    "--set expects key=value, got {:?} (rest not shown)",
+                    key_prefix(kv)
+                )
+            })?;
             put(k.trim(), parse_value(v.trim()));
         }
         Ok(l)
     }
+}
+
+/// The leading key-like part of `text` (letters, digits, `_`, `.`).
+fn key_prefix(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
 /// A TOML value if it parses as one, else the raw string.
@@ -100,6 +112,14 @@ fn parse_value(v: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_without_equals_does_not_echo_the_value() {
+        let cli = Cli::parse_from(["causeway", "--set", "databases.x.password:s3cr3t"]);
+        let err = cli.layers().unwrap_err();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(err.contains("databases.x.password"), "{err}");
+    }
 
     #[test]
     fn set_values_parse_as_toml_or_string() {

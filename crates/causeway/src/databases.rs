@@ -486,5 +486,7 @@ pub fn settings_for(c: &Config, db: &DatabaseConfig, user: &str) -> PoolSettings
         server_check_query: c.server_check_query.clone(),
         connect_query: db.connect_query.clone(),
         tcp_keepalive: c.tcp_keepalive,
+        internal_query_timeout: secs(c.internal_query_timeout)
+            .unwrap_or(causeway_pool::INTERNAL_QUERY_TIMEOUT),
     }
 }

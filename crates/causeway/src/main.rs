@@ -14,6 +14,7 @@ mod secrets;
 mod session;
 mod signals;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,16 +50,7 @@ fn main() -> ExitCode {
         for w in &warnings {
             eprintln!("causeway: warning: {w}");
         }
-        return match toml::to_string(&config.masked()) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("causeway: {e}");
-                ExitCode::from(2)
-            }
-        };
+        return check_config(&config);
     }
     init_logging(&config);
     for w in &warnings {
@@ -66,8 +58,8 @@ fn main() -> ExitCode {
     }
     let format = config.log_format;
     raise_fd_limit();
-    let secrets = match Secrets::load(config.auth_file.as_deref()) {
-        Ok(s) => s,
+    let (secrets, addr) = match preflight(&config) {
+        Ok(x) => x,
         Err(e) => {
             fatal(format, &e);
             return ExitCode::from(2);
@@ -84,11 +76,45 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(layers, config, secrets)) {
+    match rt.block_on(serve(layers, config, secrets, addr)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             fatal(format, &e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// What startup refuses beyond the settings themselves (the auth_file, the
+/// listen address). `check-config` runs exactly this, so it fails where
+/// startup would.
+fn preflight(config: &Config) -> Result<(Secrets, SocketAddr), String> {
+    let secrets = Secrets::load(config.auth_file.as_deref())?;
+    let addr: SocketAddr = format!(
+        "{}:{}",
+        listen_host(&config.listen_addr),
+        config.listen_port
+    )
+    .parse()
+    .map_err(|e| format!("invalid listen address: {e}"))?;
+    Ok((secrets, addr))
+}
+
+/// `causeway check-config`: exit 0 and print the merged configuration
+/// (passwords masked) only if startup would accept it.
+fn check_config(config: &Config) -> ExitCode {
+    if let Err(e) = preflight(config) {
+        eprintln!("causeway: configuration error: {e}");
+        return ExitCode::from(2);
+    }
+    match toml::to_string(&config.masked()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("causeway: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -107,14 +133,8 @@ async fn serve(
     layers: causeway_config::Layers,
     config: Config,
     secrets: Secrets,
+    addr: SocketAddr,
 ) -> Result<(), String> {
-    let addr: SocketAddr = format!(
-        "{}:{}",
-        listen_host(&config.listen_addr),
-        config.listen_port
-    )
-    .parse()
-    .map_err(|e| format!("invalid listen address: {e}"))?;
     let listener = listener::bind(addr, config.so_reuseport)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     if config.auth_type != causeway_config::AuthType::Trust && secrets.len() == 0 {
@@ -220,8 +240,12 @@ fn listen_host(addr: &str) -> &str {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: never in a file, a pipe
+    // or journald (which is where stderr goes when it is not a terminal).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => {

@@ -13,8 +13,10 @@ pub const DEFAULT_WRITING_FUNCTIONS: &[&str] = &[
     // Advisory locks (reported as Hazard::AdvisoryLock).
     "pg_advisory_*",
     "pg_try_advisory_*",
-    // Session settings (reported as Hazard::SessionState).
+    // Session settings (reported as Hazard::SessionState); setseed sets
+    // this backend's random() sequence.
     "set_config",
+    "setseed",
     // NOTIFY (reported as Hazard::ListenNotify).
     "pg_notify",
     // Large objects: writes, and descriptors that live in one backend.
@@ -26,6 +28,7 @@ pub const DEFAULT_WRITING_FUNCTIONS: &[&str] = &[
     "pg_current_xact_id",
     // Fail on a standby ("recovery is in progress").
     "pg_current_wal_*",
+    "pg_walfile_name*",
     "pg_switch_wal",
     "pg_create_restore_point",
     "pg_logical_emit_message",
@@ -34,7 +37,8 @@ pub const DEFAULT_WRITING_FUNCTIONS: &[&str] = &[
     "pg_drop_replication_slot",
     "pg_copy_*_replication_slot",
     "pg_replication_slot_advance",
-    "pg_logical_slot_get_*",
+    // get_* consumes changes; peek_* fails during recovery (PG < 16).
+    "pg_logical_slot_*",
     "pg_replication_origin_*",
     // Act on whichever server runs them.
     "pg_promote",
@@ -51,6 +55,10 @@ pub const DEFAULT_WRITING_FUNCTIONS: &[&str] = &[
     "pg_start_backup",
     "pg_stop_backup",
     "pg_import_system_collations",
+    // Index maintenance: they write the index.
+    "brin_summarize_*",
+    "brin_desummarize_range",
+    "gin_clean_pending_list",
     "pg_file_write",
     "pg_file_rename",
     "pg_file_unlink",
@@ -123,7 +131,7 @@ pub(crate) enum FnKind {
 pub(crate) fn kind_of(lower: &[u8]) -> FnKind {
     if lower.starts_with(b"pg_advisory_") || lower.starts_with(b"pg_try_advisory_") {
         FnKind::Advisory
-    } else if lower == b"set_config" {
+    } else if lower == b"set_config" || lower == b"setseed" {
         FnKind::SetConfig
     } else if lower == b"pg_notify" {
         FnKind::Notify
@@ -363,6 +371,7 @@ pub const SAFE_FUNCTIONS: &[&str] = &[
     "make_time",
     "make_timestamp",
     "make_timestamptz",
+    "materialized",
     "max",
     "md5",
     "min",

@@ -436,10 +436,26 @@ impl Classifier {
         if builtin || self.safe_functions.iter().any(|s| s.as_bytes() == lower) {
             return;
         }
-        // A CTE name with a column list: `[WITH [RECURSIVE] | ,] x(a) AS (`.
+        // A CTE name with a column list: `[WITH [RECURSIVE] | ,] x(a) AS
+        // ([MATERIALIZED] query`. Not a call with a column definition list,
+        // `FROM f(1) AS (a int)`, whose parenthesis holds no query.
+        let cte_position =
+            i > 0 && (st.kw_any(i - 1, &["with", "recursive"]) || st.is(i - 1, Kind::Comma));
         if let Some(c) = st.close_paren(i + 1) {
-            if st.kw(c + 1, "as")
-                && (st.is(c + 2, Kind::LParen) || st.kw_any(c + 2, &["materialized", "not"]))
+            let query_follows = |j: usize| {
+                st.is(j, Kind::LParen)
+                    && (st.is(j + 1, Kind::LParen)
+                        || st.kw_any(
+                            j + 1,
+                            &[
+                                "select", "values", "with", "table", "insert", "update", "delete",
+                                "merge",
+                            ],
+                        ))
+            };
+            if cte_position
+                && st.kw(c + 1, "as")
+                && (query_follows(c + 2) || st.kw_any(c + 2, &["materialized", "not"]))
             {
                 return;
             }

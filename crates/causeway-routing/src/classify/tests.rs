@@ -657,6 +657,21 @@ fn strict_functions_make_unknown_calls_writes() {
             ("SELECT * FROM generate_series(1, 3) AS g(i)", r()),
             // Writing functions keep their own hazard.
             ("SELECT nextval('s')", wf("nextval")),
+            // A call with a column definition list is not a CTE (found by
+            // classifier-check over PostgreSQL's rangefuncs.sql).
+            (
+                "SELECT * FROM my_srf(5) AS (a int, b numeric, c text)",
+                unknown("my_srf"),
+            ),
+            ("SELECT * FROM t, my_srf(1) AS (a int)", unknown("my_srf")),
+            (
+                "SELECT * FROM ROWS FROM( my_srf(1) AS (a int, b text) ) WITH ORDINALITY",
+                unknown("my_srf"),
+            ),
+            (
+                "WITH a(x) AS (VALUES (1)), b(y) AS NOT MATERIALIZED (SELECT 2) SELECT * FROM a, b",
+                r(),
+            ),
         ],
     );
     let allowed = Classifier::default()
@@ -665,6 +680,49 @@ fn strict_functions_make_unknown_calls_writes() {
     check(&allowed, &[("SELECT my_function(1)", r())]);
     // The default classifier lets unknown calls through.
     check(&Classifier::default(), &[("SELECT my_function(1)", r())]);
+}
+
+/// Built-ins with side effects that PostgreSQL's regression SQL calls in
+/// plain SELECTs (found by tools/classifier-check): none may be a read.
+#[test]
+fn builtins_with_side_effects_are_not_reads() {
+    let c = Classifier::default();
+    check(
+        &c,
+        &[
+            ("SELECT setseed(0.5)", w(H::SessionState)),
+            ("SELECT pg_catalog.setseed(0.5)", w(H::SessionState)),
+            (
+                "SELECT brin_summarize_new_values('i')",
+                wf("brin_summarize_new_values"),
+            ),
+            (
+                "SELECT brin_summarize_range('i', 0)",
+                wf("brin_summarize_range"),
+            ),
+            (
+                "SELECT brin_desummarize_range('i', 0)",
+                wf("brin_desummarize_range"),
+            ),
+            (
+                "SELECT gin_clean_pending_list('i')",
+                wf("gin_clean_pending_list"),
+            ),
+            ("SELECT pg_walfile_name('0/0')", wf("pg_walfile_name")),
+            (
+                "SELECT pg_walfile_name_offset('0/0')",
+                wf("pg_walfile_name_offset"),
+            ),
+            (
+                "SELECT pg_logical_slot_peek_changes('s', NULL, NULL)",
+                wf("pg_logical_slot_peek_changes"),
+            ),
+            (
+                "SELECT * FROM pg_logical_slot_peek_binary_changes('s', NULL, NULL)",
+                wf("pg_logical_slot_peek_binary_changes"),
+            ),
+        ],
+    );
 }
 
 #[test]
