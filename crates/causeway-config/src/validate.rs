@@ -25,12 +25,28 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
     if c.listen_port == 0 {
         return bad("listen_port", "must be 1-65535");
     }
-    if c.listen_addr.parse::<std::net::IpAddr>().is_err() && c.listen_addr != "localhost" {
-        return bad(
-            "listen_addr",
-            format!("not an IP address: {:?}", c.listen_addr),
-        );
+    if c.listen_addr.trim().is_empty() {
+        if c.unix_socket_dir.is_empty() {
+            return bad(
+                "listen_addr",
+                "empty: set an address or unix_socket_dir, or there is nowhere to connect",
+            );
+        }
+    } else {
+        for a in c.listen_addr.split(',').map(str::trim) {
+            let literal = a.trim_start_matches('[').trim_end_matches(']');
+            if literal.parse::<std::net::IpAddr>().is_err() && a != "localhost" && a != "*" {
+                return bad(
+                    "listen_addr",
+                    format!(
+                        "not an IP address, `*` or `localhost`: {a:?} (in {:?})",
+                        c.listen_addr
+                    ),
+                );
+            }
+        }
     }
+    tls(c)?;
     if c.default_pool_size == 0 {
         return bad("default_pool_size", "must be at least 1");
     }
@@ -140,6 +156,43 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
         if u.pool_size == Some(0) {
             return bad(format!("users.{name}.pool_size"), "must be at least 1");
         }
+    }
+    Ok(())
+}
+
+/// TLS and authentication settings that cannot work together. (Whether
+/// the files exist and hold keys is checked when they are loaded, at
+/// start and at each reload.)
+fn tls(c: &Config) -> Result<(), Invalid> {
+    use crate::model::{AuthType, SslMode};
+    if c.client_tls_sslmode != SslMode::Disable
+        && (c.client_tls_key_file.is_none() || c.client_tls_cert_file.is_none())
+    {
+        return bad(
+            "client_tls_sslmode",
+            "TLS towards clients needs client_tls_key_file and client_tls_cert_file",
+        );
+    }
+    if matches!(
+        c.client_tls_sslmode,
+        SslMode::VerifyCa | SslMode::VerifyFull
+    ) && c.client_tls_ca_file.is_none()
+    {
+        return bad(
+            "client_tls_sslmode",
+            "verify-ca/verify-full check client certificates: set client_tls_ca_file",
+        );
+    }
+    if c.auth_type == AuthType::Hba && c.auth_hba_file.is_none() {
+        return bad("auth_type", "auth_type = hba needs auth_hba_file");
+    }
+    if c.auth_type == AuthType::Cert
+        && (c.client_tls_sslmode == SslMode::Disable || c.client_tls_ca_file.is_none())
+    {
+        return bad(
+            "auth_type",
+            "auth_type = cert needs client TLS (client_tls_sslmode) and client_tls_ca_file to verify the certificates",
+        );
     }
     Ok(())
 }

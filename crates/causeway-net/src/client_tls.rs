@@ -95,9 +95,11 @@ impl ClientTls {
                     .map_err(|e| err(format!("client_tls_ca_file {}: {e}", ca.display())))?;
                 builder.with_client_cert_verifier(v)
             }
-            None if s.sslmode.verifies() => return Err(err(format!(
+            None if s.sslmode.verifies() => {
+                return Err(err(format!(
                 "client_tls_sslmode = {mode} verifies client certificates: set client_tls_ca_file"
-            ))),
+            )))
+            }
             None => builder.with_no_client_auth(),
         };
         let end_point = EndPoint::of_certificate(&certs[0]);

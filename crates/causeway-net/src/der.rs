@@ -94,7 +94,7 @@ fn decode_string(tag: u8, s: &[u8]) -> Option<String> {
         0x0c | 0x13 | 0x16 | 0x14 => String::from_utf8(s.to_vec()).ok(),
         // BMPString: UTF-16BE.
         0x1e => {
-            if s.len() % 2 != 0 {
+            if !s.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = s

@@ -26,6 +26,8 @@ pub use server_tls::{ServerTls, ServerTlsSettings};
 pub use stats::HANDSHAKES;
 pub use stream::{unix_socket_path, PeerAddr, Stream};
 pub use tls_common::{protocol_versions, SslMode, TlsError};
+/// For callers that name TLS stream types (the monitor's connector).
+pub use tokio_rustls;
 
 /// The crypto provider everything here uses (ring), for callers that build
 /// their own rustls configuration.

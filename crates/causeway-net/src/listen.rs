@@ -15,6 +15,8 @@ pub fn listen_addrs(value: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     let mut out: Vec<SocketAddr> = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let found: Vec<SocketAddr> = match item {
+            // As before lists existed: the IPv4 loopback only.
+            "localhost" => vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)],
             "*" => vec![
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
                 SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
@@ -117,9 +119,8 @@ pub fn bind_tcp(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListene
 }
 
 /// Binds `<dir>/.s.PGSQL.<port>`, replacing a stale socket file (one no
-/// process answers on), then applies the mode (octal, e.g. `0777`) and
-/// group.
-pub fn bind_unix(dir: &str, port: u16, mode: &str, group: &str) -> Result<Listener, String> {
+/// process answers on), then applies the mode (e.g. `0o777`) and group.
+pub fn bind_unix(dir: &str, port: u16, mode: u32, group: &str) -> Result<Listener, String> {
     let path = unix_socket_path(dir, port);
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
@@ -128,10 +129,6 @@ pub fn bind_unix(dir: &str, port: u16, mode: &str, group: &str) -> Result<Listen
         std::fs::remove_file(&path)
             .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
-    let mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("unix_socket_mode {mode:?} is not an octal file mode"))?;
     let listener = UnixListener::bind(&path)
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     let socket = UnixSocket {
@@ -199,12 +196,12 @@ mod tests {
         let path = unix_socket_path(d, 7777);
         // A stale file (nobody listening) is replaced.
         std::fs::write(&path, "").unwrap();
-        let l = bind_unix(d, 7777, "0700", "").unwrap();
+        let l = bind_unix(d, 7777, 0o700, "").unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         let m = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(m & 0o777, 0o700);
         // A live one is not.
-        let e = bind_unix(d, 7777, "0700", "").err().unwrap();
+        let e = bind_unix(d, 7777, 0o700, "").err().unwrap();
         assert!(e.contains("in use"), "{e}");
         let c = tokio::net::UnixStream::connect(&path).await.unwrap();
         let (s, peer) = l.accept().await.unwrap();
@@ -214,7 +211,6 @@ mod tests {
         drop((c, s));
         drop(l);
         assert!(!path.exists(), "socket file removed on drop");
-        assert!(bind_unix(d, 7777, "rwx", "").is_err());
-        assert!(bind_unix(d, 7777, "0777", "no-such-group-x").is_err());
+        assert!(bind_unix(d, 7777, 0o777, "no-such-group-x").is_err());
     }
 }

@@ -131,9 +131,25 @@ impl ServerTls {
                 )));
             }
         }
-        let name = server_name(host, mode)?;
+        let (tls, end_point) = self.handshake(config, tcp, host).await?;
+        Ok(Stream::TlsToServer(Box::new(Tls { io: tls, end_point })))
+    }
+
+    /// The TLS handshake alone, over any stream (the SSLRequest has been
+    /// answered 'S'); counted in the handshake metrics. Also used by the
+    /// monitor's tokio-postgres connector.
+    pub async fn handshake<S>(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+        io: S,
+        host: &str,
+    ) -> Result<(tokio_rustls::client::TlsStream<S>, Option<EndPoint>), NegotiateError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = server_name(host, self.settings.sslmode)?;
         let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
+            .connect(name, io)
             .await
             .map_err(|e| {
                 HANDSHAKES.count(Side::Server, Outcome::of_io(&e));
@@ -146,7 +162,7 @@ impl ServerTls {
             .peer_certificates()
             .and_then(|c| c.first())
             .and_then(|c| EndPoint::of_certificate(c));
-        Ok(Stream::TlsToServer(Box::new(Tls { io: tls, end_point })))
+        Ok((tls, end_point))
     }
 
     /// The rustls configuration in force (the monitor's connector uses it).

@@ -80,6 +80,15 @@ impl Stream {
         }
     }
 
+    /// The OS user name of the process at the other end of a unix socket
+    /// (hba `peer`).
+    pub fn unix_peer_user(&self) -> Option<String> {
+        let Stream::Unix(s) = self else {
+            return None;
+        };
+        os_user_name(s.peer_cred().ok()?.uid())
+    }
+
     /// What SHOW CLIENTS / SHOW SERVERS print in the `tls` column, e.g.
     /// `TLSv1.3/TLS13_AES_256_GCM_SHA384` (empty without TLS).
     pub fn tls_description(&self) -> String {
@@ -150,6 +159,25 @@ impl Stream {
             Stream::TlsToServer(t) => t.io.get_ref().0.readable().await,
             Stream::Detached => Err(detached()),
         }
+    }
+}
+
+fn os_user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: zeroed passwd struct filled by getpwuid_r, which writes its
+    // strings into `buf` (whose length we pass); `result` is null or
+    // points at `pwd`.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_string)
     }
 }
 

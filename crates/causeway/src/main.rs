@@ -10,10 +10,10 @@ mod databases;
 mod listener;
 mod metrics;
 mod secrets;
+mod security;
 mod session;
 mod signals;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use clap::Parser;
 use crate::app::{App, Phase};
 use crate::cli::{Cli, Command};
 use crate::secrets::Secrets;
+use crate::security::Security;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -98,22 +99,23 @@ async fn serve(
     config: Config,
     secrets: Secrets,
 ) -> Result<(), String> {
-    let addr: SocketAddr = format!(
-        "{}:{}",
-        listen_host(&config.listen_addr),
-        config.listen_port
-    )
-    .parse()
-    .map_err(|e| format!("invalid listen address: {e}"))?;
-    let listener = listener::bind(addr, config.so_reuseport)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    if config.auth_type != causeway_config::AuthType::Trust && secrets.len() == 0 {
+    let security = Security::load(&config)?;
+    let listeners = listener::bind_all(&config)?;
+    if matches!(
+        config.auth_type,
+        causeway_config::AuthType::Md5
+            | causeway_config::AuthType::ScramSha256
+            | causeway_config::AuthType::Plain
+    ) && secrets.len() == 0
+    {
         tracing::warn!(
             "auth_type needs passwords but no auth_file entries are loaded: every login will fail"
         );
     }
-    let app = App::new(layers, config, secrets);
-    tracing::info!(%addr, "listening");
+    let app = App::new(layers, config, secrets, security);
+    for l in &listeners {
+        tracing::info!(addr = %l.describe(), "listening");
+    }
     tokio::spawn({
         let app = app.clone();
         async move {
@@ -142,7 +144,7 @@ async fn serve(
             }
         }));
     }
-    listener::run(app.clone(), listener).await;
+    listener::run(app.clone(), listeners).await;
     // Not accepting any more: wait for clients as the phase says.
     loop {
         if app.phase() == Phase::Stopping || app.client_count() == 0 {
@@ -197,13 +199,6 @@ async fn maintenance(app: Arc<App>) {
                 );
             }
         }
-    }
-}
-
-fn listen_host(addr: &str) -> &str {
-    match addr {
-        "localhost" => "127.0.0.1",
-        a => a,
     }
 }
 
