@@ -348,15 +348,13 @@ async fn server_tls_modes_and_unix_server() {
     let err = cw
         .connect("app", Some("app_pw"), "rogue")
         .await
-        .err()
-        .expect("a server certificate from another CA must be refused");
+        .expect_err("a server certificate from another CA must be refused");
     assert!(msg(&err).contains("certificate"), "{}", msg(&err));
 
     let err = cw
         .connect("app", Some("app_pw"), "plain")
         .await
-        .err()
-        .expect("the server's hba demands TLS");
+        .expect_err("the server's hba demands TLS");
     assert!(msg(&err).contains("no pg_hba.conf entry"), "{}", msg(&err));
 
     // Over the server's unix socket (never TLS; local trust there).
@@ -686,8 +684,7 @@ async fn hba_rules_cert_auth_and_unix_socket() {
     assert_eq!(simple_one(&c2, "SELECT 'in'").await.unwrap(), "in");
     let err = connect_from("127.0.0.1", port, "app_plain", "plain_pw", "app")
         .await
-        .err()
-        .expect("app_plain from 127.0.0.1");
+        .expect_err("app_plain from 127.0.0.1");
     assert!(
         err.contains("rejects connection for host \"127.0.0.1\""),
         "{err}"
