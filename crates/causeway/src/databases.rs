@@ -48,6 +48,9 @@ pub struct Database {
     pub monitor: Option<Monitor>,
     /// What the monitor was started with (a change rebuilds the database).
     monitor_key: Option<(Vec<ServerAddr>, MonitorConfig)>,
+    /// The server_tls_* in force (a change rebuilds the database, so no
+    /// pooled connection outlives a switch to stricter TLS).
+    tls_key: causeway_config::ServerTls,
     pools: RwLock<HashMap<(String, usize), Pool>>,
     /// Distinct prepared statements of this database's clients.
     pub statements: Arc<crate::session::prepared::Registry>,
@@ -72,7 +75,8 @@ impl Database {
         let load = Arc::new(Load::new(servers.len()));
         let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
         let topo_version = Arc::new(watch::channel(0u64).0);
-        let tls = security.server_tls(&config.server_tls_for(cfg));
+        let tls_key = config.server_tls_for(cfg);
+        let tls = security.server_tls(&tls_key);
         let monitor_key =
             (servers.len() > 1).then(|| monitor_setup(cfg, &servers, config, secrets, &tls));
         let monitor = monitor_key.as_ref().and_then(|(addrs, mcfg)| {
@@ -86,6 +90,7 @@ impl Database {
             topology,
             monitor,
             monitor_key,
+            tls_key,
             servers,
             limit: Arc::new(Limit::new(
                 cfg.max_db_connections.unwrap_or(config.max_db_connections),
@@ -417,6 +422,7 @@ impl Databases {
                 return false;
             };
             if cfg.server_list() != db.servers
+                || config.server_tls_for(cfg) != db.tls_key
                 || cfg.dbname != db.cfg.dbname
                 || cfg.user != db.cfg.user
                 || (db.servers.len() > 1
