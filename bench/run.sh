@@ -34,7 +34,6 @@ fi
 PGBENCH=$PG_BINDIR/pgbench; [[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) || die "pgbench not found"
 PSQL=$PG_BINDIR/psql;       [[ -x $PSQL ]]    || PSQL=$(command -v psql)       || die "psql not found"
 command -v python3 >/dev/null || die "python3 not found"
-command -v openssl >/dev/null || die "openssl not found (apt-get install openssl): it makes the TLS rows' certificates"
 
 # Plain rows are plain: the server has TLS on for the TLS rows, and libpq's
 # default sslmode=prefer would otherwise use it.
@@ -59,6 +58,14 @@ if ! command -v pgbouncer >/dev/null && [[ ! -x /usr/sbin/pgbouncer ]]; then
     fi
 fi
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+# openssl makes the TLS rows' certificates.
+if ! command -v openssl >/dev/null; then
+    [[ $IS_ROOT -eq 1 ]] || die "openssl is not installed and we are not root"
+    log "installing openssl"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null ||
+        { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; } ||
+        die "cannot install openssl"
+fi
 
 # PostgreSQL and PgBouncer refuse to run as root: run them as postgres.
 # setpriv execs in place (so $! is the real PID) and leaves rlimits alone.
