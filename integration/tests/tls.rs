@@ -321,7 +321,9 @@ async fn client_sslmode_matrix() {
 async fn server_tls_modes_and_unix_server() {
     let (c, e) = env().await;
     let p = c.primary();
-    let toml = base_toml("session", &tls_top(e, "disable"))
+    // Debug lines of the pool name the SASL mechanism used towards servers.
+    let top = tls_top(e, "disable") + "log_level = \"info,causeway_pool=debug\"\n";
+    let toml = base_toml("session", &top)
         + &db_entry(c, "app", "")
         + &db_entry(
             c,
@@ -344,6 +346,10 @@ async fn server_tls_modes_and_unix_server() {
     .await
     .expect("query over server TLS");
     assert_eq!(row[0], "true", "server connection not encrypted: {row:?}");
+    // PostgreSQL offers SCRAM-SHA-256-PLUS over TLS: Causeway binds to the
+    // server's certificate (a wrong binding would have failed the login).
+    cw.wait_for_log("mechanism=\"SCRAM-SHA-256-PLUS\"", STEP)
+        .unwrap();
 
     let err = cw
         .connect("app", Some("app_pw"), "rogue")

@@ -199,6 +199,7 @@ impl ServerConn {
                                 ),
                                 Sasl::Keys(k) => (k.mechanism(), k.client_first()),
                             };
+                            tracing::debug!(mechanism, "server SASL login");
                             authmsg::write_sasl_initial_response(&mut out, mechanism, &first);
                             scram = Some(client);
                         }
