@@ -269,6 +269,36 @@ async fn client_sslmode_matrix() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
+    // Raw requests: GSSENCRequest gets 'N', then SSLRequest 'S'; bytes
+    // pipelined after an SSLRequest (plaintext injected ahead of the
+    // handshake) are refused.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const GSSENC: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
+    const SSL: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", require.port()))
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1];
+    raw.write_all(&GSSENC).await.unwrap();
+    raw.read_exact(&mut answer).await.unwrap();
+    assert_eq!(answer[0], b'N', "GSSENCRequest");
+    raw.write_all(&SSL).await.unwrap();
+    raw.read_exact(&mut answer).await.unwrap();
+    assert_eq!(answer[0], b'S', "SSLRequest after GSSENCRequest");
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", require.port()))
+        .await
+        .unwrap();
+    raw.write_all(&[&SSL[..], b"injected"].concat())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = within(STEP, "error reply", raw.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with('E') && reply.contains("unencrypted data after SSL request"),
+        "{reply:?}"
+    );
+
     // SHOW CLIENTS: the tls column of a TLS client.
     let tls = format!("sslmode=verify-full sslrootcert={ca}");
     let ci = conninfo(require.port(), "app", "app_pw", "app", &tls);
