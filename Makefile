@@ -10,8 +10,9 @@ build:
 	$(CARGO) build --workspace --bins
 
 # A local primary + 2 streaming replicas with Causeway in front; Ctrl-C stops.
+# `make demo TLS=1`: TLS on both sides, a verify-full connection string.
 demo: build
-	./target/debug/causeway-demo
+	./target/debug/causeway-demo $(if $(TLS),--tls)
 
 # Every test: unit tests beside the code and integration tests against a real
 # PostgreSQL primary with streaming replicas.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Causeway vs PgBouncer vs direct PostgreSQL: throughput, latency, pooler CPU
-# per transaction, and pooler RSS per idle client. See bench/README.md.
+# per transaction, the same over TLS (and TLS handshakes per second), and
+# pooler RSS per idle client. See bench/README.md.
 #
 # Usage (from anywhere):  bash bench/run.sh          (or: make bench)
 # Env:
@@ -34,6 +35,10 @@ PGBENCH=$PG_BINDIR/pgbench; [[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench) |
 PSQL=$PG_BINDIR/psql;       [[ -x $PSQL ]]    || PSQL=$(command -v psql)       || die "psql not found"
 command -v python3 >/dev/null || die "python3 not found"
 
+# Plain rows are plain: the server has TLS on for the TLS rows, and libpq's
+# default sslmode=prefer would otherwise use it.
+export PGSSLMODE=disable
+
 IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 
 # Install PgBouncer if missing, without letting the package's service run.
@@ -53,6 +58,14 @@ if ! command -v pgbouncer >/dev/null && [[ ! -x /usr/sbin/pgbouncer ]]; then
     fi
 fi
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+# openssl makes the TLS rows' certificates.
+if ! command -v openssl >/dev/null; then
+    [[ $IS_ROOT -eq 1 ]] || die "openssl is not installed and we are not root"
+    log "installing openssl"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null ||
+        { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; } ||
+        die "cannot install openssl"
+fi
 
 # PostgreSQL and PgBouncer refuse to run as root: run them as postgres.
 # setpriv execs in place (so $! is the real PID) and leaves rlimits alone.
@@ -77,11 +90,11 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
-    for pid in $CHILD $CW_PID $PGB_PID; do
+    for pid in $CHILD $CW_PID $PGB_PID ${CW_TLS_PID:-} ${PGB_TLS_PID:-}; do
         kill -TERM "$pid" 2>/dev/null
     done
     sleep 0.5
-    for pid in $CHILD $CW_PID $PGB_PID; do
+    for pid in $CHILD $CW_PID $PGB_PID ${CW_TLS_PID:-} ${PGB_TLS_PID:-}; do
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     done
     [[ -f $PGDATA/postmaster.pid ]] && "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1
@@ -100,10 +113,10 @@ rm -rf "$OUT_DIR/logs"
 mkdir -p "$OUT_DIR/logs"
 [[ $IS_ROOT -eq 1 ]] && chown postgres: "$TMP"
 
-# Three distinct free loopback ports (held open together so they differ).
-read -r PG_PORT PGB_PORT CW_PORT < <(python3 - <<'EOF'
+# Distinct free loopback ports (held open together so they differ).
+read -r PG_PORT PGB_PORT CW_PORT PGB_TLS_PORT CW_TLS_PORT < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -135,6 +148,24 @@ wait_ready() {
     return 1
 }
 
+# ---------------------------------------------------------------- certificates
+# One ECDSA P-256 CA and server certificate (localhost, 127.0.0.1) for
+# PostgreSQL, PgBouncer and Causeway alike.
+TLS_DIR=$TMP/tls
+gen_certs() {
+    local d=$TLS_DIR
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=bench-ca -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj /CN=localhost -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$d/san.ext" &&
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -extfile "$d/san.ext" -out "$d/server.crt" 2>/dev/null &&
+    chmod 600 "$d/server.key"
+}
+gen_certs || die "openssl could not make the test certificates"
+
 # ---------------------------------------------------------------- PostgreSQL
 log "starting PostgreSQL on 127.0.0.1:$PG_PORT ($PG_BINDIR)"
 "${AS_PG[@]}" "$PG_BINDIR/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --no-sync >"$TMP/initdb.log" 2>&1 ||
@@ -148,7 +179,11 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 shared_buffers = 256MB
+ssl = on
+ssl_cert_file = '$TLS_DIR/server.crt'
+ssl_key_file = '$TLS_DIR/server.key'
 EOF
+[[ $IS_ROOT -eq 1 ]] && chown -R postgres: "$TMP"
 "${AS_PG[@]}" "$PG_BINDIR/pg_ctl" -D "$PGDATA" -l "$TMP/postgresql.log" -w -t 60 start >/dev/null ||
     { tail -n 30 "$TMP/postgresql.log" >&2; die "PostgreSQL did not start"; }
 "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc "create database $DB" >/dev/null
@@ -192,6 +227,25 @@ PGB_PID=$!
 wait_ready "$PGB_PORT" "$PGB_PID" 15 || { tail -n 20 "$TMP/pgbouncer.log" >&2; die "PgBouncer did not start"; }
 PGB_VERSION=$("$PGBOUNCER" --version 2>/dev/null | head -n1 | awk '{print $NF}')
 
+# The TLS rows' PgBouncer: TLS from clients and to the server.
+sed -e "s/^listen_port = .*/listen_port = $PGB_TLS_PORT/" "$TMP/pgbouncer.ini" >"$TMP/pgbouncer-tls.ini"
+cat >>"$TMP/pgbouncer-tls.ini" <<EOF
+client_tls_sslmode = require
+client_tls_key_file = $TLS_DIR/server.key
+client_tls_cert_file = $TLS_DIR/server.crt
+server_tls_sslmode = require
+EOF
+[[ $IS_ROOT -eq 1 ]] && chown -R postgres: "$TMP"
+log "starting PgBouncer with TLS on 127.0.0.1:$PGB_TLS_PORT"
+"${AS_PG[@]}" "$PGBOUNCER" "$TMP/pgbouncer-tls.ini" >"$TMP/pgbouncer-tls.log" 2>&1 &
+PGB_TLS_PID=$!
+PGSSLMODE=require wait_ready "$PGB_TLS_PORT" "$PGB_TLS_PID" 15 || {
+    tail -n 20 "$TMP/pgbouncer-tls.log" >&2
+    log "PgBouncer with TLS did not start: its TLS columns read n/a"
+    kill -KILL "$PGB_TLS_PID" 2>/dev/null || true
+    PGB_TLS_PID=""
+}
+
 # ---------------------------------------------------------------- Causeway
 # A failing/absent Causeway is not fatal: its columns then read "n/a".
 CW_STATUS="ok"
@@ -233,6 +287,26 @@ else
 fi
 [[ $CW_STATUS == ok ]] || log "Causeway unavailable: $CW_STATUS -> its columns read n/a"
 
+# The TLS rows' Causeway: TLS from clients and to the server.
+CW_TLS_PID=""
+if [[ $CW_STATUS == ok ]]; then
+    {
+        # Top-level keys first (TOML), then the plain instance's config.
+        printf 'client_tls_sslmode = "require"\nclient_tls_key_file = "%s"\nclient_tls_cert_file = "%s"\nserver_tls_sslmode = "require"\n' \
+            "$TLS_DIR/server.key" "$TLS_DIR/server.crt"
+        sed -e "s/^listen_port = .*/listen_port = $CW_TLS_PORT/" "$TMP/causeway.toml"
+    } >"$TMP/causeway-tls.toml"
+    log "starting Causeway with TLS on 127.0.0.1:$CW_TLS_PORT"
+    NO_COLOR=1 "$CAUSEWAY_BIN" --config "$TMP/causeway-tls.toml" >"$TMP/causeway-tls.log" 2>&1 &
+    CW_TLS_PID=$!
+    PGSSLMODE=require wait_ready "$CW_TLS_PORT" "$CW_TLS_PID" 15 || {
+        tail -n 10 "$TMP/causeway-tls.log" >&2
+        log "Causeway with TLS did not start: its TLS columns read n/a"
+        kill -KILL "$CW_TLS_PID" 2>/dev/null || true
+        CW_TLS_PID=""
+    }
+fi
+
 # ---------------------------------------------------------------- pgbench runs
 # Results, keyed "<row>/<target>": TPS, latency (ms), pooler CPU (us/txn).
 declare -A TPS LAT CPU
@@ -241,21 +315,24 @@ declare -A TPS LAT CPU
 # field may contain spaces, so cut everything up to ") " first.
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
-# bench ROW TARGET PORT PID MODE CLIENTS THREADS
+# bench ROW TARGET PORT PID MODE CLIENTS THREADS [EXTRA_PGBENCH_ARGS]
+# ($SSLMODE, default disable, is the clients' sslmode.)
 bench() {
-    local row=$1 target=$2 port=$3 pid=$4 mode=$5 clients=$6 threads=$7
+    local row=$1 target=$2 port=$3 pid=$4 mode=$5 clients=$6 threads=$7 extra=${8:-}
     local key="$row/$target" out="$TMP/pgbench-$target-${row// /-}.log"
     if [[ -z $port ]]; then TPS[$key]=n/a; LAT[$key]=n/a; CPU[$key]=n/a; return; fi
     if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
         log "$target is not running; skipping $row"
         TPS[$key]=n/a; LAT[$key]=n/a; CPU[$key]=n/a; return
     fi
-    log "$target: pgbench -S -M $mode -c $clients -j $threads -T $BENCH_SECONDS"
+    log "$target: pgbench -S -M $mode -c $clients -j $threads -T $BENCH_SECONDS $extra (sslmode=${SSLMODE:-disable})"
     local t0=0 t1=0 rc=0
     [[ -n $pid ]] && t0=$(cpu_ticks "$pid")
-    run_child "$out" timeout -k 5 $((BENCH_SECONDS + 60)) \
+    # $extra is a list of pgbench flags: unquoted on purpose.
+    # shellcheck disable=SC2086
+    PGSSLMODE=${SSLMODE:-disable} run_child "$out" timeout -k 5 $((BENCH_SECONDS + 60)) \
         "$PGBENCH" -h 127.0.0.1 -p "$port" -U postgres -n -S -M "$mode" \
-        -c "$clients" -j "$threads" -T "$BENCH_SECONDS" "$DB" || rc=$?
+        -c "$clients" -j "$threads" -T "$BENCH_SECONDS" $extra "$DB" || rc=$?
     [[ -n $pid ]] && t1=$(cpu_ticks "$pid" 2>/dev/null || echo "$t0")
 
     local txns failed tps lat
@@ -289,6 +366,30 @@ for row in "${ROWS[@]}"; do
     bench "$row" pgbouncer "$PGB_PORT"      "$PGB_PID" "$mode" "$clients" "$threads"
     bench "$row" causeway  "${CW_ARGS[0]}" "${CW_ARGS[1]}" "$mode" "$clients" "$threads"
 done
+
+# TLS rows: every hop encrypted (client -> pooler -> PostgreSQL; direct is
+# client -> PostgreSQL). "tls 50": pgbench -S, 50 clients, sslmode=require.
+# "connect 8": pgbench -C (a new connection, so a TLS handshake with the
+# pooler, per transaction): its TPS is handshakes per second.
+TLS_ROWS=("tls 50" "connect 8")
+SSLMODE=require
+for row in "${TLS_ROWS[@]}"; do
+    read -r kind clients <<<"$row"
+    extra=""
+    [[ $kind == connect ]] && extra="-C"
+    bench "$row" direct    "$PG_PORT" "" simple "$clients" 2 "$extra"
+    if [[ -n $PGB_TLS_PID ]]; then
+        bench "$row" pgbouncer "$PGB_TLS_PORT" "$PGB_TLS_PID" simple "$clients" 2 "$extra"
+    else
+        bench "$row" pgbouncer "" "" simple "$clients" 2 "$extra"
+    fi
+    if [[ -n $CW_TLS_PID ]]; then
+        bench "$row" causeway "$CW_TLS_PORT" "$CW_TLS_PID" simple "$clients" 2 "$extra"
+    else
+        bench "$row" causeway "" "" simple "$clients" 2 "$extra"
+    fi
+done
+SSLMODE=disable
 
 # ---------------------------------------------------------------- idle-client RSS
 # idle TARGET PORT PID -> sets RSS_<TARGET>="total_kb per_client_kb" or a reason.
@@ -334,6 +435,21 @@ report() {
     printf '%s\n' "------------------+-----------------------------------------+--------------------------"
     local row mode clients
     for row in "${ROWS[@]}"; do
+        read -r mode clients <<<"$row"
+        printf '%-9s %7s | %9s %9s %9s %7s | %8s %8s %7s\n' "$mode" "$clients" \
+            "$(num "${TPS[$row/direct]}" 0)" "$(num "${TPS[$row/pgbouncer]}" 0)" "$(num "${TPS[$row/causeway]}" 0)" \
+            "$(ratio "${TPS[$row/causeway]}" "${TPS[$row/pgbouncer]}")" \
+            "$(num "${CPU[$row/pgbouncer]}" 1)" "$(num "${CPU[$row/causeway]}" 1)" \
+            "$(ratio "${CPU[$row/causeway]}" "${CPU[$row/pgbouncer]}")"
+    done
+    echo
+    echo "Over TLS (sslmode=require; the poolers use TLS to clients and to PostgreSQL; ECDSA P-256)"
+    echo "  tls:     pgbench -S -M simple; TPS and pooler CPU per transaction"
+    echo "  connect: pgbench -S -C, a new connection (TLS handshake) per transaction: TPS = handshakes/s; CPU per connection"
+    printf '%-9s %7s | %9s %9s %9s %7s | %8s %8s %7s\n' \
+        row clients direct pgbouncer causeway cw/pgb "pgb us" "cw us" cw/pgb
+    printf '%s\n' "------------------+-----------------------------------------+--------------------------"
+    for row in "${TLS_ROWS[@]}"; do
         read -r mode clients <<<"$row"
         printf '%-9s %7s | %9s %9s %9s %7s | %8s %8s %7s\n' "$mode" "$clients" \
             "$(num "${TPS[$row/direct]}" 0)" "$(num "${TPS[$row/pgbouncer]}" 0)" "$(num "${TPS[$row/causeway]}" 0)" \

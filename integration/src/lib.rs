@@ -4,12 +4,15 @@
 
 pub mod causeway;
 pub mod cluster;
+pub mod cluster_tls;
 pub mod faults;
 pub mod frames;
+pub mod pki;
 pub mod wait;
 pub mod writer;
 
 pub use causeway::{causeway_bin, free_port, userlist, CausewayBuilder, CausewayProcess};
 pub use cluster::{free_ports, shared_cluster, Cluster, ClusterOptions, Node};
+pub use pki::{CertFiles, Pki};
 pub use wait::{eventually, eventually_blocking, eventually_some};
 pub use writer::{http_get, Writer};

@@ -38,11 +38,8 @@ fn addrs(c: &Cluster, user: &str, password: Option<&str>) -> Vec<ServerAddr> {
     c.nodes()
         .iter()
         .map(|n| ServerAddr {
-            host: n.host().to_string(),
-            port: n.port(),
-            user: user.to_string(),
             password: password.map(str::to_string),
-            dbname: "postgres".to_string(),
+            ..ServerAddr::new(n.host(), n.port(), user)
         })
         .collect()
 }

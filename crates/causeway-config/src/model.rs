@@ -38,6 +38,62 @@ pub enum AuthType {
     /// Cleartext password: only sensible over TLS; kept for compatibility.
     #[serde(rename = "plain")]
     Plain,
+    /// TLS client certificate (signed by client_tls_ca_file) whose
+    /// CommonName is the user name.
+    #[serde(rename = "cert")]
+    Cert,
+    /// The method comes from the first matching line of `auth_hba_file`.
+    #[serde(rename = "hba")]
+    Hba,
+}
+
+/// PgBouncer's `client_tls_sslmode` / `server_tls_sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    #[default]
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A file mode such as `unix_socket_mode`: an octal string (`"0777"`) or
+/// a TOML integer (`0o777`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl Serialize for FileMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u32),
+            Text(String),
+        }
+        let mode = match Raw::deserialize(d)? {
+            Raw::Int(n) => n,
+            Raw::Text(t) => {
+                u32::from_str_radix(t.trim().trim_start_matches("0o"), 8).map_err(|_| {
+                    serde::de::Error::custom(format!("{t:?} is not an octal file mode"))
+                })?
+            }
+        };
+        if mode > 0o7777 {
+            return Err(serde::de::Error::custom(format!(
+                "{mode:o} is not a file mode"
+            )));
+        }
+        Ok(FileMode(mode))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -145,13 +201,23 @@ pub enum RywFallback {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Comma-separated addresses; `*` = every IPv4 and IPv6 address;
+    /// empty = unix socket only.
     pub listen_addr: String,
     pub listen_port: u16,
+    /// Directory of the listening unix socket `.s.PGSQL.<listen_port>`
+    /// (empty = none).
+    pub unix_socket_dir: String,
+    pub unix_socket_mode: FileMode,
+    /// Group owning the socket file (empty = the process's).
+    pub unix_socket_group: String,
     /// Tokio worker threads; 0 = one per core.
     pub workers: usize,
     pub pool_mode: PoolMode,
     pub auth_type: AuthType,
     pub auth_file: Option<PathBuf>,
+    /// pg_hba.conf-format rules for `auth_type = hba`.
+    pub auth_hba_file: Option<PathBuf>,
     /// User that runs `auth_query` on the database's primary (none = off).
     pub auth_user: Option<String>,
     pub auth_query: String,
@@ -199,6 +265,22 @@ pub struct Config {
     pub ignore_startup_parameters: Vec<String>,
     pub tcp_keepalive: bool,
     pub so_reuseport: bool,
+
+    /// TLS towards clients (PgBouncer's names and meanings).
+    pub client_tls_sslmode: SslMode,
+    pub client_tls_key_file: Option<PathBuf>,
+    pub client_tls_cert_file: Option<PathBuf>,
+    /// CA that client certificates must chain to.
+    pub client_tls_ca_file: Option<PathBuf>,
+    pub client_tls_protocols: String,
+    pub client_tls_ciphers: String,
+    /// TLS towards servers; each database may override every one.
+    pub server_tls_sslmode: SslMode,
+    pub server_tls_ca_file: Option<PathBuf>,
+    pub server_tls_key_file: Option<PathBuf>,
+    pub server_tls_cert_file: Option<PathBuf>,
+    pub server_tls_protocols: String,
+    pub server_tls_ciphers: String,
 
     pub log_connections: bool,
     pub log_disconnections: bool,
@@ -253,10 +335,14 @@ impl Default for Config {
         Config {
             listen_addr: "127.0.0.1".into(),
             listen_port: 6432,
+            unix_socket_dir: String::new(),
+            unix_socket_mode: FileMode(0o777),
+            unix_socket_group: String::new(),
             workers: 0,
             pool_mode: PoolMode::Session,
             auth_type: AuthType::Md5,
             auth_file: None,
+            auth_hba_file: None,
             auth_user: None,
             auth_query: "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin".into(),
             auth_dbname: None,
@@ -290,6 +376,18 @@ impl Default for Config {
             ignore_startup_parameters: Vec::new(),
             tcp_keepalive: true,
             so_reuseport: false,
+            client_tls_sslmode: SslMode::Disable,
+            client_tls_key_file: None,
+            client_tls_cert_file: None,
+            client_tls_ca_file: None,
+            client_tls_protocols: "secure".into(),
+            client_tls_ciphers: "fast".into(),
+            server_tls_sslmode: SslMode::Disable,
+            server_tls_ca_file: None,
+            server_tls_key_file: None,
+            server_tls_cert_file: None,
+            server_tls_protocols: "secure".into(),
+            server_tls_ciphers: "fast".into(),
             log_connections: true,
             log_disconnections: true,
             log_pooler_errors: true,
@@ -388,6 +486,13 @@ pub struct DatabaseConfig {
     pub monitor_user: Option<String>,
     pub monitor_password: Option<String>,
     pub consistency: Option<Consistency>,
+    /// Overrides of the top-level server_tls_* settings.
+    pub server_tls_sslmode: Option<SslMode>,
+    pub server_tls_ca_file: Option<PathBuf>,
+    pub server_tls_key_file: Option<PathBuf>,
+    pub server_tls_cert_file: Option<PathBuf>,
+    pub server_tls_protocols: Option<String>,
+    pub server_tls_ciphers: Option<String>,
 }
 
 impl DatabaseConfig {
@@ -479,6 +584,33 @@ impl Config {
             .unwrap_or(self.consistency)
     }
 
+    /// The server_tls_* settings in force for a database.
+    pub fn server_tls_for(&self, db: &DatabaseConfig) -> ServerTls {
+        ServerTls {
+            sslmode: db.server_tls_sslmode.unwrap_or(self.server_tls_sslmode),
+            ca_file: db
+                .server_tls_ca_file
+                .clone()
+                .or_else(|| self.server_tls_ca_file.clone()),
+            key_file: db
+                .server_tls_key_file
+                .clone()
+                .or_else(|| self.server_tls_key_file.clone()),
+            cert_file: db
+                .server_tls_cert_file
+                .clone()
+                .or_else(|| self.server_tls_cert_file.clone()),
+            protocols: db
+                .server_tls_protocols
+                .clone()
+                .unwrap_or_else(|| self.server_tls_protocols.clone()),
+            ciphers: db
+                .server_tls_ciphers
+                .clone()
+                .unwrap_or_else(|| self.server_tls_ciphers.clone()),
+        }
+    }
+
     /// A copy fit for printing: every password replaced.
     pub fn masked(&self) -> Config {
         let mut c = self.clone();
@@ -495,6 +627,17 @@ impl Config {
         }
         c
     }
+}
+
+/// A database's effective server_tls_* settings (see [`Config::server_tls_for`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerTls {
+    pub sslmode: SslMode,
+    pub ca_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub protocols: String,
+    pub ciphers: String,
 }
 
 /// A database's effective routing settings (see [`Config::routing_for`]).

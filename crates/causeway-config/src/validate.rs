@@ -25,12 +25,28 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
     if c.listen_port == 0 {
         return bad("listen_port", "must be 1-65535");
     }
-    if c.listen_addr.parse::<std::net::IpAddr>().is_err() && c.listen_addr != "localhost" {
-        return bad(
-            "listen_addr",
-            format!("not an IP address: {:?}", c.listen_addr),
-        );
+    if c.listen_addr.trim().is_empty() {
+        if c.unix_socket_dir.is_empty() {
+            return bad(
+                "listen_addr",
+                "empty: set an address or unix_socket_dir, or there is nowhere to connect",
+            );
+        }
+    } else {
+        for a in c.listen_addr.split(',').map(str::trim) {
+            let literal = a.trim_start_matches('[').trim_end_matches(']');
+            if literal.parse::<std::net::IpAddr>().is_err() && a != "localhost" && a != "*" {
+                return bad(
+                    "listen_addr",
+                    format!(
+                        "not an IP address, `*` or `localhost`: {a:?} (in {:?})",
+                        c.listen_addr
+                    ),
+                );
+            }
+        }
     }
+    tls(c)?;
     if c.default_pool_size == 0 {
         return bad("default_pool_size", "must be at least 1");
     }
@@ -143,4 +159,119 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// TLS and authentication settings that cannot work together. (Whether
+/// the files exist and hold keys is checked when they are loaded, at
+/// start and at each reload.)
+fn tls(c: &Config) -> Result<(), Invalid> {
+    use crate::model::{AuthType, SslMode};
+    if c.client_tls_sslmode != SslMode::Disable
+        && (c.client_tls_key_file.is_none() || c.client_tls_cert_file.is_none())
+    {
+        return bad(
+            "client_tls_sslmode",
+            "TLS towards clients needs client_tls_key_file and client_tls_cert_file",
+        );
+    }
+    if matches!(
+        c.client_tls_sslmode,
+        SslMode::VerifyCa | SslMode::VerifyFull
+    ) && c.client_tls_ca_file.is_none()
+    {
+        return bad(
+            "client_tls_sslmode",
+            "verify-ca/verify-full check client certificates: set client_tls_ca_file",
+        );
+    }
+    if c.auth_type == AuthType::Hba && c.auth_hba_file.is_none() {
+        return bad("auth_type", "auth_type = hba needs auth_hba_file");
+    }
+    if c.auth_type == AuthType::Cert
+        && (c.client_tls_sslmode == SslMode::Disable || c.client_tls_ca_file.is_none())
+    {
+        return bad(
+            "auth_type",
+            "auth_type = cert needs client TLS (client_tls_sslmode) and client_tls_ca_file to verify the certificates",
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuthType, SslMode};
+
+    fn key_of(c: &Config) -> Option<String> {
+        check(c).err().map(|e| e.key)
+    }
+
+    #[test]
+    fn listen_addr_lists_and_unix_only() {
+        let mut c = Config {
+            listen_addr: "127.0.0.1, ::1,[::1],*,localhost".into(),
+            ..Config::default()
+        };
+        assert_eq!(key_of(&c), None);
+        c.listen_addr = "127.0.0.1,db.example".into();
+        assert_eq!(key_of(&c).as_deref(), Some("listen_addr"));
+        c.listen_addr = String::new();
+        assert_eq!(key_of(&c).as_deref(), Some("listen_addr"));
+        c.unix_socket_dir = "/run/causeway".into();
+        assert_eq!(key_of(&c), None);
+    }
+
+    #[test]
+    fn tls_and_auth_combinations() {
+        let tls = Config {
+            client_tls_sslmode: SslMode::Require,
+            client_tls_key_file: Some("k".into()),
+            client_tls_cert_file: Some("c".into()),
+            ..Config::default()
+        };
+        assert_eq!(key_of(&tls), None);
+        let no_key = Config {
+            client_tls_key_file: None,
+            ..tls.clone()
+        };
+        assert_eq!(key_of(&no_key).as_deref(), Some("client_tls_sslmode"));
+        let verify = Config {
+            client_tls_sslmode: SslMode::VerifyCa,
+            ..tls.clone()
+        };
+        assert_eq!(key_of(&verify).as_deref(), Some("client_tls_sslmode"));
+        let cert = Config {
+            auth_type: AuthType::Cert,
+            ..tls.clone()
+        };
+        assert_eq!(key_of(&cert).as_deref(), Some("auth_type"));
+        let cert = Config {
+            client_tls_ca_file: Some("ca".into()),
+            ..cert
+        };
+        assert_eq!(key_of(&cert), None);
+        let hba = Config {
+            auth_type: AuthType::Hba,
+            ..Config::default()
+        };
+        assert_eq!(key_of(&hba).as_deref(), Some("auth_type"));
+    }
+
+    #[test]
+    fn unix_socket_mode_as_string_or_integer() {
+        let c: Config = toml::from_str("unix_socket_mode = 0o770").unwrap();
+        assert_eq!(c.unix_socket_mode.0, 0o770);
+        let c: Config = toml::from_str("unix_socket_mode = \"0700\"").unwrap();
+        assert_eq!(c.unix_socket_mode.0, 0o700);
+        assert!(toml::from_str::<Config>("unix_socket_mode = \"rwx\"").is_err());
+        assert!(toml::from_str::<Config>("unix_socket_mode = 0o17777").is_err());
+        assert_eq!(
+            toml::to_string(&c)
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with("unix_socket_mode")),
+            Some("unix_socket_mode = \"0700\"")
+        );
+    }
 }

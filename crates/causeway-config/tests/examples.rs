@@ -64,6 +64,12 @@ fn all_keys() -> Vec<String> {
         monitor_user: Some(String::new()),
         monitor_password: Some(String::new()),
         consistency: Some(Default::default()),
+        server_tls_sslmode: Some(Default::default()),
+        server_tls_ca_file: Some(Default::default()),
+        server_tls_key_file: Some(Default::default()),
+        server_tls_cert_file: Some(Default::default()),
+        server_tls_protocols: Some(String::new()),
+        server_tls_ciphers: Some(String::new()),
         servers: vec![],
     };
     k.extend(keys(&db));

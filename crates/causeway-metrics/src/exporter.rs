@@ -68,6 +68,7 @@
 //! | `causeway_ryw_wait_seconds` | histogram | database | time reads waited for a replica to reach the token |
 //! | `causeway_ryw_fallbacks_total` | counter | database | reads sent to the primary because no replica caught up |
 //! | `causeway_ryw_errors_total` | counter | database | errors while checking replica positions for read-your-writes |
+//! | `causeway_tls_handshakes_total` | counter | side=`client`\|`server`, result | TLS handshakes, by side and result (`ok`, `plaintext_refused`, `server_refused`, `disabled`, `bad_certificate`, `incompatible`, `no_alpn`, `protocol`, `io`) |
 //!
 //! Histograms use the buckets of [`crate::DURATION_BUCKETS`] (100 µs to
 //! 10 s, then `+Inf`) unless the snapshot carries others.
@@ -770,6 +771,29 @@ pub fn encode_snapshot(s: &Snapshot, mut enc: DescriptorEncoder<'_>) -> fmt::Res
         "Errors while checking replica positions for read-your-writes.",
         None,
         &ryw_counter(|r| r.errors),
+    )?;
+
+    // TLS.
+    let mut tls: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for r in &s.tls {
+        let n = tls.entry((r.side.as_str(), r.result.as_str())).or_default();
+        *n = n.saturating_add(r.count);
+    }
+    let samples: Vec<(L2, _)> = tls
+        .iter()
+        .map(|((side, result), n)| {
+            (
+                [("side", *side), ("result", *result)],
+                ConstCounter::new(*n),
+            )
+        })
+        .collect();
+    family(
+        enc,
+        "causeway_tls_handshakes",
+        "TLS handshakes, by side (client, server) and result.",
+        None,
+        &samples,
     )?;
     Ok(())
 }

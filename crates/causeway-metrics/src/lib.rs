@@ -20,5 +20,5 @@ pub use exporter::{render, Exporter, Format, SnapshotCollector, SourceCollector}
 pub use histogram::{AtomicHistogram, HistogramSnapshot, DURATION_BUCKETS};
 pub use route::{RouteReason, RouteStats, RywStats};
 pub use server::{serve, serve_with, Limits, Source, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
-pub use snapshot::{DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot};
+pub use snapshot::{DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot, TlsRow};
 pub use stats::{Averages, DbStats, StatsTotals};

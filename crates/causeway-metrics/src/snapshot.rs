@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub servers: Vec<ServerRow>,
     pub routing: Vec<RouteRow>,
     pub ryw: Vec<RywRow>,
+    /// TLS handshakes by side and outcome.
+    pub tls: Vec<TlsRow>,
     /// Client connections open right now (all databases).
     pub clients_total: u64,
     /// The configured `max_client_conn`.
@@ -107,4 +109,17 @@ pub struct RywRow {
     pub fallbacks: u64,
     /// Failures while checking or waiting for a replica's position.
     pub errors: u64,
+}
+
+/// TLS handshakes of one side with one outcome.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsRow {
+    /// `client` (clients connecting to Causeway) or `server` (Causeway
+    /// connecting to servers).
+    pub side: String,
+    /// `ok`, or why it failed: `plaintext_refused`, `server_refused`,
+    /// `disabled`, `bad_certificate`, `incompatible`, `no_alpn`,
+    /// `protocol`, `io`.
+    pub result: String,
+    pub count: u64,
 }

@@ -80,6 +80,8 @@ fn openmetrics_lines() {
         "causeway_replica_lag_bytes{database=\"app\",server=\"10.0.0.2:5432\"} 1024",
         "causeway_replica_lag_seconds{database=\"app\",server=\"10.0.0.2:5432\"} 0.5",
         "causeway_routing_decisions_total{database=\"app\",target=\"primary\",reason=\"write\"} 15",
+        "causeway_tls_handshakes_total{side=\"client\",result=\"ok\"} 40",
+        "causeway_tls_handshakes_total{side=\"server\",result=\"bad_certificate\"} 2",
         "causeway_routing_decisions_total{database=\"app\",target=\"primary\",reason=\"retry_25006\"} 1",
         "causeway_routing_decisions_total{database=\"app\",target=\"replica\",reason=\"read\"} 90",
         "causeway_ryw_token_advances_total{database=\"app\"} 12",

@@ -76,6 +76,8 @@ pub struct ServerAddr {
     pub user: String,
     pub password: Option<String>,
     pub dbname: String,
+    /// The database's server_tls_* (disabled by default).
+    pub tls: causeway_net::ServerTls,
 }
 
 impl ServerAddr {
@@ -86,6 +88,7 @@ impl ServerAddr {
             user: user.into(),
             password: None,
             dbname: "postgres".into(),
+            tls: causeway_net::ServerTls::default(),
         }
     }
 
@@ -103,6 +106,7 @@ impl std::fmt::Debug for ServerAddr {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("dbname", &self.dbname)
+            .field("tls", &self.tls)
             .finish()
     }
 }

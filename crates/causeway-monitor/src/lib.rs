@@ -24,6 +24,7 @@ mod aggregate;
 mod config;
 mod probe;
 mod snapshot;
+mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -41,7 +41,7 @@ use causeway_routing::lsn::Lsn;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::time::timeout;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::config::ServerAddr;
 
@@ -108,9 +108,10 @@ impl Prober {
         if let Some(pw) = &addr.password {
             pg.password(pw);
         }
+        pg.ssl_mode(crate::tls::pg_ssl_mode(&addr.tls, &addr.host));
         let mgr = Manager::from_config(
             pg,
-            NoTls,
+            crate::tls::MakeRustls(addr.tls.clone()),
             ManagerConfig {
                 // The probe itself is the liveness test.
                 recycling_method: RecyclingMethod::Fast,

@@ -32,8 +32,10 @@ impl ServerState {
 pub struct ServerInfo {
     pub id: u64,
     pub pid: i32,
-    pub addr: SocketAddr,
+    pub addr: causeway_net::PeerAddr,
     pub local_addr: Option<SocketAddr>,
+    /// TLS version and cipher suite (empty: plain).
+    pub tls: String,
     pub connect_time: SystemTime,
     state: AtomicU8,
     /// The client id it serves (0 = none).
@@ -46,12 +48,19 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    pub fn new(id: u64, pid: i32, addr: SocketAddr, local_addr: Option<SocketAddr>) -> Self {
+    pub fn new(
+        id: u64,
+        pid: i32,
+        addr: causeway_net::PeerAddr,
+        local_addr: Option<SocketAddr>,
+        tls: String,
+    ) -> Self {
         ServerInfo {
             id,
             pid,
             addr,
             local_addr,
+            tls,
             connect_time: SystemTime::now(),
             state: AtomicU8::new(ServerState::Login as u8),
             link: AtomicU64::new(0),

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use causeway_protocol::{backend, frontend, scan::body};
-use tokio::io::AsyncWriteExt;
 
 use crate::error::ServerError;
 use crate::server::ServerConn;
@@ -79,7 +78,7 @@ impl ServerConn {
     ) -> Result<InternalReply, ServerError> {
         let mut out = BytesMut::with_capacity(sql.len() + 8);
         frontend::write_query(&mut out, sql);
-        self.stream.write_all(&out).await?;
+        self.send(&out).await?;
         let mut reply = InternalReply::default();
         let mut err = None;
         loop {

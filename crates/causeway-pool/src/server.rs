@@ -2,19 +2,18 @@
 //! Causeway's own small queries (reset, check, parameter sync), and hand
 //! the raw stream to a session.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use causeway_net::{PeerAddr, ServerTls, Stream};
 use causeway_protocol::auth::md5::{md5_password_hash, md5_salted_response};
 use causeway_protocol::auth::messages::{self as authmsg, AuthRequest};
 use causeway_protocol::auth::scram_client::ScramClient;
-use causeway_protocol::auth::{ScramKeys, ScramPassthrough};
+use causeway_protocol::auth::{ClientBinding, ScramKeys, ScramPassthrough};
 use causeway_protocol::{backend, frontend, scan::body, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::cancel::CancelTarget;
 use crate::error::ServerError;
@@ -27,6 +26,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Where and as whom to log in.
 #[derive(Debug, Clone)]
 pub struct Login {
+    /// Host name, IP address, or a unix socket directory (`/...`).
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -37,13 +37,15 @@ pub struct Login {
     pub scram_keys: Option<ScramKeys>,
     /// Extra startup parameters (application_name, client_encoding, ...).
     pub startup: Vec<(String, String)>,
+    /// server_tls_* of the database.
+    pub tls: ServerTls,
 }
 
 /// Internal queries never return big results; a bigger frame is a bug.
 const MAX_INTERNAL_FRAME: usize = 1 << 20;
 
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read from the server and not yet consumed.
     pub buf: BytesMut,
     /// Every ParameterStatus the server reported plus what we SET.
@@ -73,7 +75,7 @@ pub struct ServerConn {
 
 /// Where a session forwards bytes coming from a server (kept as a type so
 /// the session can name the write half it uses).
-pub type ServerSink = TcpStream;
+pub type ServerSink = Stream;
 
 impl std::fmt::Debug for ServerConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,44 +99,44 @@ impl ServerConn {
     }
 
     async fn connect_inner(login: &Login, keepalive: bool) -> Result<Self, ServerError> {
-        let addr_text = format!("{}:{}", login.host, login.port);
-        let stream = TcpStream::connect((login.host.as_str(), login.port))
+        let c = causeway_net::connect(&login.host, login.port, &login.tls, keepalive)
             .await
             .map_err(|e| ServerError::Connect {
-                addr: addr_text.clone(),
+                addr: format!("{}:{}", login.host, login.port),
                 reason: e.to_string(),
             })?;
-        stream.set_nodelay(true)?;
-        if keepalive {
-            let sock = socket2::SockRef::from(&stream);
-            let _ = sock.set_keepalive(true);
-        }
-        let peer: SocketAddr = stream.peer_addr()?;
-        let local = stream.local_addr().ok();
+        let (peer, local) = (c.peer, c.local);
+        let tls = c.stream.tls_description();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut conn = ServerConn {
-            stream,
+            stream: c.stream,
             buf: BytesMut::with_capacity(8192),
             params: ParamSet::new(),
             synced_fp: 0,
             id,
-            cancel: Arc::new(CancelTarget::new(peer, 0, Vec::new())),
+            cancel: Arc::new(CancelTarget::new(peer.clone(), 0, Vec::new())),
             created: Instant::now(),
             last_used: Instant::now(),
             in_hot_standby: None,
             broken: false,
             statements: Box::default(),
             slot: None,
-            info: Arc::new(ServerInfo::new(id, 0, peer, local)),
+            info: Arc::new(ServerInfo::new(id, 0, peer.clone(), local, tls.clone())),
             epoch: 0,
             internal_timeout_ms: crate::internal::DEFAULT_TIMEOUT.as_millis() as u32,
         };
-        conn.login(login, peer).await?;
-        conn.info = Arc::new(ServerInfo::new(id, conn.cancel.pid, peer, local));
+        conn.login(login, &peer).await?;
+        conn.info = Arc::new(ServerInfo::new(id, conn.cancel.pid, peer, local, tls));
         Ok(conn)
     }
 
-    async fn login(&mut self, login: &Login, peer: SocketAddr) -> Result<(), ServerError> {
+    /// Writes `out` and flushes it through TLS, if any.
+    pub(crate) async fn send(&mut self, out: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(out).await?;
+        self.stream.flush().await
+    }
+
+    async fn login(&mut self, login: &Login, peer: &PeerAddr) -> Result<(), ServerError> {
         let mut out = BytesMut::with_capacity(256);
         let mut params: Vec<(&str, &str)> = vec![
             ("user", login.user.as_str()),
@@ -144,7 +146,7 @@ impl ServerConn {
             params.push((k.as_str(), v.as_str()));
         }
         frontend::write_startup(&mut out, params);
-        self.stream.write_all(&out).await?;
+        self.send(&out).await?;
         let mut scram: Option<Sasl> = None;
         loop {
             let frame = self.next_frame().await?;
@@ -177,20 +179,32 @@ impl ServerConn {
                                     "server offers no SASL mechanism Causeway supports".into(),
                                 ));
                             }
+                            // Bound to the server's certificate when it offers -PLUS.
+                            let binding = ClientBinding::choose(
+                                self.stream.is_tls(),
+                                self.stream.end_point().map(|e| e.0.as_slice()),
+                                &mechanisms,
+                            );
                             let client = match (&login.password, &login.scram_keys) {
-                                (None, Some(keys)) => Sasl::Keys(ScramPassthrough::new(*keys)),
-                                _ => Sasl::Password(ScramClient::new(
+                                (None, Some(keys)) => {
+                                    Sasl::Keys(ScramPassthrough::with_binding(*keys, binding))
+                                }
+                                _ => Sasl::Password(ScramClient::with_binding(
                                     need_password(login)?.as_bytes(),
+                                    &binding,
                                 )),
                             };
-                            let first = match &client {
-                                Sasl::Password(c) => c
-                                    .client_first()
-                                    .map_err(|e| ServerError::Protocol(e.to_string()))?
-                                    .to_vec(),
-                                Sasl::Keys(k) => k.client_first(),
+                            let (mechanism, first) = match &client {
+                                Sasl::Password(c) => (
+                                    c.mechanism(),
+                                    c.client_first()
+                                        .map_err(|e| ServerError::Protocol(e.to_string()))?
+                                        .to_vec(),
+                                ),
+                                Sasl::Keys(k) => (k.mechanism(), k.client_first()),
                             };
-                            authmsg::write_sasl_initial_response(&mut out, "SCRAM-SHA-256", &first);
+                            tracing::debug!(mechanism, "server SASL login");
+                            authmsg::write_sasl_initial_response(&mut out, mechanism, &first);
                             scram = Some(client);
                         }
                         AuthRequest::SaslContinue(data) => {
@@ -230,12 +244,12 @@ impl ServerConn {
                             )))
                         }
                     }
-                    self.stream.write_all(&out).await?;
+                    self.send(&out).await?;
                 }
                 b'K' => {
                     let (pid, secret) = backend::parse_backend_key_data(b)
                         .map_err(|e| ServerError::Protocol(e.to_string()))?;
-                    self.cancel = Arc::new(CancelTarget::new(peer, pid, secret.to_vec()));
+                    self.cancel = Arc::new(CancelTarget::new(peer.clone(), pid, secret.to_vec()));
                 }
                 b'S' => self.note_parameter(b)?,
                 b'E' => {
@@ -298,7 +312,7 @@ impl ServerConn {
     pub async fn terminate(mut self) {
         let mut out = BytesMut::with_capacity(5);
         frontend::write_terminate(&mut out);
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.stream.write_all(&out)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.send(&out)).await;
     }
 
     /// Discards `n` consumed bytes of the read buffer.

@@ -12,6 +12,7 @@ use crate::cancel::CancelRegistry;
 use crate::clients::Clients;
 use crate::databases::Databases;
 use crate::secrets::Secrets;
+use crate::security::Security;
 
 /// Where the process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct App {
     config: RwLock<Arc<Config>>,
     secrets: RwLock<Arc<Secrets>>,
     pub databases: Databases,
+    /// TLS configurations and hba rules in force.
+    pub security: Arc<Security>,
     pub cancels: Arc<CancelRegistry>,
     pub clients: Arc<Clients>,
     client_count: AtomicU32,
@@ -39,12 +42,14 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(layers: Layers, config: Config, secrets: Secrets) -> Arc<App> {
+    pub fn new(layers: Layers, config: Config, secrets: Secrets, security: Security) -> Arc<App> {
+        let security = Arc::new(security);
         Arc::new(App {
             layers: RwLock::new(layers),
             config: RwLock::new(Arc::new(config)),
             secrets: RwLock::new(Arc::new(secrets)),
-            databases: Databases::default(),
+            databases: Databases::new(security.clone()),
+            security,
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(Clients::default()),
             client_count: AtomicU32::new(0),
@@ -86,6 +91,10 @@ impl App {
         let loaded = causeway_config::load_with_warnings(layers).map_err(|e| e.to_string())?;
         let config = loaded.config;
         let secrets = Arc::new(Secrets::load(config.auth_file.as_deref())?);
+        // Every certificate, key and hba file is read before anything
+        // changes: one bad file refuses the whole reload.
+        let security = self.security.prepare(&config)?;
+        self.security.commit(security);
         let config = Arc::new(config);
         self.databases.reload(&config, &secrets);
         *self.config.write() = config;

@@ -119,7 +119,7 @@ mod tests {
             "idle client: nothing to cancel"
         );
         let t = Arc::new(CancelTarget::new(
-            "127.0.0.1:5432".parse().unwrap(),
+            causeway_net::PeerAddr::Tcp("127.0.0.1:5432".parse().unwrap()),
             77,
             vec![1, 2, 3, 4],
         ));

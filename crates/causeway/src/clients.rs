@@ -36,8 +36,10 @@ pub struct ClientInfo {
     pub id: u64,
     pub user: String,
     pub database: String,
-    pub addr: SocketAddr,
+    pub addr: causeway_net::PeerAddr,
     pub local_addr: Option<SocketAddr>,
+    /// TLS version and cipher suite (empty: plain).
+    pub tls: String,
     pub connect_time: SystemTime,
     pub application_name: Mutex<String>,
     state: AtomicU8,
@@ -126,6 +128,14 @@ impl ClientInfo {
     }
 }
 
+/// Where a client is connected from, and how.
+pub struct Connection {
+    pub addr: causeway_net::PeerAddr,
+    pub local_addr: Option<SocketAddr>,
+    /// TLS version and cipher suite (empty: plain).
+    pub tls: String,
+}
+
 #[derive(Default)]
 pub struct Clients {
     map: Mutex<HashMap<u64, Arc<ClientInfo>>>,
@@ -149,16 +159,21 @@ impl Clients {
         id: u64,
         user: &str,
         database: &str,
-        addr: SocketAddr,
-        local_addr: Option<SocketAddr>,
+        conn: Connection,
         application_name: &str,
     ) -> Registered {
+        let Connection {
+            addr,
+            local_addr,
+            tls,
+        } = conn;
         let info = Arc::new(ClientInfo {
             id,
             user: user.to_string(),
             database: database.to_string(),
             addr,
             local_addr,
+            tls,
             connect_time: SystemTime::now(),
             application_name: Mutex::new(application_name.to_string()),
             state: AtomicU8::new(ClientState::Idle as u8),

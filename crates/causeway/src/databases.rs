@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicBool;
 use tokio::sync::watch;
 
 use crate::secrets::Secrets;
+use crate::security::Security;
 use crate::session::Credentials;
 
 pub struct Database {
@@ -47,6 +48,9 @@ pub struct Database {
     pub monitor: Option<Monitor>,
     /// What the monitor was started with (a change rebuilds the database).
     monitor_key: Option<(Vec<ServerAddr>, MonitorConfig)>,
+    /// The server_tls_* in force (a change rebuilds the database, so no
+    /// pooled connection outlives a switch to stricter TLS).
+    tls_key: causeway_config::ServerTls,
     pools: RwLock<HashMap<(String, usize), Pool>>,
     /// Distinct prepared statements of this database's clients.
     pub statements: Arc<crate::session::prepared::Registry>,
@@ -60,13 +64,21 @@ pub struct Router {
 }
 
 impl Database {
-    fn new(name: &str, cfg: &DatabaseConfig, config: &Config, secrets: &Secrets) -> Self {
+    fn new(
+        name: &str,
+        cfg: &DatabaseConfig,
+        config: &Config,
+        secrets: &Secrets,
+        security: &Security,
+    ) -> Self {
         let servers = cfg.server_list();
         let load = Arc::new(Load::new(servers.len()));
         let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
         let topo_version = Arc::new(watch::channel(0u64).0);
+        let tls_key = config.server_tls_for(cfg);
+        let tls = security.server_tls(&tls_key);
         let monitor_key =
-            (servers.len() > 1).then(|| monitor_setup(cfg, &servers, config, secrets));
+            (servers.len() > 1).then(|| monitor_setup(cfg, &servers, config, secrets, &tls));
         let monitor = monitor_key.as_ref().and_then(|(addrs, mcfg)| {
             spawn_monitor(name, addrs, mcfg, &servers, &topology, &topo_version)
         });
@@ -78,6 +90,7 @@ impl Database {
             topology,
             monitor,
             monitor_key,
+            tls_key,
             servers,
             limit: Arc::new(Limit::new(
                 cfg.max_db_connections.unwrap_or(config.max_db_connections),
@@ -204,6 +217,7 @@ fn monitor_setup(
     servers: &[ServerConfig],
     config: &Config,
     secrets: &Secrets,
+    tls: &causeway_net::ServerTls,
 ) -> (Vec<ServerAddr>, MonitorConfig) {
     let user = cfg
         .monitor_user
@@ -231,6 +245,7 @@ fn monitor_setup(
             user: user.clone(),
             password: password.clone(),
             dbname: dbname.clone(),
+            tls: tls.clone(),
         })
         .collect();
     let secs = std::time::Duration::from_secs_f64;
@@ -298,6 +313,8 @@ fn spawn_monitor(
 
 #[derive(Default)]
 pub struct Databases {
+    /// Server-side TLS handles (shared with the App).
+    pub security: Arc<Security>,
     map: RwLock<HashMap<String, Arc<Database>>>,
     user_limits: Mutex<HashMap<String, Arc<Limit>>>,
     /// The configuration of the last reload, set under the map's lock: a
@@ -307,6 +324,13 @@ pub struct Databases {
 }
 
 impl Databases {
+    pub fn new(security: Arc<Security>) -> Databases {
+        Databases {
+            security,
+            ..Databases::default()
+        }
+    }
+
     /// The database a client asked for, creating it from its entry (or the
     /// `*` fallback) on first use. None = unknown database.
     pub fn get(&self, name: &str, config: &Config, secrets: &Secrets) -> Option<Arc<Database>> {
@@ -323,7 +347,7 @@ impl Databases {
             None => (config, secrets),
         };
         let cfg = config.database(name)?;
-        let db = Arc::new(Database::new(name, cfg, config, secrets));
+        let db = Arc::new(Database::new(name, cfg, config, secrets, &self.security));
         map.insert(name.to_string(), db.clone());
         Some(db)
     }
@@ -372,7 +396,14 @@ impl Databases {
                 user: client_user.to_string(),
                 server,
             },
-            login_for(db, server, login_user, secrets, client),
+            login_for(
+                db,
+                server,
+                login_user,
+                secrets,
+                client,
+                self.security.server_tls(&config.server_tls_for(db_cfg)),
+            ),
             settings_for(config, db_cfg, client_user),
             db.limit.clone(),
             self.user_limit(login_user, config),
@@ -391,10 +422,17 @@ impl Databases {
                 return false;
             };
             if cfg.server_list() != db.servers
+                || config.server_tls_for(cfg) != db.tls_key
                 || cfg.dbname != db.cfg.dbname
                 || cfg.user != db.cfg.user
                 || (db.servers.len() > 1
-                    && Some(monitor_setup(cfg, &db.servers, config, secrets)) != db.monitor_key)
+                    && Some(monitor_setup(
+                        cfg,
+                        &db.servers,
+                        config,
+                        secrets,
+                        &self.security.server_tls(&config.server_tls_for(cfg)),
+                    )) != db.monitor_key)
             {
                 db.pools().iter().for_each(Pool::close);
                 return false;
@@ -410,7 +448,14 @@ impl Databases {
                     scram_keys: old.scram_keys,
                 };
                 pool.update(
-                    login_for(db, *server, db.login_user(user), secrets, &client),
+                    login_for(
+                        db,
+                        *server,
+                        db.login_user(user),
+                        secrets,
+                        &client,
+                        self.security.server_tls(&config.server_tls_for(cfg)),
+                    ),
                     settings_for(config, cfg, user),
                 );
             }
@@ -428,6 +473,7 @@ fn login_for(
     login_user: &str,
     secrets: &Secrets,
     client: &Credentials,
+    tls: causeway_net::ServerTls,
 ) -> Login {
     let s = &db.servers[server];
     // The database entry's password wins; else the auth_file's secret (a
@@ -466,6 +512,7 @@ fn login_for(
         },
         password,
         startup,
+        tls,
     }
 }
 

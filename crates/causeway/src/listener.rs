@@ -1,30 +1,46 @@
-//! Accepting clients.
+//! Accepting clients: every `listen_addr` address and the unix socket.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use causeway_config::Config;
+use causeway_net::{bind_tcp, bind_unix, listen_addrs, Listener};
 
 use crate::app::{App, Phase};
 use crate::session;
 
-pub fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    if reuseport {
-        socket.set_reuseport(true)?;
+/// Binds every configured address; any failure stops the start.
+pub fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
+    let addrs = listen_addrs(&config.listen_addr, config.listen_port)?;
+    let mut out = Vec::with_capacity(addrs.len() + 1);
+    for addr in addrs {
+        let l = bind_tcp(addr, config.so_reuseport)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        out.push(Listener::Tcp(l));
     }
-    socket.bind(addr)?;
-    socket.listen(4096)
+    if !config.unix_socket_dir.is_empty() {
+        out.push(bind_unix(
+            &config.unix_socket_dir,
+            config.listen_port,
+            config.unix_socket_mode.0,
+            &config.unix_socket_group,
+        )?);
+    }
+    Ok(out)
 }
 
-/// Accepts until the process stops taking new clients.
-pub async fn run(app: Arc<App>, listener: TcpListener) {
+/// Accepts on every listener until the process stops taking new clients.
+pub async fn run(app: Arc<App>, listeners: Vec<Listener>) {
+    let tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(app.clone(), l)))
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn accept_loop(app: Arc<App>, listener: Listener) {
     let mut phase = app.watch_phase();
     loop {
         tokio::select! {
@@ -40,7 +56,8 @@ pub async fn run(app: Arc<App>, listener: TcpListener) {
             },
             _ = phase.changed() => {
                 if *phase.borrow() != Phase::Running {
-                    tracing::info!("no longer accepting new clients");
+                    tracing::info!(listener = %listener.describe(), "no longer accepting new clients");
+                    // Dropping the listener closes it (and removes the unix socket file).
                     return;
                 }
             }

@@ -11,11 +11,11 @@ mod import;
 mod listener;
 mod metrics;
 mod secrets;
+mod security;
 mod session;
 mod signals;
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use clap::Parser;
 use crate::app::{App, Phase};
 use crate::cli::{Cli, Command};
 use crate::secrets::Secrets;
+use crate::security::Security;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     }
     let format = config.log_format;
     raise_fd_limit();
-    let (secrets, addr) = match preflight(&config) {
+    let (secrets, security) = match preflight(&config) {
         Ok(x) => x,
         Err(e) => {
             fatal(format, &e);
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(layers, config, secrets, addr)) {
+    match rt.block_on(serve(layers, config, secrets, security)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             fatal(format, &e);
@@ -86,18 +87,14 @@ fn main() -> ExitCode {
 }
 
 /// What startup refuses beyond the settings themselves (the auth_file, the
-/// listen address). `check-config` runs exactly this, so it fails where
-/// startup would.
-fn preflight(config: &Config) -> Result<(Secrets, SocketAddr), String> {
+/// listen addresses, TLS and hba files). `check-config` runs exactly this,
+/// so it fails where startup would.
+fn preflight(config: &Config) -> Result<(Secrets, Security), String> {
     let secrets = Secrets::load(config.auth_file.as_deref())?;
-    let addr: SocketAddr = format!(
-        "{}:{}",
-        listen_host(&config.listen_addr),
-        config.listen_port
-    )
-    .parse()
-    .map_err(|e| format!("invalid listen address: {e}"))?;
-    Ok((secrets, addr))
+    causeway_net::listen_addrs(&config.listen_addr, config.listen_port)
+        .map_err(|e| format!("invalid listen address: {e}"))?;
+    let security = Security::load(config)?;
+    Ok((secrets, security))
 }
 
 /// `causeway check-config`: exit 0 and print the merged configuration
@@ -133,17 +130,24 @@ async fn serve(
     layers: causeway_config::Layers,
     config: Config,
     secrets: Secrets,
-    addr: SocketAddr,
+    security: Security,
 ) -> Result<(), String> {
-    let listener = listener::bind(addr, config.so_reuseport)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    if config.auth_type != causeway_config::AuthType::Trust && secrets.len() == 0 {
+    let listeners = listener::bind_all(&config)?;
+    if matches!(
+        config.auth_type,
+        causeway_config::AuthType::Md5
+            | causeway_config::AuthType::ScramSha256
+            | causeway_config::AuthType::Plain
+    ) && secrets.len() == 0
+    {
         tracing::warn!(
             "auth_type needs passwords but no auth_file entries are loaded: every login will fail"
         );
     }
-    let app = App::new(layers, config, secrets);
-    tracing::info!(%addr, "listening");
+    let app = App::new(layers, config, secrets, security);
+    for l in &listeners {
+        tracing::info!(addr = %l.describe(), "listening");
+    }
     tokio::spawn({
         let app = app.clone();
         async move {
@@ -172,7 +176,7 @@ async fn serve(
             }
         }));
     }
-    listener::run(app.clone(), listener).await;
+    listener::run(app.clone(), listeners).await;
     // Not accepting any more: wait for clients as the phase says.
     loop {
         if app.phase() == Phase::Stopping || app.client_count() == 0 {
@@ -227,13 +231,6 @@ async fn maintenance(app: Arc<App>) {
                 );
             }
         }
-    }
-}
-
-fn listen_host(addr: &str) -> &str {
-    match addr {
-        "localhost" => "127.0.0.1",
-        a => a,
     }
 }
 

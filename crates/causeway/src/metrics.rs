@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use causeway_metrics::{PoolRow, ServerRow, Snapshot, Source};
+use causeway_metrics::{PoolRow, ServerRow, Snapshot, Source, TlsRow};
 use causeway_pool::ServerState;
 use causeway_routing::Role;
 
@@ -33,6 +33,15 @@ impl Source for MetricsSource {
             clients_total: u64::from(app.client_count()),
             max_client_conn: u64::from(cfg.max_client_conn),
             up_seconds: self.started.elapsed().as_secs_f64(),
+            tls: causeway_net::HANDSHAKES
+                .rows()
+                .into_iter()
+                .map(|(side, result, count)| TlsRow {
+                    side: side.into(),
+                    result: result.into(),
+                    count,
+                })
+                .collect(),
             ..Snapshot::default()
         };
         // Clients per (database, user, state), counted once (in the row of

@@ -1,12 +1,18 @@
 //! `make demo`: a PostgreSQL primary + 2 streaming replicas behind Causeway,
 //! running until Ctrl-C. Files (config, userlist, Causeway log) go to
 //! `./.demo/`.
+//!
+//! `make demo TLS=1` (`causeway-demo --tls`): a test CA and certificates are
+//! made in `./.demo/`; the servers take TCP logins only over TLS, Causeway
+//! requires TLS from clients and verifies the servers (verify-full), and
+//! the printed connection string uses `sslmode=verify-full`.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use causeway_integration::causeway::{causeway_bin, first_free_port, userlist, CausewayBuilder};
-use causeway_integration::{Cluster, ClusterOptions};
+use causeway_integration::cluster_tls::HOSTSSL_ONLY_HBA;
+use causeway_integration::{Cluster, ClusterOptions, Pki};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -40,6 +46,7 @@ fn main() {
 fn run() -> Result<(), String> {
     // Fail before spending seconds on PostgreSQL if there is nothing to run.
     let bin = causeway_bin()?;
+    let tls = std::env::args().any(|a| a == "--tls");
 
     eprintln!("Starting PostgreSQL: primary + 2 streaming replicas ...");
     let t = std::time::Instant::now();
@@ -63,6 +70,26 @@ fn run() -> Result<(), String> {
         ]),
     )?;
     let port = first_free_port(6432, 6531).ok_or("no free port in 6432..6531")?;
+    let mut tls_toml = String::new();
+    let mut connect = format!("postgres://app:app_pw@127.0.0.1:{port}/app");
+    let mut admin = format!("postgres://admin:admin_pw@127.0.0.1:{port}/pgbouncer");
+    if tls {
+        let pki = Pki::new(builder.dir(), "demo")?;
+        let names = ["localhost", "127.0.0.1", "::1"];
+        let pg = pki.server("postgres", &names)?;
+        let cw = pki.server("causeway", &names)?;
+        cluster.enable_tls(&pg, &pki.ca_file(), HOSTSSL_ONLY_HBA)?;
+        let ca = pki.ca_file().display().to_string();
+        tls_toml = format!(
+            "client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"{}\"\nclient_tls_key_file = \"{}\"\n\
+             server_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = \"{ca}\"\n",
+            cw.cert.display(),
+            cw.key.display()
+        );
+        let verify = format!("sslmode=verify-full&sslrootcert={ca}");
+        connect = format!("postgres://app:app_pw@localhost:{port}/app?{verify}");
+        admin = format!("postgres://admin:admin_pw@localhost:{port}/pgbouncer?{verify}");
+    }
     let metrics_port = first_free_port(9930, 10029).ok_or("no free port in 9930..10029")?;
 
     let mut toml = format!(
@@ -75,7 +102,7 @@ auth_file = "{auth}"
 default_pool_size = 20
 max_client_conn = 1000
 admin_users = ["admin"]
-
+{tls_toml}
 [databases.app]
 dbname = "app"
 pool_size = 20
@@ -100,27 +127,28 @@ pool_size = 20
     println!();
     println!("Causeway demo is running (pid {}).", causeway.pid());
     println!();
-    println!("  Connect:        psql \"postgres://app:app_pw@127.0.0.1:{port}/app\"");
-    println!("  Admin console:  psql \"postgres://admin:admin_pw@127.0.0.1:{port}/pgbouncer\"");
+    if tls {
+        println!("  TLS:            clients must use TLS (certificate signed by the demo CA);");
+        println!("                  servers take TCP logins only over TLS, verified (verify-full)");
+    }
+    println!("  Connect:        psql \"{connect}\"");
+    println!("  Admin console:  psql \"{admin}\"");
     println!("  Metrics:        http://127.0.0.1:{metrics_port}/metrics  (also /health, /ready)");
     println!("  Dashboard:      docs/grafana/causeway.json (import into Grafana)");
-    println!(
-        "  Replicas, lag:  psql \"postgres://admin:admin_pw@127.0.0.1:{port}/pgbouncer\" -c 'SHOW REPLICAS'"
-    );
+    println!("  Replicas, lag:  psql \"{admin}\" -c 'SHOW REPLICAS'");
     println!("  Other users:    app_md5/md5_pw, app_plain/plain_pw");
     println!();
     println!("  Reads go to a replica, writes to the primary; see where each ran:");
-    println!(
-        "    psql \"postgres://app:app_pw@127.0.0.1:{port}/app\" -c 'select pg_is_in_recovery(), inet_server_port()'"
-    );
+    println!("    psql \"{connect}\" -c 'select pg_is_in_recovery(), inet_server_port()'");
     println!();
     println!("  Servers:");
     for node in cluster.nodes() {
         println!(
-            "    {:<9} 127.0.0.1:{}  (direct: psql -h 127.0.0.1 -p {} -U postgres app)",
+            "    {:<9} 127.0.0.1:{}  (direct: psql \"host=127.0.0.1 port={} user=postgres dbname=app{}\")",
             node.name(),
             node.port(),
-            node.port()
+            node.port(),
+            if tls { " sslmode=require" } else { "" }
         );
     }
     println!();

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use causeway_metrics::{AtomicHistogram, DbStats, PoolRow, RouteRow, RywRow, ServerRow, Snapshot};
+use causeway_metrics::{
+    AtomicHistogram, DbStats, PoolRow, RouteRow, RywRow, ServerRow, Snapshot, TlsRow,
+};
 
 pub fn filled_snapshot() -> Snapshot {
     let app = DbStats::default();
@@ -121,6 +123,18 @@ pub fn filled_snapshot() -> Snapshot {
             fallbacks: 2,
             errors: 1,
         }],
+        tls: vec![
+            TlsRow {
+                side: "client".into(),
+                result: "ok".into(),
+                count: 40,
+            },
+            TlsRow {
+                side: "server".into(),
+                result: "bad_certificate".into(),
+                count: 2,
+            },
+        ],
         clients_total: 14,
         max_client_conn: 1000,
         up_seconds: 3600.5,

@@ -4,6 +4,7 @@
 //! Nothing here touches a socket; the connection code feeds message bodies in
 //! and writes the returned bytes out.
 
+pub mod channel_binding;
 pub mod md5;
 pub mod messages;
 pub mod scram_client;
@@ -12,6 +13,7 @@ pub mod scram_server;
 pub mod secret;
 pub mod userlist;
 
+pub use self::channel_binding::{ClientBinding, SCRAM_SHA_256_PLUS};
 pub use self::md5::{md5_password_hash, md5_salted_response, verify_md5_response};
 pub use self::messages::{parse_auth_request, AuthRequest, MessageError, SCRAM_SHA_256};
 pub use self::scram_client::{ScramClient, ScramClientError};

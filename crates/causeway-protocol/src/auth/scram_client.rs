@@ -6,6 +6,8 @@
 
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
+use super::channel_binding::ClientBinding;
+
 /// Why the server-facing SCRAM exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScramClientError {
@@ -27,23 +29,35 @@ enum Step {
     Failed,
 }
 
-/// One SCRAM-SHA-256 login to a server (no channel binding: gs2 header `n,,`).
+/// One SCRAM-SHA-256 login to a server.
 pub struct ScramClient {
     inner: ScramSha256,
     step: Step,
+    mechanism: &'static str,
 }
 
 impl ScramClient {
+    /// Without channel binding (gs2 header `n,,`).
     pub fn new(password: &[u8]) -> ScramClient {
         ScramClient {
             inner: ScramSha256::new(password, ChannelBinding::unsupported()),
             step: Step::Start,
+            mechanism: postgres_protocol::authentication::sasl::SCRAM_SHA_256,
+        }
+    }
+
+    /// With the channel binding chosen for this connection.
+    pub fn with_binding(password: &[u8], binding: &ClientBinding) -> ScramClient {
+        ScramClient {
+            inner: ScramSha256::new(password, binding.to_postgres()),
+            step: Step::Start,
+            mechanism: binding.mechanism(),
         }
     }
 
     /// The mechanism name for the SASLInitialResponse.
     pub fn mechanism(&self) -> &'static str {
-        postgres_protocol::authentication::sasl::SCRAM_SHA_256
+        self.mechanism
     }
 
     /// The client-first-message, for the SASLInitialResponse.

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use super::channel_binding::ClientBinding;
 use super::secret::hmac_sha256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,6 +42,7 @@ impl std::fmt::Debug for ScramKeys {
 
 pub struct ScramPassthrough {
     keys: ScramKeys,
+    binding: ClientBinding,
     client_first_bare: String,
     nonce: String,
     /// AuthMessage, once the server's first message arrived.
@@ -48,20 +50,32 @@ pub struct ScramPassthrough {
 }
 
 impl ScramPassthrough {
+    /// Without channel binding.
     pub fn new(keys: ScramKeys) -> Self {
+        Self::with_binding(keys, ClientBinding::Unsupported)
+    }
+
+    /// With the channel binding chosen for this connection.
+    pub fn with_binding(keys: ScramKeys, binding: ClientBinding) -> Self {
         let raw: [u8; 18] = rand::random();
         let nonce = STANDARD.encode(raw);
         ScramPassthrough {
             keys,
+            binding,
             client_first_bare: format!("n=,r={nonce}"),
             nonce,
             auth_message: None,
         }
     }
 
-    /// The client-first-message (gs2 header `n,,`: no channel binding).
+    /// The mechanism name for the SASLInitialResponse.
+    pub fn mechanism(&self) -> &'static str {
+        self.binding.mechanism()
+    }
+
+    /// The client-first-message.
     pub fn client_first(&self) -> Vec<u8> {
-        format!("n,,{}", self.client_first_bare).into_bytes()
+        format!("{}{}", self.binding.gs2_header(), self.client_first_bare).into_bytes()
     }
 
     /// Answers the server-first-message with the client-final-message.
@@ -81,7 +95,7 @@ impl ScramPassthrough {
         if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
             return Err(PassthroughError::Nonce);
         }
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c={},r={nonce}", self.binding.cbind_attr());
         let mut auth =
             Vec::with_capacity(self.client_first_bare.len() + text.len() + without_proof.len() + 2);
         auth.extend_from_slice(self.client_first_bare.as_bytes());

@@ -31,6 +31,12 @@ pub enum ScramError {
     ChannelBindingNotSupported,
     #[error("SCRAM channel-binding attribute does not match the client-first-message")]
     ChannelBindingMismatch,
+    /// 'y' over a connection where -PLUS was offered: a sign that someone
+    /// in the middle stripped it (PostgreSQL's "negotiation error").
+    #[error("SCRAM channel binding negotiation error: the client supports channel binding but thinks the server does not, and this server does support it")]
+    ChannelBindingDowngrade,
+    #[error("client selected {0} but the SCRAM message {1}")]
+    MechanismMismatch(&'static str, &'static str),
     #[error("unsupported SCRAM feature: {0}")]
     Unsupported(&'static str),
     #[error("SCRAM nonce does not match")]
@@ -56,16 +62,24 @@ impl ScramError {
 enum Gs2Flag {
     /// `n`: client does not support channel binding.
     No,
-    /// `y`: client supports it but thinks the server does not (true here).
+    /// `y`: client supports it but thinks the server does not.
     Yes,
+    /// `p=tls-server-end-point`: bound to our certificate.
+    Bound,
 }
 
 impl Gs2Flag {
-    /// The `c=` value expected in the client-final-message: base64 of the gs2 header.
-    fn expected_cbind(self) -> &'static [u8] {
+    /// The `c=` value expected in the client-final-message: base64 of the
+    /// gs2 header (and of the binding data when bound).
+    fn expected_cbind(self, data: Option<&[u8]>) -> Vec<u8> {
         match self {
-            Gs2Flag::No => b"biws",  // base64("n,,")
-            Gs2Flag::Yes => b"eSws", // base64("y,,")
+            Gs2Flag::No => b"biws".to_vec(),  // base64("n,,")
+            Gs2Flag::Yes => b"eSws".to_vec(), // base64("y,,")
+            Gs2Flag::Bound => {
+                let mut input = b"p=tls-server-end-point,,".to_vec();
+                input.extend_from_slice(data.unwrap_or_default());
+                STANDARD.encode(input).into_bytes()
+            }
         }
     }
 }
@@ -89,6 +103,10 @@ enum State {
 pub struct ScramServer {
     verifier: ScramVerifier,
     state: State,
+    /// tls-server-end-point data when SCRAM-SHA-256-PLUS was offered.
+    binding: Option<Vec<u8>>,
+    /// The client chose SCRAM-SHA-256-PLUS.
+    plus: bool,
 }
 
 impl ScramServer {
@@ -96,7 +114,36 @@ impl ScramServer {
         ScramServer {
             verifier,
             state: State::Initial,
+            binding: None,
+            plus: false,
         }
+    }
+
+    /// Offers SCRAM-SHA-256-PLUS, bound to the hash of the certificate of
+    /// this TLS connection.
+    pub fn offer_channel_binding(&mut self, end_point: Vec<u8>) {
+        self.binding = Some(end_point);
+    }
+
+    /// The mechanisms to announce in AuthenticationSASL.
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        if self.binding.is_some() {
+            &[super::SCRAM_SHA_256_PLUS, super::SCRAM_SHA_256]
+        } else {
+            &[super::SCRAM_SHA_256]
+        }
+    }
+
+    /// Records the mechanism the client chose; one that was not offered is
+    /// an error.
+    pub fn select(&mut self, mechanism: &str) -> Result<(), ScramError> {
+        match mechanism {
+            super::SCRAM_SHA_256 => self.plus = false,
+            super::SCRAM_SHA_256_PLUS if self.binding.is_some() => self.plus = true,
+            super::SCRAM_SHA_256_PLUS => return Err(ScramError::ChannelBindingNotSupported),
+            _ => return Err(ScramError::Unsupported("SASL mechanism")),
+        }
+        Ok(())
     }
 
     /// From a stored secret. A plaintext password is turned into a verifier
@@ -141,9 +188,20 @@ impl ScramServer {
     ) -> Result<(State, Vec<u8>), ScramError> {
         check_no_nul(message)?;
         // gs2-header: cbind-flag "," [authzid] ","
+        const BOUND: &[u8] = b"p=tls-server-end-point,";
         let (gs2, rest) = match message {
             [b'n', b',', rest @ ..] => (Gs2Flag::No, rest),
+            [b'y', b',', ..] if self.binding.is_some() => {
+                return Err(ScramError::ChannelBindingDowngrade)
+            }
             [b'y', b',', rest @ ..] => (Gs2Flag::Yes, rest),
+            m if m.starts_with(BOUND) && self.plus => (Gs2Flag::Bound, &m[BOUND.len()..]),
+            m if m.starts_with(BOUND) && self.binding.is_some() => {
+                return Err(ScramError::MechanismMismatch(
+                    super::SCRAM_SHA_256,
+                    "includes channel binding data",
+                ))
+            }
             [b'p', b'=', ..] => return Err(ScramError::ChannelBindingNotSupported),
             [b'n' | b'y', ..] => {
                 return Err(ScramError::Malformed(
@@ -152,6 +210,12 @@ impl ScramServer {
             }
             _ => return Err(ScramError::Malformed("unexpected channel-binding flag")),
         };
+        if self.plus && gs2 != Gs2Flag::Bound {
+            return Err(ScramError::MechanismMismatch(
+                super::SCRAM_SHA_256_PLUS,
+                "has no channel binding",
+            ));
+        }
         // PostgreSQL has no use for an authorization identity and refuses it.
         let client_first_bare = match rest {
             [b',', bare @ ..] => bare,
@@ -254,7 +318,7 @@ impl ScramServer {
             .ok_or(ScramError::Malformed(
                 "expected channel-binding attribute 'c='",
             ))?;
-        if cbind != gs2.expected_cbind() {
+        if cbind != gs2.expected_cbind(self.binding.as_deref()) {
             return Err(ScramError::ChannelBindingMismatch);
         }
         let final_nonce = attrs
@@ -615,6 +679,8 @@ mod tests {
                 server_first: server_first.clone().into_bytes(),
                 nonce: nonce.clone().into_bytes(),
             },
+            binding: None,
+            plus: false,
         };
         // The untampered message is accepted...
         fresh().handle_client_final(good.as_bytes()).unwrap();
@@ -672,5 +738,103 @@ mod tests {
                 assert!(server.handle_client_final(&msg).is_err());
             }
         }
+    }
+
+    /// A postgres-protocol client bound to `client_data` against a server
+    /// that offered PLUS bound to `server_data`.
+    fn plus_exchange(client_data: &[u8], server_data: &[u8]) -> Result<(), ScramError> {
+        let mut server = ScramServer::new(verifier(b"pw"));
+        server.offer_channel_binding(server_data.to_vec());
+        assert_eq!(server.mechanisms()[0], "SCRAM-SHA-256-PLUS");
+        server.select("SCRAM-SHA-256-PLUS")?;
+        let mut client = ScramSha256::new(
+            b"pw",
+            ChannelBinding::tls_server_end_point(client_data.to_vec()),
+        );
+        let first = server.handle_client_first(client.message())?;
+        client.update(&first).unwrap();
+        let fin = server.handle_client_final(client.message())?;
+        client.finish(&fin).unwrap();
+        Ok(())
+    }
+
+    #[test]
+    fn channel_binding_to_the_certificate_hash() {
+        plus_exchange(b"cert-hash", b"cert-hash").unwrap();
+        // A different certificate (a man in the middle's) fails.
+        assert_eq!(
+            plus_exchange(b"other-hash", b"cert-hash"),
+            Err(ScramError::ChannelBindingMismatch)
+        );
+    }
+
+    #[test]
+    fn channel_binding_negotiation_errors() {
+        // PLUS not offered (no TLS): choosing it is an error.
+        let mut server = ScramServer::new(verifier(b"pw"));
+        assert_eq!(server.mechanisms(), ["SCRAM-SHA-256"]);
+        assert!(server.select("SCRAM-SHA-256-PLUS").is_err());
+        // Offered, and the client says 'y' (it thinks we cannot): downgrade.
+        let mut server = ScramServer::new(verifier(b"pw"));
+        server.offer_channel_binding(b"h".to_vec());
+        server.select("SCRAM-SHA-256").unwrap();
+        let client = ScramSha256::new(b"pw", ChannelBinding::unrequested());
+        assert_eq!(
+            server.handle_client_first(client.message()),
+            Err(ScramError::ChannelBindingDowngrade)
+        );
+        // Offered, client without channel binding ('n'): fine.
+        let mut server = ScramServer::new(verifier(b"pw"));
+        server.offer_channel_binding(b"h".to_vec());
+        server.select("SCRAM-SHA-256").unwrap();
+        let (result, verdict) = exchange(b"pw", &mut server);
+        result.unwrap();
+        verdict.unwrap().unwrap();
+        // PLUS chosen but no binding in the message, and the reverse.
+        let mut server = ScramServer::new(verifier(b"pw"));
+        server.offer_channel_binding(b"h".to_vec());
+        server.select("SCRAM-SHA-256-PLUS").unwrap();
+        assert!(matches!(
+            server.handle_client_first(b"n,,n=,r=abc"),
+            Err(ScramError::MechanismMismatch(..))
+        ));
+        let mut server = ScramServer::new(verifier(b"pw"));
+        server.offer_channel_binding(b"h".to_vec());
+        server.select("SCRAM-SHA-256").unwrap();
+        assert!(matches!(
+            server.handle_client_first(b"p=tls-server-end-point,,n=,r=abc"),
+            Err(ScramError::MechanismMismatch(..))
+        ));
+    }
+
+    #[test]
+    fn passthrough_and_password_clients_bind_too() {
+        use crate::auth::{ClientBinding, ScramClient, ScramKeys, ScramPassthrough};
+        let v = verifier(b"pw");
+        let binding = ClientBinding::EndPoint(b"hash".to_vec());
+        // Password client.
+        let mut server = ScramServer::new(v.clone());
+        server.offer_channel_binding(b"hash".to_vec());
+        let mut c = ScramClient::with_binding(b"pw", &binding);
+        server.select(c.mechanism()).unwrap();
+        let first = server
+            .handle_client_first(c.client_first().unwrap())
+            .unwrap();
+        let fin = c.handle_server_first(&first).unwrap().to_vec();
+        let fin = server.handle_client_final(&fin).unwrap();
+        c.handle_server_final(&fin).unwrap();
+        // Pass-through with the keys recovered above.
+        let keys = ScramKeys {
+            client_key: server.client_key().unwrap(),
+            server_key: *v.server_key(),
+        };
+        let mut server = ScramServer::new(v);
+        server.offer_channel_binding(b"hash".to_vec());
+        let mut p = ScramPassthrough::with_binding(keys, binding);
+        server.select(p.mechanism()).unwrap();
+        let first = server.handle_client_first(&p.client_first()).unwrap();
+        let fin = p.handle_server_first(&first).unwrap();
+        let fin = server.handle_client_final(&fin).unwrap();
+        p.handle_server_final(&fin).unwrap();
     }
 }

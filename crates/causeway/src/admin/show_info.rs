@@ -50,7 +50,14 @@ pub fn lists(app: &App) -> Table {
 pub fn changeable(key: &str) -> bool {
     !matches!(
         key,
-        "listen_addr" | "listen_port" | "workers" | "so_reuseport" | "metrics_addr"
+        "listen_addr"
+            | "listen_port"
+            | "unix_socket_dir"
+            | "unix_socket_mode"
+            | "unix_socket_group"
+            | "workers"
+            | "so_reuseport"
+            | "metrics_addr"
     )
 }
 

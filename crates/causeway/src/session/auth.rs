@@ -1,15 +1,19 @@
-//! The Authenticating state: prove the client knows its secret, the way
-//! PgBouncer does (trust, md5, scram-sha-256, plain), against the
-//! auth_file's secrets. A stored SCRAM verifier is enough: no plaintext.
+//! The Authenticating state: prove the client is who it says, the way
+//! PgBouncer does (trust, md5, scram-sha-256, plain against the
+//! auth_file's secrets; a client certificate; the unix socket's peer), as
+//! [`super::access`] decided. A stored SCRAM verifier is enough: no
+//! plaintext. Over TLS, SCRAM-SHA-256-PLUS (tls-server-end-point channel
+//! binding) is offered too.
 
 use bytes::BytesMut;
-use causeway_config::AuthType;
+use causeway_net::hba::ClientCert;
 use causeway_protocol::auth::messages::{self as m};
 use causeway_protocol::auth::{
     md5::verify_md5_response, ScramKeys, ScramServer, ScramVerifier, Secret,
 };
 use causeway_protocol::{scan::body, sqlstate, HEADER_LEN};
 
+use super::access::{Access, Method};
 use super::client::Client;
 
 /// Auth messages are small; anything larger is refused.
@@ -32,23 +36,34 @@ pub enum Outcome {
 
 pub async fn authenticate(
     client: &mut Client,
-    auth_type: AuthType,
+    access: Access,
     user: &str,
     secret: Option<&Secret>,
 ) -> Outcome {
     let none = Credentials::default();
-    let result = match auth_type {
-        AuthType::Trust => Ok(none),
-        AuthType::Plain => cleartext(client, user, secret).await.map(|p| Credentials {
-            password: Some(p),
-            scram_keys: None,
-        }),
-        AuthType::Md5 => match secret {
-            // As PgBouncer: md5 switches to SCRAM when the stored secret is SCRAM.
-            Some(Secret::Scram(_)) => scram(client, secret).await,
-            _ => md5(client, user, secret).await.map(|_| none),
+    let result = match check_certificate(client, access.clientcert, user) {
+        Err(f) => Err(f),
+        Ok(()) => match access.method {
+            Method::Trust => Ok(none),
+            Method::Password => cleartext(client, user, secret).await.map(|p| Credentials {
+                password: Some(p),
+                scram_keys: None,
+            }),
+            Method::Md5 => match secret {
+                // As PgBouncer: md5 switches to SCRAM when the stored secret is SCRAM.
+                Some(Secret::Scram(_)) => scram(client, secret).await,
+                _ => md5(client, user, secret).await.map(|_| none),
+            },
+            Method::ScramSha256 => scram(client, secret).await,
+            // The certificate was checked above (clientcert = verify-full).
+            Method::Cert => Ok(none),
+            Method::Peer => match client.stream.unix_peer_user() {
+                Some(os_user) if os_user == user => Ok(none),
+                Some(_) | None => Err(Failure::Denied(format!(
+                    "peer authentication failed for user \"{user}\""
+                ))),
+            },
         },
-        AuthType::ScramSha256 => scram(client, secret).await,
     };
     match result {
         Ok(creds) => {
@@ -65,6 +80,13 @@ pub async fn authenticate(
                 .await;
             Outcome::Failed
         }
+        Err(Failure::Denied(message)) => {
+            tracing::info!(user, client = %client.peer, reason = %message, "client authentication failed");
+            client
+                .fatal(sqlstate::INVALID_AUTHORIZATION, &message)
+                .await;
+            Outcome::Failed
+        }
         Err(Failure::Protocol(reason)) => {
             client.fatal(sqlstate::PROTOCOL_VIOLATION, &reason).await;
             Outcome::Failed
@@ -73,8 +95,39 @@ pub async fn authenticate(
     }
 }
 
+/// clientcert=verify-ca: a certificate (verified against
+/// client_tls_ca_file during the handshake) must have been presented;
+/// verify-full (and `cert`): its CommonName must be the user name.
+fn check_certificate(
+    client: &Client,
+    demand: Option<ClientCert>,
+    user: &str,
+) -> Result<(), Failure> {
+    let Some(demand) = demand else {
+        return Ok(());
+    };
+    let Some(der) = client.stream.peer_certificate() else {
+        return Err(Failure::Denied(
+            "connection requires a valid client certificate".into(),
+        ));
+    };
+    if demand == ClientCert::VerifyFull {
+        let cn = causeway_net::subject_common_name(der);
+        if cn.as_deref() != Some(user) {
+            tracing::info!(user, client = %client.peer, certificate_cn = ?cn, "certificate CommonName is not the user name");
+            return Err(Failure::Denied(format!(
+                "certificate authentication failed for user \"{user}\""
+            )));
+        }
+    }
+    Ok(())
+}
+
 enum Failure {
+    /// Wrong password (28P01).
     Refused(&'static str),
+    /// Certificate or peer mismatch (28000), with PostgreSQL's message.
+    Denied(String),
     Protocol(String),
     Gone,
 }
@@ -160,15 +213,18 @@ async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<Credentia
             [u8; 16],
         >())),
     };
-    m::write_auth_sasl(&mut client.out, &[m::SCRAM_SHA_256]);
+    // Over TLS, SCRAM-SHA-256-PLUS is offered too, bound to the hash of
+    // the certificate this connection's handshake used.
+    if let Some(end_point) = client.stream.end_point() {
+        server.offer_channel_binding(end_point.0.clone());
+    }
+    m::write_auth_sasl(&mut client.out, server.mechanisms());
     let frame = exchange(client).await?;
     let (mech, data) = m::parse_sasl_initial_response(body(&frame))
         .map_err(|e| Failure::Protocol(e.to_string()))?;
-    if mech != m::SCRAM_SHA_256 {
-        return Err(Failure::Protocol(format!(
-            "unsupported SASL mechanism {mech:?}"
-        )));
-    }
+    server
+        .select(mech)
+        .map_err(|e| Failure::Protocol(format!("unsupported SASL mechanism {mech:?}: {e}")))?;
     let first = server.handle_client_first(data).map_err(scram_failure)?;
     m::write_auth_sasl_continue(&mut client.out, &first);
     let frame = exchange(client).await?;

@@ -1,21 +1,21 @@
-//! The client side of a session: its socket, the bytes it sent that are
-//! not yet forwarded, and a buffer for messages Causeway writes itself.
+//! The client side of a session: its stream (TCP, unix socket or TLS), the
+//! bytes it sent that are not yet forwarded, and a buffer for messages
+//! Causeway writes itself.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
+use causeway_net::{PeerAddr, Stream};
 use causeway_protocol::backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
 use crate::bufpool;
 
 pub struct Client {
-    pub stream: TcpStream,
-    pub peer: SocketAddr,
+    pub stream: Stream,
+    pub peer: PeerAddr,
     /// Bytes received and not yet consumed.
     pub buf: BytesMut,
     /// Messages Causeway builds (errors, welcome); flushed with `flush`.
@@ -23,7 +23,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(stream: Stream, peer: PeerAddr) -> Self {
         Client {
             stream,
             peer,
@@ -47,7 +47,8 @@ impl Client {
         // short read as "socket drained" and clears the readiness, which
         // saves the pump a recv that would only say EAGAIN (one syscall per
         // transaction). Pending leaves a no-op waker, replaced by the next
-        // real wait.
+        // real wait. With TLS, plaintext the TLS layer keeps after this read
+        // makes the next `readable()` return at once (`Stream::readable`).
         let mut cx = Context::from_waker(Waker::noop());
         match poll_read_buf(Pin::new(&mut self.stream), &mut cx, &mut self.buf) {
             Poll::Ready(Ok(n)) => Ok(Some(n)),
@@ -72,12 +73,13 @@ impl Client {
         }
     }
 
+    /// Writes `out` and flushes it through the TLS layer, if any.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
             self.stream.write_all(&self.out).await?;
             self.out.clear();
         }
-        Ok(())
+        self.stream.flush().await
     }
 
     /// Sends an ErrorResponse (FATAL) and flushes; the caller then closes.

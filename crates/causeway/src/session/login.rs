@@ -6,6 +6,7 @@ use causeway_config::{Config, PoolMode};
 use causeway_pool::{ParamSet, Pool};
 use causeway_protocol::{backend, sqlstate};
 
+use super::access::{self, Method};
 use super::client::Client;
 use super::startup::{self, StartupInfo};
 use super::{auth, auth_query, params, Credentials};
@@ -52,9 +53,10 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
             return None;
         };
         let secrets = app.secrets();
-        return match auth::authenticate(client, cfg.auth_type, &info.user, secrets.get(&info.user))
+        let access = access::decide(app, cfg, client, &info.database, &info.user)
             .await
-        {
+            .ok()?;
+        return match auth::authenticate(client, access, &info.user, secrets.get(&info.user)).await {
             auth::Outcome::Ok(_) => Some(Login::Admin(role)),
             auth::Outcome::Failed => None,
         };
@@ -72,12 +74,18 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         return None;
     };
     let secrets = app.secrets();
-    // The auth_file first; auth_query for users it does not list.
+    let access = access::decide(app, cfg, client, &info.database, &info.user)
+        .await
+        .ok()?;
+    // The auth_file first; auth_query for users it does not list (only
+    // methods that check a password need one).
+    let needs_secret = matches!(
+        access.method,
+        Method::Md5 | Method::ScramSha256 | Method::Password
+    );
     let looked_up = match secrets.get(&info.user) {
         Some(_) => None,
-        None if cfg.auth_type != causeway_config::AuthType::Trust => {
-            auth_query::lookup(app, cfg, &db, &info.user).await
-        }
+        None if needs_secret => auth_query::lookup(app, cfg, &db, &info.user).await,
         None => None,
     };
     let secret = secrets.get(&info.user).or(looked_up.as_ref());
@@ -90,7 +98,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
             .await;
         return None;
     }
-    let creds = match auth::authenticate(client, cfg.auth_type, &info.user, secret).await {
+    let creds = match auth::authenticate(client, access, &info.user, secret).await {
         auth::Outcome::Ok(creds) => creds,
         auth::Outcome::Failed => return None,
     };

@@ -10,6 +10,7 @@
 //! goes back to the pool at the end of the transaction/statement, in
 //! session mode when the client leaves.
 
+mod access;
 mod active;
 mod auth;
 mod auth_query;
@@ -22,18 +23,18 @@ mod params;
 mod plan;
 pub(crate) mod prepared;
 mod pump;
+mod secure;
 mod startup;
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_config::{Config, PoolMode};
+use causeway_net::{PeerAddr, Stream};
 use causeway_pool::{ParamSet, Pool, ServerConn};
 use causeway_protocol::sqlstate;
 use causeway_routing::{Classifier, RouteOverride};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::app::{App, UserPermit};
@@ -115,13 +116,12 @@ struct Session {
 }
 
 /// Serves one client connection from accept to close.
-pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
     let cfg = app.config();
-    let _ = stream.set_nodelay(true);
     let mut client = Client::new(stream, peer);
     let Some(_permit) = app.admit_client() else {
         if cfg.log_pooler_errors {
-            tracing::warn!(client = %peer, "max_client_conn reached, refusing client");
+            tracing::warn!(client = %client.peer, "max_client_conn reached, refusing client");
         }
         client
             .fatal(
@@ -158,8 +158,11 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
         u64::from(l.key.pid as u32),
         &l.user,
         &l.db.name,
-        client.peer,
-        client.stream.local_addr().ok(),
+        crate::clients::Connection {
+            addr: client.peer.clone(),
+            local_addr: client.stream.local_addr(),
+            tls: client.stream.tls_description(),
+        },
         &app_name,
     );
     let split = l.db.splits() && l.mode != PoolMode::Session;

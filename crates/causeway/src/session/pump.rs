@@ -332,8 +332,19 @@ impl Flow {
                     Poll::Pending => {}
                 }
             }
+            // TLS may hold written bytes until flushed (a no-op on plain
+            // sockets); a pending flush is woken by socket writability.
+            let client_flushed = match Pin::new(&mut client.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(_)) => return Poll::Ready(End::ClientGone),
+                Poll::Pending => false,
+            };
+            if let Poll::Ready(Err(_)) = Pin::new(&mut conn.stream).poll_flush(cx) {
+                return Poll::Ready(self.server_gone());
+            }
             if self.release_seen
                 && self.s_ready == 0
+                && client_flushed
                 && self.server_idle()
                 && (self.mode != PoolMode::Session || self.stop_when_idle)
             {

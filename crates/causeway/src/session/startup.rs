@@ -1,11 +1,12 @@
-//! The Startup state: answer SSL/GSSENC requests, forward cancel requests,
-//! and read the StartupMessage into a [`StartupInfo`].
+//! The Startup state: answer SSL/GSSENC requests (TLS in [`super::secure`]),
+//! forward cancel requests, and read the StartupMessage into a
+//! [`StartupInfo`].
 
 use causeway_protocol::startup::{self, StartupPacket};
 use causeway_protocol::{backend, sqlstate};
-use tokio::io::AsyncWriteExt;
 
 use super::client::Client;
+use super::secure;
 use crate::app::App;
 
 /// What the client asked for at startup.
@@ -26,6 +27,10 @@ pub enum Outcome {
 }
 
 pub async fn negotiate(client: &mut Client, app: &App) -> Outcome {
+    let tls = app.security.client_tls();
+    if secure::direct(client, &tls).await.is_err() {
+        return Outcome::Done;
+    }
     loop {
         let len = loop {
             match startup::packet_len(&client.buf) {
@@ -48,9 +53,14 @@ pub async fn negotiate(client: &mut Client, app: &App) -> Outcome {
         };
         let packet = client.buf.split_to(len);
         match startup::parse(&packet) {
-            Ok(StartupPacket::Ssl) | Ok(StartupPacket::GssEnc) => {
-                // Not offered yet: 'N' lets libpq's sslmode=prefer go on in clear.
-                if client.stream.write_all(b"N").await.is_err() {
+            Ok(StartupPacket::Ssl) => {
+                if secure::ssl_request(client, &tls).await.is_err() {
+                    return Outcome::Done;
+                }
+            }
+            Ok(StartupPacket::GssEnc) => {
+                // Not offered: 'N' lets libpq go on (in TLS or clear).
+                if secure::gssenc_request(client).await.is_err() {
                     return Outcome::Done;
                 }
             }
@@ -67,6 +77,9 @@ pub async fn negotiate(client: &mut Client, app: &App) -> Outcome {
                 params,
                 unknown_options,
             }) => {
+                if secure::refuse_plaintext(client, &tls).await {
+                    return Outcome::Refused;
+                }
                 if minor > 0 || !unknown_options.is_empty() {
                     backend::write_negotiate_protocol_version(&mut client.out, 0, &unknown_options);
                 }
