@@ -5,6 +5,7 @@
 pub mod causeway;
 pub mod cluster;
 pub mod frames;
+pub mod raw;
 pub mod wait;
 pub mod writer;
 

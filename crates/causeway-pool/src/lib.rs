@@ -10,6 +10,7 @@ mod cancel;
 mod error;
 mod info;
 mod limits;
+mod liveness;
 mod params;
 mod pool;
 mod server;

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use crate::error::{PoolError, ServerError};
 use crate::info::{ServerInfo, ServerState};
 use crate::limits::Limit;
+use crate::liveness;
 use crate::params::ParamSet;
 use crate::server::{Login, ServerConn};
 use crate::settings::PoolSettings;
@@ -33,7 +34,7 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     key: PoolKey,
     login: RwLock<Login>,
     settings: RwLock<PoolSettings>,
@@ -43,7 +44,8 @@ struct Inner {
     /// ParameterStatus values of the first successful login: what a new
     /// client is told in its welcome.
     welcome: Mutex<Option<Arc<ParamSet>>>,
-    /// The last refused login, to stop retrying before server_login_retry.
+    /// The last failed connection attempt (refused or timed out), to stop
+    /// retrying before server_login_retry.
     login_failure: Mutex<Option<(Instant, ServerError)>>,
     /// RECONNECT bumps this; connections from an older epoch are closed
     /// instead of being reused.
@@ -60,6 +62,10 @@ struct State {
     open: u32,
     next_waiter: u64,
     closed: bool,
+    /// The idle watcher's waker (see liveness.rs), registered on every
+    /// idle connection's socket; `watching` once the task is spawned.
+    watcher: Option<std::task::Waker>,
+    watching: bool,
 }
 
 struct Waiter {
@@ -239,6 +245,10 @@ impl Pool {
     /// Runs server_check_query on a connection idle longer than
     /// server_check_delay; None if it failed (the connection is closed).
     async fn check(&self, mut conn: ServerConn) -> Option<ServerConn> {
+        if liveness::gone(&conn) {
+            tracing::info!(pool = ?self.inner.key, id = conn.id, pid = conn.cancel.pid, "idle server connection closed by the server; not lent");
+            return None;
+        }
         let (delay, query) = {
             let s = self.inner.settings.read();
             (s.server_check_delay, s.server_check_query.clone())
@@ -307,7 +317,7 @@ impl Pool {
         {
             Ok(c) => c,
             Err(e) => {
-                if e.is_login_refusal() {
+                if e.throttles() {
                     *self.inner.login_failure.lock() = Some((Instant::now(), e.clone()));
                 }
                 tracing::warn!(pool = ?self.inner.key, error = %e, "server connection failed");
@@ -367,6 +377,18 @@ impl Pool {
                 Ok(()) => return,
                 Err(Grant::Conn(c)) => conn = c,
                 Err(Grant::Slot(_)) => unreachable!("sent a connection"),
+            }
+        }
+        if let Some(w) = &st.watcher {
+            // The watcher hears of this socket from now on.
+            if liveness::gone_or_register(&conn.stream, &mut std::task::Context::from_waker(w)) {
+                drop(st);
+                return; // dropping it frees its slot
+            }
+        } else if !st.watching {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                st.watching = true;
+                rt.spawn(liveness::watch(Arc::downgrade(&self.inner)));
             }
         }
         st.idle.push(conn);
@@ -460,13 +482,25 @@ impl Pool {
 
     /// Stops the pool: waiters get an error, idle connections close.
     pub fn close(&self) {
-        let waiters = {
+        let (waiters, watcher) = {
             let mut st = self.inner.state.lock();
             st.closed = true;
-            std::mem::take(&mut st.waiters)
+            (std::mem::take(&mut st.waiters), st.watcher.take())
         };
         drop(waiters);
+        if let Some(w) = watcher {
+            w.wake(); // it sees the pool closed and ends
+        }
         self.drain_idle();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The watcher holds only a weak reference: wake it to end.
+        if let Some(w) = self.state.get_mut().watcher.take() {
+            w.wake();
+        }
     }
 }
 
@@ -477,6 +511,35 @@ enum Step {
 }
 
 impl Inner {
+    pub(crate) fn key(&self) -> &PoolKey {
+        &self.key
+    }
+
+    /// The watcher's turn: registers `cx` on every idle socket and takes
+    /// out the connections whose backend went away (to be dropped by the
+    /// caller, outside the lock). None once the pool is closed.
+    pub(crate) fn sweep_idle(&self, cx: &mut std::task::Context<'_>) -> Option<Vec<ServerConn>> {
+        let mut st = self.state.lock();
+        if st.closed {
+            st.watcher = None;
+            return None;
+        }
+        if !st.watcher.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.watcher = Some(cx.waker().clone());
+        }
+        let mut dead = Vec::new();
+        // Keeps the idle list's order (LIFO lending).
+        let idle = std::mem::take(&mut st.idle);
+        for c in idle {
+            if liveness::gone_or_register(&c.stream, cx) {
+                dead.push(c);
+            } else {
+                st.idle.push(c);
+            }
+        }
+        Some(dead)
+    }
+
     fn enqueue(&self, st: &mut State) -> (u64, oneshot::Receiver<Grant>) {
         let (tx, rx) = oneshot::channel();
         st.next_waiter += 1;

@@ -11,7 +11,7 @@ use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionV
 
 use super::consistency::Floor;
 use super::pump::{Flow, RetryCause, Timeouts};
-use super::{params, secs, sleep_or_forever, Attached, Retry, Session, State};
+use super::{secs, sleep_or_forever, Attached, Retry, Session, State};
 use crate::app::Phase;
 
 impl Session {
@@ -304,23 +304,10 @@ impl Session {
                 }
             }
         };
-        let mut conn = conn;
-        match params::sync(&mut self.params, &mut conn).await {
-            Ok(news) => {
-                for (k, v) in news {
-                    backend::write_parameter_status(&mut self.client.out, &k, &v);
-                }
-            }
-            Err(e) => {
-                self.client
-                    .fatal(
-                        e.sqlstate(),
-                        &format!("could not apply session parameters: {e}"),
-                    )
-                    .await;
-                return State::Closed("parameter sync failed");
-            }
-        }
+        let mut conn = match self.synced(conn, &pool).await {
+            Ok(c) => c,
+            Err(closed) => return closed,
+        };
         if self.client.flush().await.is_err() {
             pool.release(conn);
             return State::Closed("client closed connection");
@@ -450,7 +437,7 @@ impl Session {
     }
 
     /// Waits for a server connection, noticing a client that gives up.
-    async fn acquire(&mut self, pool: &Pool) -> Result<ServerConn, Acquire> {
+    pub(super) async fn acquire(&mut self, pool: &Pool) -> Result<ServerConn, Acquire> {
         self.info.info.waiting();
         let wait_start = std::time::Instant::now();
         let acquire = pool.acquire();
@@ -500,7 +487,7 @@ impl Session {
     }
 }
 
-enum Acquire {
+pub(super) enum Acquire {
     /// The session must end (the client left, was killed, or shutdown).
     Closed(&'static str),
     Failed(causeway_pool::PoolError),

