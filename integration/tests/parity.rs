@@ -27,18 +27,31 @@ const WAIT: Duration = Duration::from_secs(30);
 const USERS: &[(&str, &str)] = &[("app", "app_pw"), ("admin", "admin_pw")];
 
 /// Causeway in `mode` with an admin user, database `app` on the primary,
-/// plus `extra` (more database entries).
+/// `top` settings (default_pool_size 4 unless given) and `extra` (more
+/// database entries).
 async fn causeway(mode: &str, top: &str, extra: &str) -> Cw {
+    start_cw(USERS, &toml(mode, top, extra).await).await
+}
+
+async fn toml(mode: &str, top: &str, extra: &str) -> String {
     let c = cluster().await;
-    start_cw(
-        USERS,
-        &(base_toml(
-            mode,
-            &format!("admin_users = [\"admin\"]\ndefault_pool_size = 4\n{top}"),
-        ) + &db_entry(c, "app", "")
-            + extra),
-    )
-    .await
+    let pool = if top.contains("default_pool_size") {
+        ""
+    } else {
+        "default_pool_size = 4"
+    };
+    base_toml(mode, &format!("admin_users = [\"admin\"]\n{pool}\n{top}"))
+        + &db_entry(c, "app", "")
+        + extra
+}
+
+/// The same with trust authentication, for raw protocol clients
+/// ([`Raw::login`]: user and database `app`).
+async fn causeway_trust(mode: &str, top: &str) -> Cw {
+    let t = toml(mode, top, "")
+        .await
+        .replace("auth_type = \"scram-sha-256\"", "auth_type = \"trust\"");
+    start_cw(USERS, &t).await
 }
 
 async fn pid(c: &Client) -> i32 {
@@ -283,4 +296,114 @@ async fn garbage_before_startup_closes_silently() {
     let app = cw.app().await;
     assert_eq!(simple_one(&app, "SELECT 1").await.unwrap(), "1");
     cw.stop().await;
+}
+
+// -------------------------------- 3: re-prepared after a schema change
+
+/// Runs `stmt` (prepared earlier) and returns its first column as text,
+/// or the SQLSTATE it failed with.
+async fn run_prepared(c: &Client, stmt: &tokio_postgres::Statement) -> Result<String, String> {
+    match c.query(stmt, &[]).await {
+        Ok(rows) => Ok(rows
+            .first()
+            .map(|r| match r.try_get::<_, String>(0) {
+                Ok(s) => s,
+                Err(_) => r.get::<_, i32>(0).to_string(),
+            })
+            .unwrap_or_default()),
+        Err(e) => Err(code(&e).unwrap_or_else(|| format!("{e}"))),
+    }
+}
+
+/// After `ALTER TABLE ... TYPE`, a statement prepared before fails with
+/// 0A000 (as directly), and a new Parse of the same text, by the same
+/// client or a brand-new one, is really parsed and runs: the outdated
+/// server statement is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_reprepared_after_schema_change_is_reparsed() {
+    let c = cluster().await;
+    let cw = causeway("transaction", "default_pool_size = 1", "").await;
+    for (via, table) in [
+        ("direct", "parity_alter_direct"),
+        ("causeway", "parity_alter_cw"),
+    ] {
+        psql_primary(&format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (a int); INSERT INTO {table} VALUES (7); GRANT ALL ON {table} TO app;"
+        ))
+        .await;
+        let connect = || async {
+            match via {
+                "direct" => connect_str(&c.primary().conn_str("app", Some("app_pw"), "app"))
+                    .await
+                    .unwrap(),
+                _ => cw.app().await,
+            }
+        };
+        let a = connect().await;
+        let sql = format!("SELECT a FROM {table}");
+        let old = a.prepare(&sql).await.unwrap();
+        assert_eq!(run_prepared(&a, &old).await, Ok("7".into()), "{via}");
+        psql_primary(&format!("ALTER TABLE {table} ALTER a TYPE text")).await;
+        assert_eq!(
+            run_prepared(&a, &old).await,
+            Err("0A000".into()),
+            "{via}: prepared before"
+        );
+        let new = a.prepare(&sql).await.unwrap();
+        assert_eq!(
+            run_prepared(&a, &new).await,
+            Ok("7".into()),
+            "{via}: re-prepared"
+        );
+        let b = connect().await;
+        let fresh = b.prepare(&sql).await.unwrap();
+        assert_eq!(
+            run_prepared(&b, &fresh).await,
+            Ok("7".into()),
+            "{via}: new client"
+        );
+        assert_eq!(
+            run_prepared(&a, &old).await,
+            Err("0A000".into()),
+            "{via}: still outdated"
+        );
+    }
+    cw.stop().await;
+}
+
+// --------------------------------- 5: errors inside an unsynced pipeline
+
+/// An error for extended-protocol requests reaches the client at its
+/// Flush or Sync (the protocol promises nothing earlier): a client that
+/// flushes gets the error without a ReadyForQuery, one that syncs gets both,
+/// and the session goes on. psycopg's error-on-commit pattern, which
+/// depends on this, runs 300 times in the driver tests (drivers.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_errors_arrive_at_flush_or_sync() {
+    for mode in ["session", "transaction"] {
+        let cw = causeway_trust(mode, "").await;
+        let mut r = Raw::login(&cw).await;
+        let mut batch = Vec::new();
+        batch.extend(pbe("SELECT 1/0", &[]));
+        batch.extend(pbe("SELECT 2", &[]));
+        batch.extend(flush());
+        r.send(&batch).await;
+        let mut got = Vec::new();
+        while got.last().map(|(t, _): &(u8, Vec<u8>)| *t) != Some(b'E') {
+            got.push(r.recv().await.expect("replies up to the error at Flush"));
+        }
+        // ParseComplete, then the error (1/0 is folded at Bind); no
+        // ReadyForQuery before the Sync.
+        assert_eq!(tags(&got), "1E", "{mode}");
+        assert_eq!(field(&got[1].1, b'C'), "22012", "{mode}");
+        r.send(&sync()).await;
+        let msgs = r.until_ready().await;
+        assert_eq!(
+            tags(&msgs),
+            "Z",
+            "{mode}: the skipped SELECT 2 answers nothing"
+        );
+        assert_eq!(r.simple("SELECT 3").await.0, vec!["3"], "{mode}");
+        cw.stop().await;
+    }
 }

@@ -149,6 +149,10 @@ pub struct Flow {
     /// Read the client until this many bytes are buffered (a Parse that
     /// must be seen whole).
     c_need: usize,
+    /// The client sent extended-protocol requests and no Sync or Flush
+    /// after them yet: an error for them is held until it does (see
+    /// [`Flow::holds_error`]).
+    unflushed: bool,
 }
 
 #[derive(Default)]
@@ -196,6 +200,7 @@ impl Flow {
             local: Local::default(),
             prep,
             c_need: 0,
+            unflushed: false,
         }
     }
 
@@ -255,6 +260,20 @@ impl Flow {
             self.expected = 0;
             self.kinds = 0;
         }
+    }
+
+    /// An ErrorResponse for extended-protocol requests the client has not
+    /// yet followed by a Sync or Flush waits until it does. PostgreSQL
+    /// flushes errors at once, but the protocol promises output only at
+    /// Sync or Flush, and an error arriving while the client is still
+    /// sending its pipeline is what makes psycopg's pipeline mode raise
+    /// `PipelineAborted` from `rollback()` after an error on `commit()`
+    /// (it happens directly against PostgreSQL too). Held, the error comes
+    /// with the ReadyForQuery of the Sync, as psycopg expects. Not during
+    /// COPY FROM STDIN (the client must learn of a failed COPY while it is
+    /// still sending data).
+    fn holds_error(&self) -> bool {
+        self.expected == 0 && self.unflushed && !self.copy_in
     }
 
     /// Bytes from the server that are checked and not yet sent to the client.
@@ -458,11 +477,15 @@ impl Flow {
             if self.prep.out.len() >= HIGH_WATER {
                 return Ok(());
             }
+            let new_message = self.c_scan.at_boundary();
             match self
                 .c_scan
                 .step(&client.buf[self.c_ready..], self.max_packet, interest)?
             {
                 Step::Pass(n) => {
+                    // A message nobody looks at (Bind, Execute, ... when
+                    // untracked; CopyData) starts: a request awaiting Sync.
+                    self.unflushed |= new_message && !self.copy_in;
                     if self.prep.out.is_empty() {
                         self.c_ready += n;
                     } else {
@@ -502,11 +525,13 @@ impl Flow {
                 }
                 // The server ignores Syncs during COPY FROM STDIN.
                 Step::Header { tag: b'S', .. } if self.copy_in => {}
+                Step::Header { tag: b'H', .. } => self.unflushed = false,
                 Step::Header {
                     tag: tag @ (b'P' | b'B' | b'D' | b'C' | b'E'),
                     len,
                 } => {
                     let total = len + 1;
+                    self.unflushed = true;
                     let action = self.prep.client(
                         tag,
                         &client.buf[self.c_ready..],
@@ -542,6 +567,7 @@ impl Flow {
                 }
                 Step::Header { tag, .. } => {
                     // Query, Sync or FunctionCall: the server owes a ReadyForQuery.
+                    self.unflushed = false;
                     if track {
                         self.prep.marker(tag);
                     }
@@ -607,10 +633,11 @@ impl Flow {
                 Step::Whole { tag, frame } => {
                     let mut len = frame.len();
                     if tag == b'E' {
-                        if let Ok(f) = backend::parse_error_fields(body(frame)) {
-                            if f.severity == "FATAL" || f.severity == "PANIC" {
-                                conn.broken = true;
-                            }
+                        let fatal = backend::parse_error_fields(body(frame))
+                            .is_ok_and(|f| f.severity == "FATAL" || f.severity == "PANIC");
+                        conn.broken |= fatal;
+                        if !fatal && self.holds_error() {
+                            return Ok(());
                         }
                     }
                     if self.prep.on {
@@ -809,7 +836,7 @@ fn note_parameter(b: &[u8], conn: &mut ServerConn, params: &mut ParamSet) -> Res
 
 fn client_interest(tag: u8) -> Interest {
     match tag {
-        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' => Interest::Header,
+        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' => Interest::Header,
         _ => Interest::Pass,
     }
 }
@@ -817,7 +844,7 @@ fn client_interest(tag: u8) -> Interest {
 /// With prepared statements tracked: also the requests that get a reply.
 fn client_interest_tracked(tag: u8) -> Interest {
     match tag {
-        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'P' | b'B' | b'D' | b'C' | b'E' => {
+        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' | b'P' | b'B' | b'D' | b'C' | b'E' => {
             Interest::Header
         }
         _ => Interest::Pass,
