@@ -192,12 +192,12 @@ async fn server_login_errors_pass_through_and_are_not_cached() {
     let cw = causeway("transaction", "server_login_retry = 60", &extra).await;
     let direct_err = connect_str(&c.primary().conn_str("app", Some("app_pw"), "parity_later"))
         .await
-        .err()
-        .expect("no such database directly");
+        .map(drop)
+        .expect_err("no such database directly");
     let direct_pw = connect_str(&c.primary().conn_str("app", Some("not_the_password"), "app"))
         .await
-        .err()
-        .expect("wrong password directly");
+        .map(drop)
+        .expect_err("wrong password directly");
     for _ in 0..2 {
         let e = cw
             .connect("app", Some("app_pw"), "later")
@@ -405,5 +405,152 @@ async fn pipeline_errors_arrive_at_flush_or_sync() {
         );
         assert_eq!(r.simple("SELECT 3").await.0, vec!["3"], "{mode}");
         cw.stop().await;
+    }
+}
+
+// ------------------------------------- 7: session mode's real backend pid
+
+/// Session mode: BackendKeyData carries the server's real pid (what
+/// `pg_backend_pid()` says), a CancelRequest with it (and Causeway's own
+/// secret) cancels the client's query, and `pg_terminate_backend(
+/// pg_backend_pid())` ends this client's session only, as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_tells_the_real_backend_pid() {
+    let cw = causeway_trust("session", "").await;
+    let mut a = Raw::login(&cw).await;
+    let mut b = Raw::login(&cw).await;
+    let pid: i32 = a.simple("SELECT pg_backend_pid()").await.0[0]
+        .parse()
+        .unwrap();
+    assert_eq!(a.key.0, pid, "BackendKeyData pid");
+    assert_ne!(b.key.0, pid);
+
+    // Cancel with the key the client was given.
+    a.send(&query("SELECT pg_sleep(30)")).await;
+    let direct = direct(cluster().await).await;
+    eventually(WAIT, "pg_sleep running", || {
+        let d = &direct;
+        async move { count_backends(d, &format!("pid = {pid} AND state = 'active'")).await == 1 }
+    })
+    .await;
+    let mut cancel = Vec::new();
+    cancel.extend_from_slice(&16i32.to_be_bytes());
+    cancel.extend_from_slice(&80877102i32.to_be_bytes());
+    cancel.extend_from_slice(&a.key.0.to_be_bytes());
+    cancel.extend_from_slice(&a.key.1);
+    reply_to(cw.port(), &cancel).await;
+    let msgs = a.until_ready().await;
+    assert_eq!(errors(&msgs), vec!["57014"]);
+
+    // Terminating "my" backend ends my session, nobody else's.
+    a.send(&query("SELECT pg_terminate_backend(pg_backend_pid())"))
+        .await;
+    let mut last = None;
+    while let Some(m) = a.recv().await {
+        last = Some(m);
+    }
+    let (t, body) = last.expect("an error before EOF");
+    assert_eq!((t, field(&body, b'C')), (b'E', "57P01".into()));
+    assert_eq!(b.simple("SELECT 1").await.0, vec!["1"]);
+    cw.stop().await;
+}
+
+// ------------------------------- 8: parameters in the server's spelling
+
+/// client_encoding is reported as the server spells it (`utf8` -> `UTF8`)
+/// in every mode; in session mode every startup value is (DateStyle
+/// `iso` -> `ISO, MDY`), and a value the server refuses fails the login
+/// with the server's error, as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_parameters_reported_as_the_server_spells_them() {
+    for mode in ["session", "transaction"] {
+        let cw = causeway_trust(mode, "").await;
+        let r = Raw::login_with(
+            &cw,
+            V3_0,
+            &[("client_encoding", "utf8"), ("DateStyle", "iso")],
+        )
+        .await;
+        assert_eq!(
+            r.reported("client_encoding").as_deref(),
+            Some("UTF8"),
+            "{mode}"
+        );
+        if mode == "session" {
+            assert_eq!(
+                r.reported("DateStyle").as_deref(),
+                Some("ISO, MDY"),
+                "{mode}"
+            );
+            let e = Raw::login_at(
+                cw.port(),
+                V3_0,
+                &[
+                    ("user", "app"),
+                    ("database", "app"),
+                    ("DateStyle", "nonsense"),
+                ],
+            )
+            .await
+            .err()
+            .expect("refused");
+            let code = e.iter().find(|(k, _)| *k == b'C').map(|(_, v)| v.as_str());
+            assert_eq!(code, Some("22023"), "{e:?}");
+        }
+        cw.stop().await;
+    }
+}
+
+// -------------------------------- 9: RESET restores the startup values
+
+/// RESET x, RESET ALL and DISCARD ALL restore what the client asked for at
+/// startup, not the pooled connection's own startup values, in every pool
+/// mode; values set after startup are reset as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_restores_the_clients_startup_values() {
+    let c = cluster().await;
+    for via in ["direct", "session", "transaction"] {
+        let cw = match via {
+            "direct" => None,
+            mode => Some(causeway(mode, "", "").await),
+        };
+        let base = match &cw {
+            None => c.primary().conn_str("app", Some("app_pw"), "app"),
+            Some(cw) => cw.conn_str("app", Some("app_pw"), "app"),
+        };
+        let client = connect_str(&format!(
+            "{base} application_name=parity_reset options='-c DateStyle=German -c TimeZone=Asia/Tokyo -c search_path=pg_catalog,public'"
+        ))
+        .await
+        .unwrap();
+        let show = |what: &'static str| {
+            let client = &client;
+            async move { simple_one(client, &format!("SHOW {what}")).await.unwrap() }
+        };
+        client
+            .batch_execute("SET DateStyle = 'SQL, DMY'; SET TimeZone = 'UTC'")
+            .await
+            .unwrap();
+        client.batch_execute("RESET DateStyle").await.unwrap();
+        assert_eq!(show("DateStyle").await, "German, DMY", "{via}: RESET x");
+        assert_eq!(show("TimeZone").await, "UTC", "{via}: not reset");
+        client
+            .batch_execute(
+                "SET application_name = 'other'; SET search_path = public; SET work_mem = '7MB'",
+            )
+            .await
+            .unwrap();
+        client.batch_execute("RESET ALL").await.unwrap();
+        assert_eq!(show("TimeZone").await, "Asia/Tokyo", "{via}: RESET ALL");
+        assert_eq!(show("application_name").await, "parity_reset", "{via}");
+        assert_eq!(show("search_path").await, "pg_catalog,public", "{via}");
+        assert_eq!(show("work_mem").await, "4MB", "{via}: not a startup value");
+        client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+        client.batch_execute("DISCARD ALL").await.unwrap();
+        assert_eq!(show("TimeZone").await, "Asia/Tokyo", "{via}: DISCARD ALL");
+        drop(client);
+        if let Some(cw) = cw {
+            cw.stop().await;
+        }
     }
 }

@@ -10,21 +10,34 @@ use crate::app::Phase;
 
 impl Session {
     pub(super) async fn active(&mut self, mut att: Attached) -> State {
-        let end = loop {
-            let Attached { conn, flow, .. } = &mut att;
+        att.flow.restores = !self.startup.is_empty();
+        loop {
+            let end = self.pump(&mut att).await;
+            if let End::Restore = end {
+                if let Err(closed) = self.restore_startup(&mut att).await {
+                    self.detach(att, false).await;
+                    return closed;
+                }
+                continue;
+            }
+            return self.ended(att, end).await;
+        }
+    }
+
+    /// Runs the flow until it ends or the session is interrupted (KILL,
+    /// shutdown).
+    async fn pump(&mut self, att: &mut Attached) -> End {
+        loop {
+            let Attached { conn, flow, .. } = &mut *att;
             tokio::select! {
-                end = flow.run(&mut self.client, conn, &mut self.params, &mut self.timer) => break end,
+                end = flow.run(&mut self.client, conn, &mut self.params, &mut self.timer) => return end,
                 _ = self.info.info.wake.notified() => {
                     if self.info.info.is_killed() {
-                        self.detach(att, false).await;
-                        self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator").await;
-                        return State::Closed("killed");
+                        return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator", "killed");
                     }
                     let phase = self.app.phase();
                     if phase == Phase::Stopping || (phase == Phase::Draining && flow.server_idle() && flow.server_ready() == 0) {
-                        self.detach(att, false).await;
-                        self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down").await;
-                        return State::Closed("shutdown");
+                        return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down", "shutdown");
                     }
                     if phase == Phase::Draining {
                         // Busy now: stop at the end of the transaction.
@@ -32,8 +45,19 @@ impl Session {
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// What each way of ending an attachment means for the client and the
+    /// server connection.
+    async fn ended(&mut self, mut att: Attached, end: End) -> State {
         match end {
+            End::Interrupted(code, message, reason) => {
+                self.detach(att, false).await;
+                self.client.fatal(code, message).await;
+                State::Closed(reason)
+            }
+            End::Restore => unreachable!("handled by active()"),
             End::Release => {
                 self.retry = Retry::default();
                 self.detach(att, true).await;
@@ -69,9 +93,15 @@ impl Session {
                     let ready = att.flow.server_ready();
                     let pending = att.conn.buf.split_to(ready);
                     self.client.out.extend_from_slice(&pending);
-                    self.client
-                        .fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the current transaction (if any) did not commit")
-                        .await;
+                    if att.flow.fatal_seen {
+                        // The server said why (57P01 terminated, ...): the
+                        // client hears that, as directly, and nothing more.
+                        let _ = self.client.flush().await;
+                    } else {
+                        self.client
+                            .fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the current transaction (if any) did not commit")
+                            .await;
+                    }
                 }
                 tracing::warn!(client = %self.client.peer, database = %self.db.name, "server connection lost");
                 self.detach(att, false).await;

@@ -127,7 +127,26 @@ impl Session {
         }
     }
 
-    fn pool(&mut self, server: usize) -> Pool {
+    /// PAUSE: hold new work until RESUME (clients wait, none fail).
+    pub(super) async fn wait_while_paused(&mut self) -> Option<State> {
+        if *self.db.paused.borrow() {
+            let mut paused = self.db.paused.subscribe();
+            while *paused.borrow_and_update() {
+                self.info.info.waiting();
+                tokio::select! {
+                    r = paused.changed() => if r.is_err() { break },
+                    _ = self.info.info.wake.notified() => {
+                        if let Some(closed) = self.interrupted().await {
+                            return Some(closed);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub(super) fn pool(&mut self, server: usize) -> Pool {
         if let Some(p) = &self.pools[server] {
             return p.clone();
         }
@@ -145,20 +164,8 @@ impl Session {
 
     /// Routes the unit at the front of the client buffer and attaches a server.
     async fn attach(&mut self, tag: u8) -> State {
-        // PAUSE: hold new work until RESUME (clients wait, none fail).
-        if *self.db.paused.borrow() {
-            let mut paused = self.db.paused.subscribe();
-            while *paused.borrow_and_update() {
-                self.info.info.waiting();
-                tokio::select! {
-                    r = paused.changed() => if r.is_err() { break },
-                    _ = self.info.info.wake.notified() => {
-                        if let Some(closed) = self.interrupted().await {
-                            return closed;
-                        }
-                    }
-                }
-            }
+        if let Some(closed) = self.wait_while_paused().await {
+            return closed;
         }
         let (req, unit) = if self.split {
             match self.plan(tag).await {
@@ -438,6 +445,9 @@ impl Session {
 
     /// Waits for a server connection, noticing a client that gives up.
     pub(super) async fn acquire(&mut self, pool: &Pool) -> Result<ServerConn, Acquire> {
+        if let Some(conn) = self.take_welcomed(pool) {
+            return Ok(conn);
+        }
         self.info.info.waiting();
         let wait_start = std::time::Instant::now();
         let acquire = pool.acquire();

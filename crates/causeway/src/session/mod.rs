@@ -15,6 +15,7 @@ mod auth;
 mod auth_query;
 mod client;
 mod consistency;
+mod encoding;
 mod idle;
 mod local;
 mod login;
@@ -22,7 +23,9 @@ mod params;
 mod plan;
 pub(crate) mod prepared;
 mod pump;
+mod reset;
 mod startup;
+mod welcome;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -112,6 +115,12 @@ struct Session {
     ryw: consistency::Ryw,
     /// Named prepared statements (lent to the flow while attached).
     prep: Option<Box<prepared::Prep>>,
+    /// The client's startup parameters (ignored ones and `causeway.*`
+    /// left out): what RESET restores.
+    startup: Vec<(String, String)>,
+    /// Session mode: the server acquired for the welcome, until the first
+    /// request attaches it.
+    welcomed: Option<(ServerConn, Pool)>,
 }
 
 /// Serves one client connection from accept to close.
@@ -155,7 +164,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     };
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
     let registered = app.clients.register(
-        u64::from(l.key.pid as u32),
+        l.key.id,
         &l.user,
         &l.db.name,
         client.peer,
@@ -170,7 +179,14 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
         cfg.max_prepared_statements as usize,
         l.db.statements.clone(),
     );
+    let startup = l
+        .startup
+        .into_iter()
+        .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("causeway."))
+        .collect();
     Session {
+        startup,
+        welcomed: None,
         prep: Some(Box::new(prep)),
         ryw,
         split,
@@ -205,6 +221,11 @@ impl Session {
             return;
         }
         let mut state = State::Idle;
+        if self.mode == PoolMode::Session {
+            if let Err(closed) = self.welcome_session().await {
+                state = closed;
+            }
+        }
         let reason = loop {
             state = match state {
                 State::Idle => self.idle().await,
@@ -212,6 +233,7 @@ impl Session {
                 State::Closed(reason) => break reason,
             };
         };
+        self.release_welcomed();
         if self.cfg.log_disconnections {
             tracing::info!(client = %self.client.peer, database = %self.db.name, user = %self.user, reason, "client closed");
         }

@@ -58,6 +58,12 @@ pub enum End {
         cause: RetryCause,
         reusable: bool,
     },
+    /// RESET / DISCARD ALL ran and the server is idle: its ReadyForQuery
+    /// waits at the front of the server buffer while the session puts the
+    /// client's startup values back (see reset.rs); then the flow goes on.
+    Restore,
+    /// KILL or shutdown while attached: (SQLSTATE, message, log reason).
+    Interrupted(&'static str, &'static str, &'static str),
 }
 
 /// Why a held read is run again elsewhere.
@@ -153,6 +159,14 @@ pub struct Flow {
     /// after them yet: an error for them is held until it does (see
     /// [`Flow::holds_error`]).
     unflushed: bool,
+    /// The client has startup values for RESET to restore.
+    pub restores: bool,
+    /// A RESET or DISCARD ALL completed since the last restore.
+    reset_seen: bool,
+    /// The idle ReadyForQuery after it is held for [`End::Restore`].
+    restore_pending: bool,
+    /// The server sent a FATAL error (it is going away and has said why).
+    pub fatal_seen: bool,
 }
 
 #[derive(Default)]
@@ -201,7 +215,18 @@ impl Flow {
             prep,
             c_need: 0,
             unflushed: false,
+            restores: false,
+            reset_seen: false,
+            restore_pending: false,
+            fatal_seen: false,
         }
+    }
+
+    /// The session restored the client's startup values: the held
+    /// ReadyForQuery (now behind their ParameterStatus) goes on.
+    pub fn restored(&mut self) {
+        self.reset_seen = false;
+        self.restore_pending = false;
     }
 
     /// Replica work: forward only the `unit` bytes at the front of the
@@ -360,6 +385,9 @@ impl Flow {
             }
             if self.terminate && self.c_ready == 0 {
                 return Poll::Ready(End::ClientGone);
+            }
+            if self.restore_pending && self.s_ready == 0 {
+                return Poll::Ready(End::Restore);
             }
 
             let before = (
@@ -636,7 +664,18 @@ impl Flow {
                         let fatal = backend::parse_error_fields(body(frame))
                             .is_ok_and(|f| f.severity == "FATAL" || f.severity == "PANIC");
                         conn.broken |= fatal;
+                        self.fatal_seen |= fatal;
                         if !fatal && self.holds_error() {
+                            return Ok(());
+                        }
+                    }
+                    if tag == b'Z' && self.reset_seen && self.restores && self.expected == 1 {
+                        // Idle after a RESET: the client's startup values go
+                        // back before it hears of it (not inside a
+                        // transaction block, where Causeway's query would
+                        // be part of the client's transaction).
+                        if backend::parse_ready_status(body(frame)) == Ok(b'I') {
+                            self.restore_pending = true;
                             return Ok(());
                         }
                     }
@@ -704,6 +743,9 @@ impl Flow {
                             // Rare (SET of a reported parameter): copying is fine.
                             let b = body(frame).to_vec();
                             note_parameter(&b, conn, params)?;
+                        }
+                        b'C' if matches!(body(frame), b"RESET\0" | b"DISCARD ALL\0") => {
+                            self.reset_seen = true;
                         }
                         b'C' if self.mode != PoolMode::Session
                             && body(frame).starts_with(b"LISTEN\0") =>
