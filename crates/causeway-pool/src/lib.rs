@@ -13,6 +13,7 @@ mod limits;
 mod liveness;
 mod params;
 mod pool;
+mod scram_keys;
 mod server;
 mod settings;
 mod statements;

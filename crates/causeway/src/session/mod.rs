@@ -25,6 +25,7 @@ pub(crate) mod prepared;
 mod pump;
 mod reset;
 mod startup;
+mod verifiers;
 mod welcome;
 
 use std::net::SocketAddr;
