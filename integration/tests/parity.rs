@@ -554,3 +554,83 @@ async fn reset_restores_the_clients_startup_values() {
         }
     }
 }
+
+// ------------------------- 10: DROP DATABASE with pooled connections to it
+
+/// DROP DATABASE (extended protocol), ALTER DATABASE ... RENAME and CREATE
+/// DATABASE ... TEMPLATE of a database Causeway holds idle pooled
+/// connections to: they are closed first, so the statements succeed as
+/// directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_ddl_closes_idle_pooled_connections() {
+    let c = cluster().await;
+    psql_primary("ALTER ROLE app CREATEDB").await;
+    for mode in ["transaction", "session"] {
+        let names = [
+            "parity_ddl_a",
+            "parity_ddl_b",
+            "parity_ddl_c",
+            "parity_ddl_copy",
+        ];
+        let mut setup = String::new();
+        for n in names {
+            setup.push_str(&format!("DROP DATABASE IF EXISTS {n};\n"));
+        }
+        for n in &names[..3] {
+            setup.push_str(&format!("CREATE DATABASE {n} OWNER app;\n"));
+        }
+        psql_primary(&setup).await;
+        let mut extra = String::new();
+        for (entry, n) in [
+            ("ddl_a", names[0]),
+            ("ddl_b", names[1]),
+            ("ddl_c", names[2]),
+        ] {
+            extra.push_str(&format!(
+                "\n[databases.{entry}]\ndbname = \"{n}\"\nhost = \"{}\"\nport = {}\n",
+                c.primary().host(),
+                c.primary().port()
+            ));
+        }
+        let cw = causeway(mode, "", &extra).await;
+        // One pooled connection to each (idle once the client has gone).
+        for entry in ["ddl_a", "ddl_b", "ddl_c"] {
+            let x = cw.connect("app", Some("app_pw"), entry).await.unwrap();
+            assert_eq!(simple_one(&x, "SELECT 1").await.unwrap(), "1");
+        }
+        let direct = &direct(c).await;
+        eventually(
+            WAIT,
+            "idle pooled connections to the three databases",
+            || async move {
+                count_backends(direct, "datname LIKE 'parity_ddl_%' AND state = 'idle'").await == 3
+            },
+        )
+        .await;
+        let app = cw.app().await;
+        app.execute(&format!("DROP DATABASE {}", names[0]), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: DROP DATABASE: {}", msg(&e)));
+        app.batch_execute(&format!(
+            "ALTER DATABASE {} RENAME TO {}_renamed",
+            names[1], names[1]
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{mode}: ALTER DATABASE RENAME: {}", msg(&e)));
+        app.batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE {}",
+            names[3], names[2]
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{mode}: CREATE DATABASE TEMPLATE: {}", msg(&e)));
+        drop(app);
+        cw.stop().await;
+        psql_primary(&format!(
+            "DROP DATABASE {b}_renamed; DROP DATABASE {}; DROP DATABASE {};",
+            names[2],
+            names[3],
+            b = names[1]
+        ))
+        .await;
+    }
+}

@@ -472,12 +472,15 @@ impl Pool {
             .count()
     }
 
-    /// Closes every idle connection (RECONNECT, reload of server address).
-    pub fn drain_idle(&self) {
+    /// Closes every idle connection (RECONNECT, reload of server address,
+    /// DROP DATABASE); returns how many.
+    pub fn drain_idle(&self) -> usize {
         let idle: Vec<ServerConn> = std::mem::take(&mut self.inner.state.lock().idle);
+        let n = idle.len();
         for c in idle {
             tokio::spawn(c.terminate());
         }
+        n
     }
 
     /// Stops the pool: waiters get an error, idle connections close.

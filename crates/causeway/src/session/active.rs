@@ -11,6 +11,7 @@ use crate::app::Phase;
 impl Session {
     pub(super) async fn active(&mut self, mut att: Attached) -> State {
         att.flow.restores = !self.startup.is_empty();
+        att.flow.close_idle = Some(self.close_idle.clone());
         loop {
             let end = self.pump(&mut att).await;
             if let End::Restore = end {

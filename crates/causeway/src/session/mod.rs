@@ -15,6 +15,7 @@ mod auth;
 mod auth_query;
 mod client;
 mod consistency;
+mod database_ddl;
 mod encoding;
 mod idle;
 mod local;
@@ -24,6 +25,7 @@ mod plan;
 pub(crate) mod prepared;
 mod pump;
 mod reset;
+mod sqlwords;
 mod startup;
 mod verifiers;
 mod welcome;
@@ -122,6 +124,8 @@ struct Session {
     /// Session mode: the server acquired for the welcome, until the first
     /// request attaches it.
     welcomed: Option<(ServerConn, Pool)>,
+    /// Lent to each attachment's flow (see database_ddl.rs).
+    close_idle: pump::CloseIdle,
 }
 
 /// Serves one client connection from accept to close.
@@ -185,7 +189,9 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
         .into_iter()
         .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("causeway."))
         .collect();
+    let for_ddl = app.clone();
     Session {
+        close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
         startup,
         welcomed: None,
         prep: Some(Box::new(prep)),

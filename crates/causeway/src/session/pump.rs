@@ -167,7 +167,13 @@ pub struct Flow {
     restore_pending: bool,
     /// The server sent a FATAL error (it is going away and has said why).
     pub fatal_seen: bool,
+    /// Closes idle pooled connections to a database (see database_ddl.rs).
+    pub close_idle: Option<CloseIdle>,
 }
+
+/// Closes the idle pooled connections to a database (by its name on the
+/// servers).
+pub type CloseIdle = Arc<dyn Fn(&str) + Send + Sync>;
 
 #[derive(Default)]
 struct Local {
@@ -219,6 +225,7 @@ impl Flow {
             reset_seen: false,
             restore_pending: false,
             fatal_seen: false,
+            close_idle: None,
         }
     }
 
@@ -299,6 +306,43 @@ impl Flow {
     /// still sending data).
     fn holds_error(&self) -> bool {
         self.expected == 0 && self.unflushed && !self.copy_in
+    }
+
+    /// A Query or Parse whose header was just read (`avail` starts with
+    /// it): if its statement needs a database nobody is connected to (DROP
+    /// DATABASE, ...), the idle pooled connections to that database are
+    /// closed before it is forwarded. False: more of it must be read first.
+    fn database_ddl_checked(&self, avail: &[u8], tag: u8, len: usize) -> bool {
+        let Some(close) = &self.close_idle else {
+            return true;
+        };
+        let body = &avail[HEADER_LEN.min(avail.len())..avail.len().min(len + 1)];
+        // Parse: the statement name comes first.
+        let sql_start = match tag {
+            b'P' => match body.iter().position(|b| *b == 0) {
+                Some(n) => &body[n + 1..],
+                None => return avail.len() > len, // name incomplete: read on
+            },
+            _ => body,
+        };
+        if !sql_start.is_empty() && !super::database_ddl::candidate(sql_start) {
+            return true;
+        }
+        let Some(frame) = avail.get(..len + 1) else {
+            return false;
+        };
+        let sql = match tag {
+            b'P' => causeway_protocol::frontend::names::split_parse(&frame[HEADER_LEN..])
+                .map(|(_, identity)| causeway_protocol::frontend::names::identity_query(identity)),
+            _ => causeway_protocol::frontend::query_text(&frame[HEADER_LEN..]),
+        };
+        if let Some(db) = sql
+            .and_then(|q| std::str::from_utf8(q).ok())
+            .and_then(super::database_ddl::target)
+        {
+            close(&db);
+        }
+        true
     }
 
     /// Bytes from the server that are checked and not yet sent to the client.
@@ -506,10 +550,21 @@ impl Flow {
                 return Ok(());
             }
             let new_message = self.c_scan.at_boundary();
-            match self
+            let step = self
                 .c_scan
-                .step(&client.buf[self.c_ready..], self.max_packet, interest)?
+                .step(&client.buf[self.c_ready..], self.max_packet, interest)?;
+            if let Step::Header {
+                tag: tag @ (b'Q' | b'P'),
+                len,
+            } = step
             {
+                if !self.database_ddl_checked(&client.buf[self.c_ready..], tag, len) {
+                    self.c_scan.unread_header();
+                    self.c_need = self.c_ready + len + 1;
+                    return Ok(());
+                }
+            }
+            match step {
                 Step::Pass(n) => {
                     // A message nobody looks at (Bind, Execute, ... when
                     // untracked; CopyData) starts: a request awaiting Sync.
@@ -554,6 +609,8 @@ impl Flow {
                 // The server ignores Syncs during COPY FROM STDIN.
                 Step::Header { tag: b'S', .. } if self.copy_in => {}
                 Step::Header { tag: b'H', .. } => self.unflushed = false,
+                // Untracked Parse (looked at only for database DDL).
+                Step::Header { tag: b'P', .. } if !track => self.unflushed = true,
                 Step::Header {
                     tag: tag @ (b'P' | b'B' | b'D' | b'C' | b'E'),
                     len,
@@ -878,7 +935,7 @@ fn note_parameter(b: &[u8], conn: &mut ServerConn, params: &mut ParamSet) -> Res
 
 fn client_interest(tag: u8) -> Interest {
     match tag {
-        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' => Interest::Header,
+        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' | b'P' => Interest::Header,
         _ => Interest::Pass,
     }
 }
