@@ -634,3 +634,88 @@ async fn database_ddl_closes_idle_pooled_connections() {
         .await;
     }
 }
+
+// ------------------------------ 6: SQL PREPARE / EXECUTE in transaction mode
+
+/// Runs `sql` as a simple Query: the first column of its last row, or the
+/// SQLSTATE it failed with.
+async fn outcome(c: &Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(msgs) => msgs
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .last()
+            .unwrap_or_else(|| "ok".into()),
+        Err(e) => code(&e).unwrap_or_else(|| format!("{e}")),
+    }
+}
+
+/// SQL PREPARE in one transaction and EXECUTE in later ones (on another
+/// server: a second client holds the first meanwhile), DEALLOCATE, a name
+/// prepared twice, a failed PREPARE: every outcome as on a direct
+/// connection. Then SQL EXECUTE / DEALLOCATE of a driver's protocol-level
+/// statement (renamed on the servers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepared_statements_follow_the_client() {
+    let c = cluster().await;
+    let cw = causeway("transaction", "default_pool_size = 2", "").await;
+    let mut results = Vec::new();
+    for via in ["direct", "causeway"] {
+        let connect = || async {
+            match via {
+                "direct" => connect_str(&c.primary().conn_str("app", Some("app_pw"), "app"))
+                    .await
+                    .unwrap(),
+                _ => cw.app().await,
+            }
+        };
+        let (a, b) = (connect().await, connect().await);
+        let mut got = Vec::new();
+        got.push(outcome(&a, "PREPARE q (int) AS SELECT $1 * 2").await);
+        got.push(outcome(&b, "BEGIN").await);
+        for sql in [
+            "EXECUTE q(21)",
+            "BEGIN; EXECUTE q(5); COMMIT",
+            "PREPARE q AS SELECT 1",
+            "PREPARE r AS SELECT 'r'; PREPARE s AS SELECT 's'",
+            "EXECUTE s",
+            "PREPARE bad AS SELECT no_such_column",
+            "EXECUTE bad",
+            "DEALLOCATE q",
+            "EXECUTE q(1)",
+        ] {
+            got.push(outcome(&a, sql).await);
+        }
+        got.push(outcome(&b, "COMMIT").await);
+        got.push(outcome(&a, "EXECUTE r").await);
+        got.push(outcome(&a, "DEALLOCATE ALL").await);
+        got.push(outcome(&a, "EXECUTE r").await);
+        results.push(got);
+    }
+    assert_eq!(results[1], results[0], "through Causeway vs direct");
+    assert_eq!(results[0][2], "42", "{:?}", results[0]);
+    cw.stop().await;
+
+    // A driver's named statement, used from SQL.
+    let cw = causeway_trust("transaction", "default_pool_size = 2").await;
+    let mut r = Raw::login(&cw).await;
+    let mut holder = Raw::login(&cw).await;
+    let mut m = parse("drv", "SELECT $1::int + 1", &[]);
+    m.extend(sync());
+    r.send(&m).await;
+    assert_eq!(tags(&r.until_ready().await), "1Z");
+    holder.simple("BEGIN").await; // the next unit runs on another server
+    assert_eq!(r.simple("EXECUTE drv(41)").await.0, vec!["42"]);
+    assert_eq!(r.simple("BEGIN; EXECUTE drv(1); COMMIT").await.0, vec!["2"]);
+    holder.simple("COMMIT").await;
+    r.simple("DEALLOCATE drv").await;
+    r.send(&query("EXECUTE drv(1)")).await;
+    let msgs = r.until_ready().await;
+    assert_eq!(errors(&msgs), vec!["26000"]);
+    let (_, e) = msgs.iter().find(|(t, _)| *t == b'E').unwrap();
+    assert_eq!(field(e, b'M'), "prepared statement \"drv\" does not exist");
+    cw.stop().await;
+}

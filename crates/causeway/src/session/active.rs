@@ -168,7 +168,7 @@ impl Session {
         // Requests still owed a reply: the connection is closed below.
         prep.queue.clear();
         prep.out.clear();
-        let sql_prepared = std::mem::take(&mut prep.sql_prepared);
+        let sql_release = prep.release_sql();
         self.info.info.set_prepared(prep.map.len());
         conn.info.set_prepared(conn.statements.len());
         self.prep = Some(prep);
@@ -198,14 +198,25 @@ impl Session {
             }
             conn.after_reset();
         }
-        if sql_prepared && self.mode != PoolMode::Session {
-            // SQL PREPARE in transaction mode lasts until the transaction
-            // ends: no later client may EXECUTE it by mistake.
-            if conn.simple_query("DEALLOCATE ALL").await.is_err() {
-                return;
+        if let Some((sql, all)) = sql_release.filter(|_| self.mode != PoolMode::Session) {
+            // SQL PREPARE in transaction mode: the client's statements leave
+            // with it (it gets them back wherever it next runs them); no
+            // later client may EXECUTE them by mistake.
+            let mut all = all;
+            if let Err(e) = conn.simple_query(&sql).await {
+                // One of them was never created (its PREPARE failed):
+                // clear them all instead.
+                if !matches!(e, causeway_pool::ServerError::Query { .. })
+                    || conn.simple_query("DEALLOCATE ALL").await.is_err()
+                {
+                    return;
+                }
+                all = true;
             }
-            conn.statements.clear();
-            conn.info.set_prepared(0);
+            if all {
+                conn.statements.clear();
+                conn.info.set_prepared(0);
+            }
         }
         if wrote {
             self.take_write_token(conn, pool, server);

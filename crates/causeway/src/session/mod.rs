@@ -25,6 +25,7 @@ mod plan;
 pub(crate) mod prepared;
 mod pump;
 mod reset;
+mod sql_prepared;
 mod sqlwords;
 mod startup;
 mod verifiers;

@@ -220,6 +220,10 @@ pub enum Pending {
     /// Query or FunctionCall: ends with its ReadyForQuery; errors inside
     /// it skip nothing.
     Query,
+    /// A Query or Sync Causeway sent itself (re-creating a client's SQL
+    /// prepared statement, or ending an injected Parse): every reply up to
+    /// and including its ReadyForQuery is hidden.
+    Hidden,
 }
 
 /// What to do with a tracked client message.
@@ -269,8 +273,17 @@ pub struct Prep {
     /// Scratch: the bytes replacing the current message.
     pub stage: BytesMut,
     pub counts: Counts,
-    /// The client ran SQL PREPARE on this server connection.
-    pub sql_prepared: bool,
+    /// The client's SQL-level prepared statements: name -> the PREPARE
+    /// statement that made it (see sql_prepared.rs).
+    pub sql_text: HashMap<String, Box<str>>,
+    /// Those prepared on the attached server (deallocated at release).
+    pub sql_here: Vec<String>,
+    /// Single-statement PREPAREs seen, and PREPARE completions: more
+    /// completions than recognised statements means one Causeway could not
+    /// track (a multi-statement Query, extended protocol): the server
+    /// connection is cleared with DEALLOCATE ALL at release instead.
+    pub sql_recognized: u32,
+    pub sql_completed: u32,
 }
 
 impl Prep {
@@ -284,7 +297,10 @@ impl Prep {
             out: BytesMut::new(),
             stage: BytesMut::new(),
             counts: Counts::default(),
-            sql_prepared: false,
+            sql_text: HashMap::new(),
+            sql_here: Vec::new(),
+            sql_recognized: 0,
+            sql_completed: 0,
         }
     }
 
@@ -516,7 +532,7 @@ impl Prep {
     }
 
     /// Makes sure the server holds `stmt` before a Bind/Describe uses it.
-    fn ensure(&mut self, cache: &mut StatementCache, stmt: &Arc<Stmt>) {
+    pub(super) fn ensure(&mut self, cache: &mut StatementCache, stmt: &Arc<Stmt>) {
         if cache.contains(stmt.id) {
             cache.touch(stmt.id);
         } else {
@@ -565,6 +581,12 @@ impl Prep {
     /// A reply from the server (`body`: its body). For `Replace`, the new
     /// frame is in `stage`.
     pub fn server(&mut self, tag: u8, body: &[u8], cache: &mut StatementCache) -> ServerAction {
+        if matches!(self.queue.front(), Some(Pending::Hidden)) {
+            if tag == b'Z' {
+                self.queue.pop_front();
+            }
+            return ServerAction::Swallow;
+        }
         match tag {
             b'1' => match self.queue.front() {
                 Some(Pending::Parse { hide, stmt, .. }) => {
@@ -635,6 +657,11 @@ impl Prep {
                         break;
                     }
                     self.undo(p, cache);
+                    if matches!(self.queue.front(), Some(Pending::Hidden)) {
+                        // An injected Parse failed: its Sync's ReadyForQuery.
+                        self.queue.pop_front();
+                        return ServerAction::Swallow;
+                    }
                 }
                 ServerAction::Forward
             }
@@ -681,7 +708,7 @@ impl Prep {
                     }
                     self.undo(p, cache);
                 }
-                while matches!(self.queue.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query))
+                while matches!(self.queue.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query | Pending::Hidden))
                 {
                     if let Some(p) = self.queue.pop_front() {
                         self.undo(p, cache);
@@ -759,6 +786,8 @@ impl Prep {
         if tag == b"DISCARD ALL" || tag == b"DEALLOCATE ALL" {
             cache.clear();
             self.map.clear();
+            self.sql_text.clear();
+            self.sql_here.clear();
             // Requests sent after it still take effect.
             for p in &self.queue {
                 match p {
@@ -779,7 +808,7 @@ impl Prep {
                 }
             }
         } else if tag == b"PREPARE" {
-            self.sql_prepared = true;
+            self.sql_completed += 1;
         } else if tag.starts_with(b"ALTER ") || tag.starts_with(b"DROP ") {
             self.registry.schema_changed();
         }
@@ -1142,7 +1171,7 @@ mod tests {
         assert!(p.map.is_empty() && s.is_empty());
         p.marker(b'Q');
         p.server(b'C', b"PREPARE\0", &mut s);
-        assert!(p.sql_prepared);
+        assert_eq!(p.sql_completed, 1);
         // DDL: a new Parse of a known text is a new statement.
         let before = p.registry.get(b"select 1\0\0\0");
         p.server(b'C', b"ALTER TABLE\0", &mut s);

@@ -623,55 +623,79 @@ impl Flow {
                         total,
                         &mut conn.statements,
                     );
-                    match action {
-                        ClientAction::Pass => self.c_need = 0,
-                        ClientAction::NeedMore => {
-                            self.c_scan.unread_header();
-                            self.c_need = self.c_ready + total;
-                            return Ok(());
-                        }
-                        ClientAction::Took(n) => {
-                            self.c_need = 0;
-                            self.c_scan.took(n);
-                            // Pending client bytes go first, then the rewrite.
-                            let pending = self.c_ready - self.c_sent;
-                            if pending > 0 {
-                                self.c_ready = self.c_sent;
-                                self.divert(client, pending);
-                            }
-                            let Prep { out, stage, .. } = &mut *self.prep;
-                            out.extend_from_slice(stage);
-                            stage.clear();
-                            self.consume(client, n);
-                            self.release_seen = false;
-                            if let Some(left) = &mut self.unit_left {
-                                *left = left.saturating_sub(n);
-                            }
-                        }
+                    if !self.apply(client, action, total) {
+                        return Ok(());
                     }
                 }
-                Step::Header { tag, .. } => {
-                    // Query, Sync or FunctionCall: the server owes a ReadyForQuery.
-                    self.unflushed = false;
-                    if track {
-                        self.prep.marker(tag);
+                Step::Header { tag: b'Q', len } if track => {
+                    // SQL PREPARE/EXECUTE/DEALLOCATE (sql_prepared.rs).
+                    let total = len + 1;
+                    let action =
+                        self.prep
+                            .query(&client.buf[self.c_ready..], total, &mut conn.statements);
+                    if !self.apply(client, action, total) {
+                        return Ok(());
                     }
-                    if self.expected == 0 {
-                        let now = Instant::now();
-                        self.deadline = self.timeouts.query.map(|t| now + t);
-                        self.local.query_start = Some(now);
-                        self.local.xact_start.get_or_insert(now);
-                    }
-                    self.local.queries += 1;
-                    if self.expected < 128 && tag != b'S' {
-                        self.kinds |= 1 << self.expected;
-                    }
-                    self.expected += 1;
+                    self.owes_ready(b'Q', track);
                 }
+                Step::Header { tag, .. } => self.owes_ready(tag, track),
                 Step::Whole { .. } | Step::NeedMore => return Ok(()),
             }
         }
         Ok(())
+    }
+
+    /// A Query, Sync or FunctionCall went out: the server owes a
+    /// ReadyForQuery.
+    fn owes_ready(&mut self, tag: u8, track: bool) {
+        self.unflushed = false;
+        if track {
+            self.prep.marker(tag);
+        }
+        if self.expected == 0 {
+            let now = Instant::now();
+            self.deadline = self.timeouts.query.map(|t| now + t);
+            self.local.query_start = Some(now);
+            self.local.xact_start.get_or_insert(now);
+        }
+        self.local.queries += 1;
+        if self.expected < 128 && tag != b'S' {
+            self.kinds |= 1 << self.expected;
+        }
+        self.expected += 1;
+    }
+
+    /// Carries out what the prepared-statement bookkeeping decided for the
+    /// client message at `c_ready` (`total` bytes). False: more of it must
+    /// be read first (the scan stops).
+    fn apply(&mut self, client: &mut Client, action: ClientAction, total: usize) -> bool {
+        match action {
+            ClientAction::Pass => self.c_need = 0,
+            ClientAction::NeedMore => {
+                self.c_scan.unread_header();
+                self.c_need = self.c_ready + total;
+                return false;
+            }
+            ClientAction::Took(n) => {
+                self.c_need = 0;
+                self.c_scan.took(n);
+                // Pending client bytes go first, then the rewrite.
+                let pending = self.c_ready - self.c_sent;
+                if pending > 0 {
+                    self.c_ready = self.c_sent;
+                    self.divert(client, pending);
+                }
+                let Prep { out, stage, .. } = &mut *self.prep;
+                out.extend_from_slice(stage);
+                stage.clear();
+                self.consume(client, n);
+                self.release_seen = false;
+                if let Some(left) = &mut self.unit_left {
+                    *left = left.saturating_sub(n);
+                }
+            }
+        }
+        true
     }
 
     /// Moves `n` client bytes at `c_ready` into the rewritten stream.

@@ -46,16 +46,15 @@ impl<'a> Words<'a> {
         Words { sql, at: 0 }
     }
 
+    /// Byte offset just after the last word returned.
+    pub fn pos(&self) -> usize {
+        self.at
+    }
+
     /// Byte offset of the next word (after skipped space and comments).
     pub fn offset(&mut self) -> usize {
         self.skip_space();
         self.at
-    }
-
-    /// The text from the next word to the end.
-    pub fn rest(&mut self) -> &'a str {
-        let at = self.offset();
-        &self.sql[at..]
     }
 
     fn skip_space(&mut self) {
@@ -156,6 +155,91 @@ impl<'a> Iterator for Words<'a> {
     }
 }
 
+/// The statements of `sql`: the byte range of each, without its `;`
+/// (split at each `;` outside quotes, comments and dollar quotes); empty
+/// ones (only space or comments) left out. None when a dollar quote is
+/// unterminated (the server will say what is wrong).
+pub fn statements(sql: &str) -> Option<Vec<(usize, usize)>> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    let push = |from: usize, to: usize, out: &mut Vec<(usize, usize)>| {
+        if Words::new(&sql[from..to]).next().is_some() {
+            out.push((from, to));
+        }
+    };
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                // E'...' strings treat backslash as an escape.
+                let escapes = q == b'\'' && i > 0 && b[i - 1].eq_ignore_ascii_case(&b'e');
+                i += 1;
+                while i < b.len() {
+                    if escapes && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == q {
+                        if b.get(i + 1) == Some(&q) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'$' => {
+                // $tag$ ... $tag$ (not $1: a parameter).
+                let tag_len = b[i + 1..]
+                    .iter()
+                    .position(|x| !(x.is_ascii_alphanumeric() || *x == b'_'));
+                let dollar = tag_len.filter(|n| {
+                    b.get(i + 1 + n) == Some(&b'$') && !b.get(i + 1).is_some_and(u8::is_ascii_digit)
+                });
+                if let Some(n) = dollar {
+                    let tag = &b[i..i + n + 2];
+                    let body = i + n + 2;
+                    let p = b[body..].windows(tag.len()).position(|w| w == tag)?;
+                    i = body + p + tag.len() - 1;
+                }
+            }
+            b'-' if b[i..].starts_with(b"--") => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b[i..].starts_with(b"/*") => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 1;
+                        if depth == 0 {
+                            break;
+                        }
+                        i += 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b';' => {
+                push(start, i, &mut out);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    push(start, b.len(), &mut out);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +269,35 @@ mod tests {
             Some(Word::Other { rest: "\"open" })
         );
         assert_eq!(Words::new("/* open").next(), None);
+    }
+
+    #[test]
+    fn statements_split_outside_quotes() {
+        let texts = |sql: &'static str| -> Vec<&'static str> {
+            statements(sql)
+                .unwrap()
+                .into_iter()
+                .map(|(a, b)| sql[a..b].trim())
+                .collect()
+        };
+        assert_eq!(
+            texts("PREPARE x AS SELECT 1 ; -- done\n"),
+            ["PREPARE x AS SELECT 1"]
+        );
+        assert_eq!(
+            texts("PREPARE x AS SELECT ';', $a$;$a$, $1, E'\\';'"),
+            ["PREPARE x AS SELECT ';', $a$;$a$, $1, E'\\';'"]
+        );
+        assert_eq!(
+            texts("BEGIN; EXECUTE q(1);;COMMIT"),
+            ["BEGIN", "EXECUTE q(1)", "COMMIT"]
+        );
+        assert_eq!(texts("SELECT \"a;b\" /* ; */"), ["SELECT \"a;b\" /* ; */"]);
+        assert_eq!(statements("SELECT $x$ open"), None);
+        let mut w = Words::new("EXECUTE  Foo (1)");
+        w.next();
+        let start = w.offset();
+        assert_eq!(w.next(), Some(Word::Ident("foo".into())));
+        assert_eq!((start, w.pos()), (9, 12));
     }
 }
