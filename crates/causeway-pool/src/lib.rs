@@ -23,7 +23,7 @@ pub use error::{PoolError, ServerError};
 pub use info::{unix_micros, ServerInfo, ServerState};
 pub use limits::Limit;
 pub use params::ParamSet;
-pub use pool::{Pool, PoolKey, PoolSnapshot};
+pub use pool::{PinGuard, Pool, PoolKey, PoolSnapshot};
 pub use server::{Login, ServerConn, ServerSink};
 pub use settings::{secs as settings_secs, PoolSettings};
 pub use statements::StatementCache;

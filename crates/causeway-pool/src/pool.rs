@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     epoch: std::sync::atomic::AtomicU64,
     /// Every open connection, for SHOW SERVERS.
     servers: Mutex<std::collections::HashMap<u64, Arc<ServerInfo>>>,
+    /// Clients pinned to their server by session state (transaction mode,
+    /// pin_session_state).
+    pinned: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Default)]
@@ -133,6 +136,7 @@ impl Pool {
                 login_failure: Mutex::new(None),
                 servers: Mutex::new(Default::default()),
                 epoch: Default::default(),
+                pinned: Default::default(),
             }),
         }
     }
@@ -168,6 +172,20 @@ impl Pool {
                 .map(|w| w.since.elapsed())
                 .unwrap_or_default(),
         }
+    }
+
+    /// Counts a client pinned to a connection of this pool while the guard
+    /// lives.
+    pub fn pin(&self) -> PinGuard {
+        self.inner
+            .pinned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        PinGuard(self.inner.clone())
+    }
+
+    /// Clients pinned now (SHOW POOLS cl_pinned).
+    pub fn pinned(&self) -> u32 {
+        self.inner.pinned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The open connections (SHOW SERVERS).
@@ -504,6 +522,23 @@ impl Drop for Inner {
         if let Some(w) = self.state.get_mut().watcher.take() {
             w.wake();
         }
+    }
+}
+
+/// A client pinned to its server (see [`Pool::pin`]).
+pub struct PinGuard(Arc<Inner>);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        self.0
+            .pinned
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for PinGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinGuard")
     }
 }
 

@@ -14,14 +14,26 @@ impl Session {
         att.flow.close_idle = Some(self.close_idle.clone());
         loop {
             let end = self.pump(&mut att).await;
-            if let End::Restore = end {
-                if let Err(closed) = self.restore_startup(&mut att).await {
-                    self.detach(att, false).await;
-                    return closed;
+            match end {
+                End::Restore => {
+                    if let Err(closed) = self.restore_startup(&mut att).await {
+                        self.detach(att, false).await;
+                        return closed;
+                    }
                 }
-                continue;
+                End::Release if !att.flow.stop_when_idle => match self.settle_state(&mut att).await
+                {
+                    Ok(true) => att.flow.stay(),
+                    Ok(false) => return self.ended(att, end).await,
+                    Err(e) => {
+                        tracing::warn!(client = %self.client.peer, error = %e, "server connection failed after the transaction; closed");
+                        self.pin = None;
+                        self.detach(att, false).await;
+                        return State::Idle;
+                    }
+                },
+                _ => return self.ended(att, end).await,
             }
-            return self.ended(att, end).await;
         }
     }
 
@@ -178,16 +190,22 @@ impl Session {
                 self.ryw.last_read = Some((server, std::time::Instant::now()));
             }
         }
-        if flow.listened && reusable {
+        // A pinned client leaves (or loses its server): the state that
+        // pinned it must not stay behind for the next client.
+        let pinned = self.pin.take().is_some();
+        if flow.listened && reusable && !pinned {
             // LISTEN outside session mode: the registration would stay on
             // the pooled connection and its notifications reach whichever
             // client gets it next.
             tracing::info!(client = %self.client.peer, database = %self.db.name, "LISTEN in {:?} pool mode: notifications are not delivered; closing the server connection instead of pooling it", self.mode);
         }
-        if !reusable || flow.listened {
+        if !reusable || (flow.listened && !pinned) {
             return; // dropping closes it and frees its slot
         }
-        let reset = self.mode == PoolMode::Session || self.cfg.server_reset_query_always;
+        let reset = self.mode == PoolMode::Session || self.cfg.server_reset_query_always || pinned;
+        if pinned && self.cfg.server_reset_query.is_empty() {
+            return; // nothing would clear its state: closed
+        }
         if reset && !self.cfg.server_reset_query.is_empty() {
             if conn
                 .simple_query(&self.cfg.server_reset_query)

@@ -28,6 +28,7 @@ mod reset;
 mod sql_prepared;
 mod sqlwords;
 mod startup;
+mod state;
 mod verifiers;
 mod welcome;
 
@@ -127,6 +128,8 @@ struct Session {
     welcomed: Option<(ServerConn, Pool)>,
     /// Lent to each attachment's flow (see database_ddl.rs).
     close_idle: pump::CloseIdle,
+    /// Transaction mode: pinned to its server by session state (state.rs).
+    pin: Option<causeway_pool::PinGuard>,
 }
 
 /// Serves one client connection from accept to close.
@@ -193,6 +196,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     let for_ddl = app.clone();
     Session {
         close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
+        pin: None,
         startup,
         welcomed: None,
         prep: Some(Box::new(prep)),

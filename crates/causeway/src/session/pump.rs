@@ -169,6 +169,9 @@ pub struct Flow {
     pub fatal_seen: bool,
     /// Closes idle pooled connections to a database (see database_ddl.rs).
     pub close_idle: Option<CloseIdle>,
+    /// Transaction/statement mode: what the client's units did that may
+    /// leave session state (see state.rs).
+    pub hints: super::state::Hints,
 }
 
 /// Closes the idle pooled connections to a database (by its name on the
@@ -226,7 +229,14 @@ impl Flow {
             restore_pending: false,
             fatal_seen: false,
             close_idle: None,
+            hints: Default::default(),
         }
+    }
+
+    /// The session keeps the server after an idle ReadyForQuery (pinned):
+    /// the client's next unit goes to it.
+    pub fn stay(&mut self) {
+        self.release_seen = false;
     }
 
     /// The session restored the client's startup values: the held
@@ -610,7 +620,10 @@ impl Flow {
                 Step::Header { tag: b'S', .. } if self.copy_in => {}
                 Step::Header { tag: b'H', .. } => self.unflushed = false,
                 // Untracked Parse (looked at only for database DDL).
-                Step::Header { tag: b'P', .. } if !track => self.unflushed = true,
+                Step::Header { tag: b'P', len } if !track => {
+                    self.unflushed = true;
+                    self.note_text(&client.buf[self.c_ready..], len + 1);
+                }
                 Step::Header {
                     tag: tag @ (b'P' | b'B' | b'D' | b'C' | b'E'),
                     len,
@@ -623,6 +636,9 @@ impl Flow {
                         total,
                         &mut conn.statements,
                     );
+                    if tag == b'P' && action != ClientAction::NeedMore {
+                        self.note_text(&client.buf[self.c_ready..], total);
+                    }
                     if !self.apply(client, action, total) {
                         return Ok(());
                     }
@@ -633,16 +649,36 @@ impl Flow {
                     let action =
                         self.prep
                             .query(&client.buf[self.c_ready..], total, &mut conn.statements);
+                    if action != ClientAction::NeedMore {
+                        self.note_text(&client.buf[self.c_ready..], total);
+                    }
                     if !self.apply(client, action, total) {
                         return Ok(());
                     }
                     self.owes_ready(b'Q', track);
                 }
-                Step::Header { tag, .. } => self.owes_ready(tag, track),
+                Step::Header { tag, len } => {
+                    if tag == b'Q' {
+                        self.note_text(&client.buf[self.c_ready..], len + 1);
+                    }
+                    self.owes_ready(tag, track)
+                }
                 Step::Whole { .. } | Step::NeedMore => return Ok(()),
             }
         }
         Ok(())
+    }
+
+    /// The text of a Query or Parse (`avail` starts with it) for the
+    /// session-state hints: looked at when it is all there.
+    fn note_text(&mut self, avail: &[u8], total: usize) {
+        if self.mode == PoolMode::Session {
+            return;
+        }
+        match avail.get(HEADER_LEN..total) {
+            Some(body) => self.hints.text(body),
+            None => self.hints.unread(),
+        }
     }
 
     /// A Query, Sync or FunctionCall went out: the server owes a
@@ -780,6 +816,9 @@ impl Flow {
                         }
                     }
                     let frame = &conn.buf[self.s_ready..self.s_ready + len];
+                    if tag == b'C' && self.mode != PoolMode::Session {
+                        self.hints.tag(body(frame));
+                    }
                     match tag {
                         b'Z' => {
                             let status = backend::parse_ready_status(body(frame))
