@@ -206,9 +206,10 @@ mod tests {
         );
         client.set("search_path", "a, b", false);
         let (sql, set) = client.sync_sql(&server).unwrap();
-        assert!(
-            sql.contains(" UNION ALL SELECT pg_catalog.set_config('search_path', 'a, b', false)"),
-            "{sql}"
+        assert_eq!(
+            sql,
+            "SELECT pg_catalog.set_config('search_path', 'a, b', false) \
+             UNION ALL SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false);"
         );
         assert_eq!(set, ["search_path", "TimeZone"]);
         server.forget_unreported();
