@@ -136,11 +136,25 @@ impl Raw {
         within(T, "write", self.s.write_all(b)).await.unwrap();
     }
 
+    /// Next message within `d`; None on EOF or if nothing came.
     pub async fn recv_within(&mut self, d: Duration) -> Option<(u8, Vec<u8>)> {
+        self.read_message(d).await.ok().flatten()
+    }
+
+    /// Next message; None on EOF. Panics if nothing comes within T.
+    pub async fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        match self.read_message(T).await {
+            Ok(m) => m,
+            Err(_) => panic!("read message: no result within {T:?}"),
+        }
+    }
+
+    /// The next message: Ok(None) on EOF, Err if no header came within `d`.
+    async fn read_message(&mut self, d: Duration) -> Result<Option<(u8, Vec<u8>)>, ()> {
         let mut head = [0u8; 5];
         match tokio::time::timeout(d, self.s.read_exact(&mut head)).await {
-            Err(_) => return None,
-            Ok(Err(_)) => return None,
+            Err(_) => return Err(()),
+            Ok(Err(_)) => return Ok(None),
             Ok(Ok(_)) => {}
         }
         let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
@@ -149,23 +163,7 @@ impl Raw {
         within(T, "message body", self.s.read_exact(&mut body))
             .await
             .expect("truncated message");
-        Some((head[0], body))
-    }
-
-    /// Next message; None on EOF. Panics if nothing comes within T.
-    pub async fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
-        let mut head = [0u8; 5];
-        match within(T, "read message", self.s.read_exact(&mut head)).await {
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
-        assert!(len >= 4, "bad length {len} for '{}'", head[0] as char);
-        let mut body = vec![0u8; len as usize - 4];
-        within(T, "message body", self.s.read_exact(&mut body))
-            .await
-            .expect("truncated message");
-        Some((head[0], body))
+        Ok(Some((head[0], body)))
     }
 
     /// Messages up to and including the next ReadyForQuery.

@@ -83,3 +83,40 @@ pub(crate) async fn watch(pool: Weak<crate::pool::Inner>) {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// Waits (bounded) until the reactor has seen the socket readable.
+    async fn readable(s: &TcpStream) {
+        tokio::time::timeout(Duration::from_secs(10), s.readable())
+            .await
+            .expect("readable")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_socket_is_alive_closed_or_talking_one_is_gone() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let (ours, theirs) = pair().await;
+        assert!(!gone_or_register(&ours, &mut cx), "quiet peer");
+        drop(theirs);
+        readable(&ours).await;
+        assert!(gone_or_register(&ours, &mut cx), "peer closed");
+
+        let (ours, mut theirs) = pair().await;
+        theirs.write_all(b"E").await.unwrap();
+        readable(&ours).await;
+        assert!(gone_or_register(&ours, &mut cx), "an idle backend spoke");
+    }
+}
