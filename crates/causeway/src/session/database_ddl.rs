@@ -46,14 +46,29 @@ pub fn target(sql: &str) -> Option<String> {
 }
 
 /// Whether a statement starting with these bytes could be one of them
-/// (or cannot be told yet: only space so far): the cheap test made on
-/// every Query and Parse.
+/// (or cannot be told yet): the cheap test made on every Query and Parse,
+/// so that others are never held whole.
 pub fn candidate(sql_start: &[u8]) -> bool {
-    let first = sql_start.iter().find(|b| !b.is_ascii_whitespace());
-    matches!(
-        first,
-        None | Some(b'd' | b'D' | b'a' | b'A' | b'c' | b'C' | b'/' | b'-')
-    )
+    let Some(at) = sql_start.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return true; // only space so far
+    };
+    let rest = &sql_start[at..];
+    if matches!(rest[0], b'/' | b'-') {
+        return true; // a leading comment: look at the whole text
+    }
+    let len = rest
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    let word = &rest[..len];
+    let complete = len < rest.len();
+    [&b"drop"[..], b"alter", b"create"].iter().any(|kw| {
+        if complete {
+            word.eq_ignore_ascii_case(kw)
+        } else {
+            kw.len() >= len && kw[..len].eq_ignore_ascii_case(word)
+        }
+    })
 }
 
 /// Closes the idle pooled connections to database `name` (its name on the
@@ -106,9 +121,12 @@ mod tests {
         for (sql, want) in cases {
             assert_eq!(target(sql).as_deref(), want, "{sql}");
         }
-        assert!(candidate(b"  drop"));
+        assert!(candidate(b"  drop "));
+        assert!(candidate(b"  dr"), "not known yet");
         assert!(candidate(b"-- c\n"));
         assert!(!candidate(b"SELECT"));
+        assert!(!candidate(b"DO $$ BEGIN"), "DO is not DROP");
+        assert!(!candidate(b"CREATE_x"));
         assert!(candidate(b"  "), "not known yet");
     }
 }
