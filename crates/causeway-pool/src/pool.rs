@@ -44,8 +44,9 @@ pub(crate) struct Inner {
     /// ParameterStatus values of the first successful login: what a new
     /// client is told in its welcome.
     welcome: Mutex<Option<Arc<ParamSet>>>,
-    /// The last failed connection attempt (refused or timed out), to stop
-    /// retrying before server_login_retry.
+    /// The last failed connection attempt: clients are refused at once
+    /// until server_login_retry has passed if the server was unreachable;
+    /// maintenance (min_pool_size) waits after any failure.
     login_failure: Mutex<Option<(Instant, ServerError)>>,
     /// RECONNECT bumps this; connections from an older epoch are closed
     /// instead of being reused.
@@ -322,7 +323,7 @@ impl Pool {
     async fn open(&self, slot: SlotGuard) -> Result<ServerConn, PoolError> {
         let (login, settings) = (self.inner.login.read().clone(), self.settings());
         if let Some((at, err)) = self.inner.login_failure.lock().clone() {
-            if at.elapsed() < settings.server_login_retry {
+            if err.throttles() && at.elapsed() < settings.server_login_retry {
                 return Err(PoolError::LoginRetry(err));
             }
         }
@@ -335,9 +336,9 @@ impl Pool {
         {
             Ok(c) => c,
             Err(e) => {
-                if e.throttles() {
-                    *self.inner.login_failure.lock() = Some((Instant::now(), e.clone()));
-                }
+                // Every failure holds back min_pool_size maintenance; only
+                // unreachable servers hold back clients (ServerError::throttles).
+                *self.inner.login_failure.lock() = Some((Instant::now(), e.clone()));
                 tracing::warn!(pool = ?self.inner.key, error = %e, "server connection failed");
                 return Err(e.into());
             }
