@@ -8,6 +8,7 @@ pub mod cluster_tls;
 pub mod faults;
 pub mod frames;
 pub mod pki;
+pub mod raw;
 pub mod wait;
 pub mod writer;
 

@@ -79,7 +79,8 @@ async fn show_commands_use_pgbouncer_columns() {
             "maxwait",
             "maxwait_us",
             "pool_mode",
-            "load_balance_hosts"
+            "load_balance_hosts",
+            "cl_pinned"
         ]
     );
     let row = pools

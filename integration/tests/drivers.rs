@@ -3,6 +3,9 @@
 //! (`integration/drivers/node`, `npm ci`). Each script runs directly
 //! against PostgreSQL (so a failure there is the script's), through
 //! Causeway in session mode, and in transaction mode over a pool of 5.
+//! Besides the usual work, each runs its driver's pipeline,
+//! prepared-statement-invalidation and reconnect patterns (see
+//! docs/protocol.md, "Real drivers").
 //!
 //! `make drivers` (called by `make test` and `.ci/run`) installs the pinned
 //! versions; if they are missing when a test runs, the test installs them

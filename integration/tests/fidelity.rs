@@ -13,12 +13,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use causeway_integration::frames::*;
+use causeway_integration::raw::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_postgres::{AsyncMessage, NoTls};
-
-const T: Duration = Duration::from_secs(20);
 
 /// Causeway with trust auth (raw clients need no SCRAM) in `mode`.
 async fn causeway(mode: &str, pool: u32) -> Cw {
@@ -39,193 +37,6 @@ async fn causeway_split(pool: u32) -> Cw {
     let toml = split_toml(c, &format!("default_pool_size = {pool}"), "")
         .replace("auth_type = \"scram-sha-256\"", "auth_type = \"trust\"");
     start_cw(APP_USERS, &toml).await
-}
-
-// ------------------------------------------------------------ raw protocol
-
-const V3_0: i32 = 196608;
-const V3_2: i32 = 196610;
-
-/// Error/notice fields by type.
-fn fields(body: &[u8]) -> Vec<(u8, String)> {
-    body.split(|b| *b == 0)
-        .filter(|f| !f.is_empty())
-        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
-        .collect()
-}
-
-fn field(body: &[u8], t: u8) -> String {
-    fields(body)
-        .into_iter()
-        .find(|(k, _)| *k == t)
-        .map(|(_, v)| v)
-        .unwrap_or_default()
-}
-
-/// First column of a DataRow, as text.
-fn datarow_first(body: &[u8]) -> String {
-    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
-    if len < 0 {
-        return "NULL".into();
-    }
-    String::from_utf8_lossy(&body[6..6 + len as usize]).into_owned()
-}
-
-/// Message types in order, ParameterStatus left out: a server switch in
-/// transaction mode may report one at any time (e.g. in_hot_standby when
-/// a read goes to a replica), as PostgreSQL itself may.
-fn tags(msgs: &[(u8, Vec<u8>)]) -> String {
-    msgs.iter()
-        .filter(|(t, _)| *t != b'S')
-        .map(|(t, _)| *t as char)
-        .collect()
-}
-
-fn tags_all(msgs: &[(u8, Vec<u8>)]) -> String {
-    msgs.iter().map(|(t, _)| *t as char).collect()
-}
-
-struct Raw {
-    s: TcpStream,
-    /// BackendKeyData (pid, secret bytes).
-    key: (i32, Vec<u8>),
-    /// Messages before the first ReadyForQuery.
-    login: Vec<(u8, Vec<u8>)>,
-}
-
-impl Raw {
-    async fn open(cw: &Cw) -> TcpStream {
-        TcpStream::connect(("127.0.0.1", cw.port())).await.unwrap()
-    }
-
-    /// Logs in as app (trust) with `version` and extra startup parameters.
-    async fn login_with(cw: &Cw, version: i32, extra: &[(&str, &str)]) -> Raw {
-        let mut params = vec![("user", "app"), ("database", "app")];
-        params.extend_from_slice(extra);
-        let mut s = Self::open(cw).await;
-        s.write_all(&startup(version, &params)).await.unwrap();
-        let mut raw = Raw {
-            s,
-            key: (0, Vec::new()),
-            login: Vec::new(),
-        };
-        loop {
-            let (tag, body) = raw.recv().await.expect("EOF during login");
-            match tag {
-                b'E' => panic!("login refused: {:?}", fields(&body)),
-                b'K' => {
-                    raw.key = (
-                        i32::from_be_bytes(body[..4].try_into().unwrap()),
-                        body[4..].to_vec(),
-                    )
-                }
-                b'Z' => break,
-                _ => {}
-            }
-            raw.login.push((tag, body));
-        }
-        raw
-    }
-
-    async fn login(cw: &Cw) -> Raw {
-        Self::login_with(cw, V3_0, &[]).await
-    }
-
-    async fn send(&mut self, b: &[u8]) {
-        within(T, "write", self.s.write_all(b)).await.unwrap();
-    }
-
-    async fn recv_within(&mut self, d: Duration) -> Option<(u8, Vec<u8>)> {
-        let mut head = [0u8; 5];
-        match tokio::time::timeout(d, self.s.read_exact(&mut head)).await {
-            Err(_) => return None,
-            Ok(Err(_)) => return None,
-            Ok(Ok(_)) => {}
-        }
-        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
-        assert!(len >= 4, "bad length {len} for '{}'", head[0] as char);
-        let mut body = vec![0u8; len as usize - 4];
-        within(T, "message body", self.s.read_exact(&mut body))
-            .await
-            .expect("truncated message");
-        Some((head[0], body))
-    }
-
-    /// Next message; None on EOF. Panics if nothing comes within T.
-    async fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
-        let mut head = [0u8; 5];
-        match within(T, "read message", self.s.read_exact(&mut head)).await {
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
-        assert!(len >= 4, "bad length {len} for '{}'", head[0] as char);
-        let mut body = vec![0u8; len as usize - 4];
-        within(T, "message body", self.s.read_exact(&mut body))
-            .await
-            .expect("truncated message");
-        Some((head[0], body))
-    }
-
-    /// Messages up to and including the next ReadyForQuery.
-    async fn until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
-        let mut out = Vec::new();
-        loop {
-            let m = self.recv().await.expect("EOF before ReadyForQuery");
-            let z = m.0 == b'Z';
-            out.push(m);
-            if z {
-                return out;
-            }
-        }
-    }
-
-    /// Runs a simple query that must succeed; returns the first column of
-    /// each row and the ReadyForQuery status.
-    async fn simple(&mut self, sql: &str) -> (Vec<String>, u8) {
-        self.send(&query(sql)).await;
-        let msgs = self.until_ready().await;
-        let mut rows = Vec::new();
-        for (t, b) in &msgs {
-            match t {
-                b'E' => panic!("{sql}: {:?}", fields(b)),
-                b'D' => rows.push(datarow_first(b)),
-                _ => {}
-            }
-        }
-        (rows, msgs.last().unwrap().1[0])
-    }
-
-    /// Nothing arrives for `d`.
-    async fn assert_quiet(&mut self, d: Duration, what: &str) {
-        if let Some((t, b)) = self.recv_within(d).await {
-            panic!(
-                "{what}: unexpected '{}' {:?}",
-                t as char,
-                String::from_utf8_lossy(&b)
-            );
-        }
-    }
-}
-
-fn status(msgs: &[(u8, Vec<u8>)]) -> u8 {
-    let (t, b) = msgs.last().unwrap();
-    assert_eq!(*t, b'Z');
-    b[0]
-}
-
-fn errors(msgs: &[(u8, Vec<u8>)]) -> Vec<String> {
-    msgs.iter()
-        .filter(|(t, _)| *t == b'E')
-        .map(|(_, b)| field(b, b'C'))
-        .collect()
-}
-
-fn data(msgs: &[(u8, Vec<u8>)]) -> Vec<String> {
-    msgs.iter()
-        .filter(|(t, _)| *t == b'D')
-        .map(|(_, b)| datarow_first(b))
-        .collect()
 }
 
 // ------------------------------------------------------------ pipelining
@@ -1054,24 +865,30 @@ async fn protocol_3_2_negotiated_down() {
     assert_eq!(c.key.1.len(), 4, "cancel key length in a 3.0 session");
     assert_eq!(c.simple("SELECT 42").await.0, vec!["42"]);
 
-    // Protocol 2 (and 4.0) are refused with 08P01.
+    // Protocol 2 and 4.0 are refused as PostgreSQL 15 refuses them: 4.0
+    // with FATAL 0A000, 2.0 with a protocol-2 error text.
     for version in [0x0002_0000, 0x0004_0000] {
         let mut s = Raw::open(&cw).await;
         s.write_all(&startup(version, &[("user", "app"), ("database", "app")]))
             .await
             .unwrap();
-        let mut r = Raw {
-            s,
-            key: (0, Vec::new()),
-            login: Vec::new(),
-        };
-        let (tag, body) = r.recv().await.expect("an error before EOF");
-        assert_eq!(
-            (tag, field(&body, b'C')),
-            (b'E', "08P01".to_string()),
-            "{version:#x}"
-        );
-        assert!(r.recv().await.is_none());
+        let mut reply = Vec::new();
+        within(
+            T,
+            "reply to an unsupported version",
+            s.read_to_end(&mut reply),
+        )
+        .await
+        .unwrap();
+        let major = version >> 16;
+        let msg = format!("unsupported frontend protocol {major}.0: server supports 3.0 to 3.0");
+        if major == 2 {
+            assert_eq!(text(&reply), format!("EFATAL:  {msg}\n\0"));
+        } else {
+            assert_eq!(reply[0], b'E', "{version:#x}");
+            assert_eq!(field(&reply[5..], b'C'), "0A000");
+            assert_eq!(field(&reply[5..], b'M'), msg);
+        }
     }
 
     // Plain 3.0: no NegotiateProtocolVersion.

@@ -261,6 +261,11 @@ pub struct Config {
     pub pkt_buf: u32,
     /// Parameters re-applied on server switches besides PgBouncer's fixed five.
     pub track_extra_parameters: Vec<String>,
+    /// Transaction/statement mode: keep a client on its server while it
+    /// holds session state no other server can be given (temporary tables,
+    /// LISTEN, session advisory locks, SET SESSION AUTHORIZATION, WITH HOLD
+    /// cursors). Off: PgBouncer's behaviour (the state stays behind).
+    pub pin_session_state: bool,
     /// Startup parameters accepted and dropped instead of tracked.
     pub ignore_startup_parameters: Vec<String>,
     pub tcp_keepalive: bool,
@@ -366,6 +371,7 @@ impl Default for Config {
             idle_transaction_timeout: 0.0,
             server_reset_query: "DISCARD ALL".into(),
             server_reset_query_always: false,
+            pin_session_state: false,
             max_prepared_statements: 200,
             server_check_delay: 30.0,
             server_check_query: "select 1".into(),

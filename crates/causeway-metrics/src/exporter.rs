@@ -53,6 +53,7 @@
 //! | `causeway_transaction_duration_seconds` | histogram | database | transaction duration |
 //! | `causeway_client_connections` | gauge | database, user, state=`active`\|`waiting`\|`idle` | client connections of a pool (summed over its server pools) |
 //! | `causeway_client_maxwait_seconds` | gauge | database, user | wait of the oldest waiting client |
+//! | `causeway_client_pinned` | gauge | database, user | clients kept on their server by session state (`pin_session_state`) |
 //! | `causeway_server_connections` | gauge | database, user, server, role, state=`active`\|`idle`\|`login`\|`tested` | server connections of a pool |
 //! | `causeway_pool_size` | gauge | database, user, server, role | configured pool size |
 //! | `causeway_server_up` | gauge | database, server | 1 when the monitor reaches the server |
@@ -427,6 +428,7 @@ struct ClientAgg {
     active: u64,
     waiting: u64,
     idle: u64,
+    pinned: u64,
     maxwait: Option<f64>,
 }
 
@@ -512,6 +514,7 @@ pub fn encode_snapshot(s: &Snapshot, mut enc: DescriptorEncoder<'_>) -> fmt::Res
         c.active = c.active.saturating_add(p.cl_active);
         c.waiting = c.waiting.saturating_add(p.cl_waiting);
         c.idle = c.idle.saturating_add(p.cl_idle);
+        c.pinned = c.pinned.saturating_add(p.cl_pinned);
         if let Some(w) = finite(p.maxwait_seconds) {
             c.maxwait = Some(c.maxwait.map_or(w, |m| m.max(w)));
         }
@@ -561,6 +564,22 @@ pub fn encode_snapshot(s: &Snapshot, mut enc: DescriptorEncoder<'_>) -> fmt::Res
         "causeway_client_maxwait",
         "How long the oldest waiting client of a pool has waited.",
         Some(&SECONDS),
+        &samples,
+    )?;
+    let samples: Vec<(L2, _)> = clients
+        .iter()
+        .map(|((db, user), c)| {
+            (
+                [("database", *db), ("user", *user)],
+                ConstGauge::new(c.pinned),
+            )
+        })
+        .collect();
+    family(
+        enc,
+        "causeway_client_pinned",
+        "Clients of a pool kept on their server by session state (pin_session_state).",
+        None,
         &samples,
     )?;
     let mut samples: Vec<(L5, ConstGauge<u64>)> = Vec::with_capacity(server_pools.len() * 4);

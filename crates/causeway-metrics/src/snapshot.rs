@@ -54,6 +54,8 @@ pub struct PoolRow {
     pub cl_active: u64,
     pub cl_waiting: u64,
     pub cl_idle: u64,
+    /// Clients pinned to a server of this pool by session state.
+    pub cl_pinned: u64,
     pub sv_active: u64,
     pub sv_idle: u64,
     pub sv_login: u64,

@@ -5,8 +5,9 @@ use causeway_protocol::sqlstate;
 pub enum ServerError {
     #[error("could not connect to server {addr}: {reason}")]
     Connect { addr: String, reason: String },
-    /// The server refused the login (wrong password, no such database...).
-    #[error("server login failed: {message}")]
+    /// The server refused the login (wrong password, no such database...):
+    /// shown to the client as the server said it.
+    #[error("{message}")]
     Login { code: String, message: String },
     /// The server answered a query of Causeway's with an error.
     #[error("server error {code}: {message}")]
@@ -28,10 +29,14 @@ impl ServerError {
         }
     }
 
-    /// Retrying a login that the server refused is pointless until
-    /// `server_login_retry` has passed.
-    pub fn is_login_refusal(&self) -> bool {
-        matches!(self, ServerError::Login { .. })
+    /// Failures that new attempts would only make worse (nothing listens,
+    /// or the server is too slow to answer): further logins fail fast for
+    /// `server_login_retry`. A refused login (3D000 no such database,
+    /// 28P01 wrong password, ...) is not among them: it is the client's to
+    /// see, as the server said it, and may be fixed any second (`CREATE
+    /// DATABASE`), so each client's login is tried.
+    pub fn throttles(&self) -> bool {
+        matches!(self, ServerError::Connect { .. } | ServerError::Timeout(_))
     }
 }
 

@@ -89,6 +89,19 @@ impl ParamSet {
         self.fingerprint
     }
 
+    /// Whether the server reports `name` (ParameterStatus).
+    pub fn is_reported(&self, name: &str) -> bool {
+        self.find(name).is_ok_and(|i| self.entries[i].reported)
+    }
+
+    /// The values the server reported (ParameterStatus), as it spells them.
+    pub fn reported(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .filter(|e| e.reported)
+            .map(|e| (e.name.as_str(), e.value.as_str()))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries
             .iter()
@@ -109,19 +122,34 @@ impl ParamSet {
     }
 
     /// The statements that make a server holding `server` match `self`
-    /// (the client's expectations), or None when nothing differs.
-    pub fn sync_sql(&self, server: &ParamSet) -> Option<String> {
+    /// (the client's expectations), or None when nothing differs: one
+    /// SELECT of `set_config()` per differing value (the value is taken as
+    /// a StartupMessage or postgresql.conf would take it, so a list such as
+    /// `search_path = 'a, b'` stays a list; each returns the value as the
+    /// server normalised it, in the order of the returned names), then a
+    /// RESET of each value a previous client set that this one never asked
+    /// for.
+    pub fn sync_sql(&self, server: &ParamSet) -> Option<(String, Vec<String>)> {
         let mut sql = String::new();
+        let mut set = Vec::new();
         for e in &self.entries {
             if server.get(&e.key) != Some(e.value.as_str()) {
-                sql.push_str("SET ");
-                sql.push_str(&e.key);
-                sql.push_str(" = ");
+                sql.push_str(if set.is_empty() {
+                    "SELECT "
+                } else {
+                    " UNION ALL SELECT "
+                });
+                sql.push_str("pg_catalog.set_config(");
+                causeway_protocol::frontend::quote_literal(&mut sql, &e.key);
+                sql.push_str(", ");
                 causeway_protocol::frontend::quote_literal(&mut sql, &e.value);
-                sql.push(';');
+                sql.push_str(", false)");
+                set.push(e.name.clone());
             }
         }
-        // Values a previous client set that this client never asked for.
+        if !set.is_empty() {
+            sql.push(';');
+        }
         for e in server.entries.iter().filter(|e| !e.reported) {
             if !self.contains(&e.key) {
                 sql.push_str("RESET ");
@@ -129,7 +157,7 @@ impl ParamSet {
                 sql.push(';');
             }
         }
-        (!sql.is_empty()).then_some(sql)
+        (!sql.is_empty()).then_some((sql, set))
     }
 }
 
@@ -170,8 +198,20 @@ mod tests {
         server.set("search_path", "other", false);
         assert_eq!(
             client.sync_sql(&server).unwrap(),
-            "SET timezone = 'Asia/Tokyo';RESET search_path;"
+            (
+                "SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false);RESET search_path;"
+                    .to_string(),
+                vec!["TimeZone".to_string()]
+            )
         );
+        client.set("search_path", "a, b", false);
+        let (sql, set) = client.sync_sql(&server).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT pg_catalog.set_config('search_path', 'a, b', false) \
+             UNION ALL SELECT pg_catalog.set_config('timezone', 'Asia/Tokyo', false);"
+        );
+        assert_eq!(set, ["search_path", "TimeZone"]);
         server.forget_unreported();
         assert!(!server.contains("search_path"));
     }

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use crate::error::{PoolError, ServerError};
 use crate::info::{ServerInfo, ServerState};
 use crate::limits::Limit;
+use crate::liveness;
 use crate::params::ParamSet;
 use crate::server::{Login, ServerConn};
 use crate::settings::PoolSettings;
@@ -33,7 +34,7 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     key: PoolKey,
     login: RwLock<Login>,
     settings: RwLock<PoolSettings>,
@@ -43,13 +44,18 @@ struct Inner {
     /// ParameterStatus values of the first successful login: what a new
     /// client is told in its welcome.
     welcome: Mutex<Option<Arc<ParamSet>>>,
-    /// The last refused login, to stop retrying before server_login_retry.
+    /// The last failed connection attempt: clients are refused at once
+    /// until server_login_retry has passed if the server was unreachable;
+    /// maintenance (min_pool_size) waits after any failure.
     login_failure: Mutex<Option<(Instant, ServerError)>>,
     /// RECONNECT bumps this; connections from an older epoch are closed
     /// instead of being reused.
     epoch: std::sync::atomic::AtomicU64,
     /// Every open connection, for SHOW SERVERS.
     servers: Mutex<std::collections::HashMap<u64, Arc<ServerInfo>>>,
+    /// Clients pinned to their server by session state (transaction mode,
+    /// pin_session_state).
+    pinned: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Default)]
@@ -60,6 +66,10 @@ struct State {
     open: u32,
     next_waiter: u64,
     closed: bool,
+    /// The idle watcher's waker (see liveness.rs), registered on every
+    /// idle connection's socket; `watching` once the task is spawned.
+    watcher: Option<std::task::Waker>,
+    watching: bool,
 }
 
 struct Waiter {
@@ -127,6 +137,7 @@ impl Pool {
                 login_failure: Mutex::new(None),
                 servers: Mutex::new(Default::default()),
                 epoch: Default::default(),
+                pinned: Default::default(),
             }),
         }
     }
@@ -162,6 +173,20 @@ impl Pool {
                 .map(|w| w.since.elapsed())
                 .unwrap_or_default(),
         }
+    }
+
+    /// Counts a client pinned to a connection of this pool while the guard
+    /// lives.
+    pub fn pin(&self) -> PinGuard {
+        self.inner
+            .pinned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        PinGuard(self.inner.clone())
+    }
+
+    /// Clients pinned now (SHOW POOLS cl_pinned).
+    pub fn pinned(&self) -> u32 {
+        self.inner.pinned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The open connections (SHOW SERVERS).
@@ -239,6 +264,10 @@ impl Pool {
     /// Runs server_check_query on a connection idle longer than
     /// server_check_delay; None if it failed (the connection is closed).
     async fn check(&self, mut conn: ServerConn) -> Option<ServerConn> {
+        if liveness::gone(&conn) {
+            tracing::info!(pool = ?self.inner.key, id = conn.id, pid = conn.cancel.pid, "idle server connection closed by the server; not lent");
+            return None;
+        }
         let (delay, query) = {
             let s = self.inner.settings.read();
             // A reload may have changed the deadline.
@@ -296,7 +325,7 @@ impl Pool {
     async fn open(&self, slot: SlotGuard) -> Result<ServerConn, PoolError> {
         let (login, settings) = (self.inner.login.read().clone(), self.settings());
         if let Some((at, err)) = self.inner.login_failure.lock().clone() {
-            if at.elapsed() < settings.server_login_retry {
+            if err.throttles() && at.elapsed() < settings.server_login_retry {
                 return Err(PoolError::LoginRetry(err));
             }
         }
@@ -309,9 +338,9 @@ impl Pool {
         {
             Ok(c) => c,
             Err(e) => {
-                if e.is_login_refusal() {
-                    *self.inner.login_failure.lock() = Some((Instant::now(), e.clone()));
-                }
+                // Every failure holds back min_pool_size maintenance; only
+                // unreachable servers hold back clients (ServerError::throttles).
+                *self.inner.login_failure.lock() = Some((Instant::now(), e.clone()));
                 tracing::warn!(pool = ?self.inner.key, error = %e, "server connection failed");
                 return Err(e.into());
             }
@@ -370,6 +399,18 @@ impl Pool {
                 Ok(()) => return,
                 Err(Grant::Conn(c)) => conn = c,
                 Err(Grant::Slot(_)) => unreachable!("sent a connection"),
+            }
+        }
+        if let Some(w) = &st.watcher {
+            // The watcher hears of this socket from now on.
+            if liveness::gone_or_register(&conn.stream, &mut std::task::Context::from_waker(w)) {
+                drop(st);
+                return; // dropping it frees its slot
+            }
+        } else if !st.watching {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                st.watching = true;
+                rt.spawn(liveness::watch(Arc::downgrade(&self.inner)));
             }
         }
         st.idle.push(conn);
@@ -453,23 +494,55 @@ impl Pool {
             .count()
     }
 
-    /// Closes every idle connection (RECONNECT, reload of server address).
-    pub fn drain_idle(&self) {
+    /// Closes every idle connection (RECONNECT, reload of server address,
+    /// DROP DATABASE); returns how many.
+    pub fn drain_idle(&self) -> usize {
         let idle: Vec<ServerConn> = std::mem::take(&mut self.inner.state.lock().idle);
+        let n = idle.len();
         for c in idle {
             tokio::spawn(c.terminate());
         }
+        n
     }
 
     /// Stops the pool: waiters get an error, idle connections close.
     pub fn close(&self) {
-        let waiters = {
+        let (waiters, watcher) = {
             let mut st = self.inner.state.lock();
             st.closed = true;
-            std::mem::take(&mut st.waiters)
+            (std::mem::take(&mut st.waiters), st.watcher.take())
         };
         drop(waiters);
+        if let Some(w) = watcher {
+            w.wake(); // it sees the pool closed and ends
+        }
         self.drain_idle();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The watcher holds only a weak reference: wake it to end.
+        if let Some(w) = self.state.get_mut().watcher.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A client pinned to its server (see [`Pool::pin`]).
+pub struct PinGuard(Arc<Inner>);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        self.0
+            .pinned
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for PinGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinGuard")
     }
 }
 
@@ -480,6 +553,35 @@ enum Step {
 }
 
 impl Inner {
+    pub(crate) fn key(&self) -> &PoolKey {
+        &self.key
+    }
+
+    /// The watcher's turn: registers `cx` on every idle socket and takes
+    /// out the connections whose backend went away (to be dropped by the
+    /// caller, outside the lock). None once the pool is closed.
+    pub(crate) fn sweep_idle(&self, cx: &mut std::task::Context<'_>) -> Option<Vec<ServerConn>> {
+        let mut st = self.state.lock();
+        if st.closed {
+            st.watcher = None;
+            return None;
+        }
+        if !st.watcher.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.watcher = Some(cx.waker().clone());
+        }
+        let mut dead = Vec::new();
+        // Keeps the idle list's order (LIFO lending).
+        let idle = std::mem::take(&mut st.idle);
+        for c in idle {
+            if liveness::gone_or_register(&c.stream, cx) {
+                dead.push(c);
+            } else {
+                st.idle.push(c);
+            }
+        }
+        Some(dead)
+    }
+
     fn enqueue(&self, st: &mut State) -> (u64, oneshot::Receiver<Grant>) {
         let (tx, rx) = oneshot::channel();
         st.next_waiter += 1;

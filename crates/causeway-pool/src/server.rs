@@ -10,8 +10,7 @@ use bytes::{Buf, BytesMut};
 use causeway_net::{PeerAddr, ServerTls, Stream};
 use causeway_protocol::auth::md5::{md5_password_hash, md5_salted_response};
 use causeway_protocol::auth::messages::{self as authmsg, AuthRequest};
-use causeway_protocol::auth::scram_client::ScramClient;
-use causeway_protocol::auth::{ClientBinding, ScramKeys, ScramPassthrough};
+use causeway_protocol::auth::{server_first_salt, ClientBinding, ScramKeys, ScramPassthrough};
 use causeway_protocol::{backend, frontend, scan::body, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -189,19 +188,22 @@ impl ServerConn {
                                 (None, Some(keys)) => {
                                     Sasl::Keys(ScramPassthrough::with_binding(*keys, binding))
                                 }
-                                _ => Sasl::Password(ScramClient::with_binding(
-                                    need_password(login)?.as_bytes(),
-                                    &binding,
-                                )),
+                                _ => Sasl::Password(
+                                    // Keys derived (cached) once the server's salt is known.
+                                    ScramPassthrough::with_binding(
+                                        ScramKeys {
+                                            client_key: [0; 32],
+                                            server_key: [0; 32],
+                                        },
+                                        binding,
+                                    ),
+                                    need_password(login)?.to_string(),
+                                ),
                             };
                             let (mechanism, first) = match &client {
-                                Sasl::Password(c) => (
-                                    c.mechanism(),
-                                    c.client_first()
-                                        .map_err(|e| ServerError::Protocol(e.to_string()))?
-                                        .to_vec(),
-                                ),
-                                Sasl::Keys(k) => (k.mechanism(), k.client_first()),
+                                Sasl::Password(k, _) | Sasl::Keys(k) => {
+                                    (k.mechanism(), k.client_first())
+                                }
                             };
                             tracing::debug!(mechanism, "server SASL login");
                             authmsg::write_sasl_initial_response(&mut out, mechanism, &first);
@@ -211,12 +213,20 @@ impl ServerConn {
                             let client = scram.as_mut().ok_or_else(|| {
                                 ServerError::Protocol("unexpected SASLContinue".into())
                             })?;
+                            if let Sasl::Password(k, password) = client {
+                                let keys = server_first_salt(data)
+                                    .and_then(|(salt, i)| {
+                                        crate::scram_keys::keys_for(password, &salt, i)
+                                    })
+                                    .ok_or_else(|| {
+                                        ServerError::Protocol(
+                                            "malformed SCRAM server-first-message".into(),
+                                        )
+                                    })?;
+                                k.set_keys(keys);
+                            }
                             let reply = match client {
-                                Sasl::Password(c) => c
-                                    .handle_server_first(data)
-                                    .map(<[u8]>::to_vec)
-                                    .map_err(|e| e.to_string()),
-                                Sasl::Keys(k) => {
+                                Sasl::Password(k, _) | Sasl::Keys(k) => {
                                     k.handle_server_first(data).map_err(|e| e.to_string())
                                 }
                             }
@@ -228,10 +238,7 @@ impl ServerConn {
                                 ServerError::Protocol("unexpected SASLFinal".into())
                             })?;
                             match client {
-                                Sasl::Password(mut c) => {
-                                    c.handle_server_final(data).map_err(|e| e.to_string())
-                                }
-                                Sasl::Keys(k) => {
+                                Sasl::Password(k, _) | Sasl::Keys(k) => {
                                     k.handle_server_final(data).map_err(|e| e.to_string())
                                 }
                             }
@@ -321,9 +328,11 @@ impl ServerConn {
     }
 }
 
-/// The two ways Causeway can answer a server's SCRAM challenge.
+/// The two ways Causeway can answer a server's SCRAM challenge: keys
+/// derived from the password (see scram_keys.rs), or keys recovered from
+/// the client's own proof.
 enum Sasl {
-    Password(ScramClient),
+    Password(ScramPassthrough, String),
     Keys(ScramPassthrough),
 }
 

@@ -12,6 +12,9 @@ pub struct StatementCache {
     /// Entries used at or after this tick are pinned: a Bind of the current
     /// attachment may still need them (its portals die with the statement).
     pinned_from: u64,
+    /// Outdated statements still on the server, to close before the next
+    /// Parse on it.
+    stale: Vec<u64>,
 }
 
 impl StatementCache {
@@ -69,6 +72,20 @@ impl StatementCache {
     /// DISCARD ALL / DEALLOCATE ALL ran on the server.
     pub fn clear(&mut self) {
         self.used.clear();
+        self.stale.clear();
+    }
+
+    /// `id` is outdated on the server: no longer used, closed later.
+    pub fn mark_stale(&mut self, id: u64) {
+        self.used.remove(&id);
+        if !self.stale.contains(&id) {
+            self.stale.push(id);
+        }
+    }
+
+    /// An outdated statement to close now, if any.
+    pub fn take_stale(&mut self) -> Option<u64> {
+        self.stale.pop()
     }
 }
 

@@ -30,19 +30,22 @@ impl CancelSlot {
     }
 }
 
-struct Entry {
-    secret: [u8; 4],
-    slot: Arc<CancelSlot>,
-}
-
 #[derive(Default)]
 pub struct CancelRegistry {
-    next_pid: AtomicI32,
-    clients: Mutex<HashMap<i32, Entry>>,
+    next: AtomicI32,
+    /// By the (pid, secret) the client was told in its BackendKeyData. The
+    /// pid alone is not unique: a session-mode client is told its server's
+    /// real pid, which may equal another server's or a counter value.
+    clients: Mutex<HashMap<KeyData, Arc<CancelSlot>>>,
 }
+
+/// (pid, secret) as told in BackendKeyData.
+type KeyData = (i32, [u8; 4]);
 
 /// A client's key; removes itself from the registry when dropped.
 pub struct ClientKey {
+    /// The client's id (SHOW CLIENTS, KILL_CLIENT): unique among live clients.
+    pub id: u64,
     pub pid: i32,
     pub secret: [u8; 4],
     pub slot: Arc<CancelSlot>,
@@ -51,30 +54,45 @@ pub struct ClientKey {
 
 impl Drop for ClientKey {
     fn drop(&mut self) {
-        self.registry.clients.lock().remove(&self.pid);
+        self.registry
+            .clients
+            .lock()
+            .remove(&(self.pid, self.secret));
+    }
+}
+
+impl ClientKey {
+    /// Session mode: the client is told its server's real pid (so that
+    /// `pg_backend_pid()` and `pg_terminate_backend` mean what they say);
+    /// the secret stays Causeway's own, and cancels are routed by both.
+    pub fn repoint(&mut self, pid: i32) {
+        let mut clients = self.registry.clients.lock();
+        let slot = clients
+            .remove(&(self.pid, self.secret))
+            .unwrap_or_else(|| self.slot.clone());
+        while clients.contains_key(&(pid, self.secret)) {
+            self.secret = rand::random();
+        }
+        self.pid = pid;
+        clients.insert((pid, self.secret), slot);
     }
 }
 
 impl CancelRegistry {
     pub fn register(self: &Arc<Self>) -> ClientKey {
-        let secret: [u8; 4] = rand::random();
         let slot = Arc::new(CancelSlot::default());
         let mut clients = self.clients.lock();
-        // Positive, unique among live clients (wraps after 2^31 clients).
-        let pid = loop {
-            let p = self.next_pid.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
-            if p != 0 && !clients.contains_key(&p) {
-                break p;
+        // Positive (wraps after 2^31 clients); unique with its secret.
+        let (pid, secret) = loop {
+            let p = self.next.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
+            let secret: [u8; 4] = rand::random();
+            if p != 0 && !clients.contains_key(&(p, secret)) {
+                break (p, secret);
             }
         };
-        clients.insert(
-            pid,
-            Entry {
-                secret,
-                slot: slot.clone(),
-            },
-        );
+        clients.insert((pid, secret), slot.clone());
         ClientKey {
+            id: u64::from(pid as u32),
             pid,
             secret,
             slot,
@@ -85,19 +103,9 @@ impl CancelRegistry {
     /// The server to cancel for this key, if the key is valid and the client
     /// is running something.
     pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<Arc<CancelTarget>> {
-        let clients = self.clients.lock();
-        let e = clients.get(&pid)?;
-        // Constant-time enough for 4 bytes: compare all of them.
-        let ok = secret.len() == 4
-            && e.secret
-                .iter()
-                .zip(secret)
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0;
-        if !ok {
-            return None;
-        }
-        e.slot.target()
+        let secret: [u8; 4] = secret.try_into().ok()?;
+        let slot = self.clients.lock().get(&(pid, secret))?.clone();
+        slot.target()
     }
 
     #[cfg(test)]
@@ -137,5 +145,32 @@ mod tests {
         drop(key);
         assert!(reg.lookup(pid, &[0; 4]).is_none());
         assert_eq!(reg.len(), 0);
+    }
+
+    #[test]
+    fn session_keys_carry_the_server_pid() {
+        let reg = Arc::new(CancelRegistry::default());
+        let other = reg.register();
+        let mut key = reg.register();
+        let (id, secret) = (key.id, key.secret);
+        assert_ne!(secret, [0; 4], "random");
+        // Told the same pid as another client: the secrets keep them apart.
+        key.repoint(other.pid);
+        assert_eq!((key.id, key.pid), (id, other.pid));
+        let t = Arc::new(CancelTarget::new(
+            causeway_net::PeerAddr::Tcp("127.0.0.1:5432".parse().unwrap()),
+            other.pid,
+            vec![9, 9, 9, 9],
+        ));
+        key.slot.attach(&t);
+        assert!(reg.lookup(key.pid, &key.secret).is_some());
+        assert!(
+            reg.lookup(other.pid, &other.secret).is_none(),
+            "other is idle"
+        );
+        assert_ne!((key.pid, key.secret), (other.pid, other.secret));
+        let _ = secret;
+        drop(key);
+        assert_eq!(reg.len(), 1);
     }
 }

@@ -112,6 +112,7 @@ impl Source for MetricsSource {
                     cl_active: cl[0],
                     cl_waiting: cl[1],
                     cl_idle: cl[2],
+                    cl_pinned: u64::from(pool.pinned()),
                     sv_active: sv[ServerState::Active as usize] + sv[ServerState::Used as usize],
                     sv_idle: sv[ServerState::Idle as usize],
                     sv_login: sv[ServerState::Login as usize],

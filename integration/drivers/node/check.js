@@ -4,9 +4,11 @@
 // Usage: node check.js CONNECTION_URL TAG MODE
 //   MODE: direct | session | transaction (what is behind the URL)
 //
-// Named prepared queries, a pg.Pool of clients, transactions, and a small
-// Sequelize model (sync, create, find). Prints one line per check; exits
-// non-zero on the first failure.
+// Named prepared queries, a pg.Pool of clients, transactions, a small
+// Sequelize model (sync, create, find), a client ended before its connect()
+// finished (Terminate before the StartupMessage), and a pg.Pool whose
+// server backends are terminated while idle. Prints one line per check;
+// exits non-zero on the first failure.
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -121,6 +123,78 @@ async function sequelizeModel() {
   }
 }
 
+async function endBeforeConnected() {
+  // node-postgres sends Terminate before the StartupMessage when a client is
+  // ended while connecting. PostgreSQL closes without a word; an
+  // ErrorResponse would surface as an error (unhandled in many apps).
+  for (let i = 0; i < 10; i++) {
+    const c = new pg.Client({ connectionString: url });
+    let outcome = 'pending';
+    c.connect().then(
+      () => (outcome = 'connected'),
+      (e) => (outcome = `error: ${e.message}`),
+    );
+    await c.end();
+    await new Promise((r) => setImmediate(r));
+    assert.ok(!outcome.startsWith('error'), outcome);
+  }
+  ok('end before connected', '10 clients, no error');
+}
+
+async function reconnect() {
+  // Backends of an idle pg.Pool are terminated. Directly and in session mode
+  // the pool drops the dead clients (its 'error' event) and opens new ones;
+  // in transaction mode Causeway replaces the dead server connections and
+  // the pool never notices. The killer holds a transaction throughout, so
+  // that in transaction mode the killed servers are the ones lent next.
+  const name = `rc_${tag}`;
+  const killer = new pg.Client({ connectionString: url });
+  await killer.connect();
+  const pool = new pg.Pool({ connectionString: url, max: 2, application_name: name });
+  let idleErrors = 0;
+  pool.on('error', () => idleErrors++);
+  let lost = 0;
+  let killed = 0;
+  try {
+    await killer.query('BEGIN');
+    const a = await pool.connect();
+    const b = await pool.connect();
+    await Promise.all([a.query('SELECT pg_sleep(0.1)'), b.query('SELECT pg_sleep(0.1)')]);
+    a.release();
+    b.release();
+    const others = 'application_name = $1 AND pid <> pg_backend_pid()';
+    const r = await killer.query(`SELECT pid FROM pg_stat_activity WHERE ${others}`, [name]);
+    const pids = r.rows.map((x) => x.pid);
+    killed = pids.length;
+    assert.ok(killed > 0, 'no pooled backend found');
+    await killer.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid', [pids]);
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      await killer.query('SELECT pg_stat_clear_snapshot()');
+      const n = await killer.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1)', [pids]);
+      if (n.rows[0].n === 0) break;
+      assert.ok(Date.now() < deadline, 'terminated backends still there');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    for (let i = 0; i < 10; i++) {
+      try {
+        const q = await pool.query('SELECT $1::int AS v', [i]);
+        assert.equal(q.rows[0].v, i);
+      } catch (e) {
+        lost++;
+      }
+    }
+    await killer.query('COMMIT');
+    if (mode === 'transaction') assert.equal(lost, 0, `${lost} queries failed`);
+    const q = await pool.query('SELECT 42 AS v');
+    assert.equal(q.rows[0].v, 42);
+  } finally {
+    await killer.end();
+    await pool.end();
+  }
+  ok('pool after its servers were terminated', `${killed} killed, ${lost} queries lost, ${idleErrors} idle client errors`);
+}
+
 (async () => {
   console.log(`pg ${require('pg/package.json').version} sequelize ${require('sequelize/package.json').version} mode=${mode}`);
   // Every stage runs; failures are reported together at the end.
@@ -129,6 +203,8 @@ async function sequelizeModel() {
     ['named prepared', namedPrepared],
     ['pool and transactions', poolAndTransactions],
     ['sequelize', sequelizeModel],
+    ['end before connected', endBeforeConnected],
+    ['reconnect', reconnect],
   ]) {
     try {
       await stage();

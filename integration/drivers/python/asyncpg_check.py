@@ -3,15 +3,19 @@
 Usage: python asyncpg_check.py DSN TAG MODE
   MODE: direct | session | transaction (what is behind DSN)
 
-Prepared queries with asyncpg's default statement cache, executemany, COPY
-both ways, transactions, then 50 concurrent connections (over a Causeway
-pool of 5 in transaction mode). Prints one line per check; exits non-zero
-on the first failure.
+Prepared queries with asyncpg's default statement cache, executemany (its
+pipeline: many Bind/Execute before one Sync), COPY both ways, transactions,
+a cached statement invalidated by ALTER TABLE ... TYPE (asyncpg re-prepares
+it by itself), reconnecting after the server side of connections was
+terminated, then 50 concurrent connections (over a Causeway pool of 5 in
+transaction mode). Prints one line per check; exits non-zero on the first
+failure.
 """
 
 import asyncio
 import io
 import sys
+import time
 
 import asyncpg
 
@@ -104,11 +108,86 @@ async def concurrent(dsn, table, n=50, rounds=20):
     ok("concurrent", f"{n} connections x {rounds} rounds")
 
 
+async def invalidation(dsn, table):
+    """A cached statement whose result type changes under it (ALTER TABLE
+    from another connection): asyncpg gets InvalidCachedStatementError,
+    re-prepares under a new name and retries, so the application never sees
+    it, and a new connection's statement works at once."""
+    t = f"{table}_inv"
+    q = f"SELECT a FROM {t}"
+    conn = await asyncpg.connect(dsn)
+    other = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {t}")
+        await conn.execute(f"CREATE TABLE {t} (a int)")
+        await conn.execute(f"INSERT INTO {t} VALUES (7)")
+        for _ in range(3):
+            assert await conn.fetchval(q) == 7
+            assert await other.fetchval(q) == 7
+        await other.execute(f"ALTER TABLE {t} ALTER a TYPE text")
+        for _ in range(5):
+            assert await conn.fetchval(q) == "7"
+        fresh = await asyncpg.connect(dsn)
+        try:
+            for _ in range(5):
+                assert await fresh.fetchval(q) == "7"
+        finally:
+            await fresh.close()
+    finally:
+        await conn.close()
+        await other.close()
+    ok("statement invalidated by ALTER TABLE", "re-prepared by asyncpg")
+
+
+async def reconnect(dsn, tag, mode):
+    """An asyncpg pool whose server backends are terminated while idle: the
+    pool's next queries work (directly and in session mode asyncpg notices
+    the lost connections and opens new ones, so a query or two may fail; in
+    transaction mode Causeway drops the dead server connections and the pool
+    never notices). The killer holds a transaction throughout, so that in
+    transaction mode the pooled servers it kills are the ones lent next."""
+    name = f"rc_{tag}"
+    killer = await asyncpg.connect(dsn)
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2, server_settings={"application_name": name})
+    try:
+        async with killer.transaction():
+            await killer.execute("SELECT 1")
+            async with pool.acquire() as a, pool.acquire() as b:
+                await asyncio.gather(a.fetchval("SELECT pg_sleep(0.1)"), b.fetchval("SELECT pg_sleep(0.1)"))
+            others = "application_name = $1 AND pid <> pg_backend_pid()"
+            pids = [r[0] for r in await killer.fetch(f"SELECT pid FROM pg_stat_activity WHERE {others}", name)]
+            assert pids, "no pooled backend found"
+            await killer.execute(f"SELECT pg_terminate_backend(pid) FROM unnest(ARRAY{pids}::int[]) pid")
+            deadline = time.monotonic() + 30
+            while True:
+                await killer.execute("SELECT pg_stat_clear_snapshot()")
+                if await killer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", pids) == 0:
+                    break
+                assert time.monotonic() < deadline, "terminated backends still there"
+                await asyncio.sleep(0.05)
+            lost = 0
+            for i in range(10):
+                try:
+                    assert await pool.fetchval("SELECT $1::int", i) == i
+                except (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.AdminShutdownError,
+                        asyncpg.exceptions.InterfaceError):
+                    lost += 1
+        if mode == "transaction":
+            assert lost == 0, f"{lost} queries failed"
+        assert await pool.fetchval("SELECT 42") == 42
+    finally:
+        await killer.close()
+        await pool.close()
+    ok("pool after its servers were terminated", f"{len(pids)} killed, {lost} queries lost")
+
+
 async def main():
     dsn, tag, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     table = f"drv_asyncpg_{tag}"
     print(f"asyncpg {asyncpg.__version__} mode={mode}", flush=True)
     await single(dsn, table)
+    await invalidation(dsn, table)
+    await reconnect(dsn, tag, mode)
     await concurrent(dsn, table)
     print("asyncpg: all checks passed", flush=True)
 

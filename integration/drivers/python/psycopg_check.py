@@ -3,15 +3,22 @@
 Usage: python psycopg_check.py DSN TAG MODE
   MODE: direct | session | transaction (what is behind DSN)
 
-Server-side prepare (prepare=True), pipeline mode, COPY both ways, notices;
-LISTEN/NOTIFY except in transaction mode (where Causeway does not deliver
-notifications: see docs/protocol.md). Prints one line per check; exits
-non-zero on the first failure.
+Server-side prepare (prepare=True), pipeline mode (also psycopg's own
+error-on-commit-then-rollback pattern, many times), COPY both ways, notices;
+a prepared statement invalidated by ALTER TABLE ... TYPE; reconnecting after
+the server side of a connection was terminated; LISTEN/NOTIFY except in
+transaction mode (where Causeway does not deliver notifications: see
+docs/protocol.md). Prints one line per check; exits non-zero on the first
+failure.
 """
 
 import sys
+import time
 
 import psycopg
+
+# psycopg's test_pipeline.py::test_errors_raised_on_commit, repeated.
+PIPELINE_COMMIT_ROUNDS = 300
 
 
 def ok(what, detail=""):
@@ -115,6 +122,10 @@ def main():
         assert got == ["committed"], got
         ok("transactions")
 
+    pipeline_error_on_commit(dsn, mode)
+    invalidation(dsn, table)
+    reconnect(dsn, tag, mode)
+
     if mode == "transaction":
         print("skip listen/notify (transaction mode: not delivered, see docs/protocol.md)", flush=True)
     else:
@@ -132,6 +143,106 @@ def main():
         print(f"psycopg: {len(failures)} check(s) failed: {failures}", flush=True)
         sys.exit(1)
     print("psycopg: all checks passed", flush=True)
+
+
+def pipeline_error_on_commit(dsn, mode):
+    """An error raised by commit() in pipeline mode, then rollback(). psycopg
+    raises PipelineAborted from rollback() when the server's error arrives
+    before psycopg has sent COMMIT (it happens directly against PostgreSQL
+    too, a few percent of the time); Causeway delivers extended-protocol
+    errors at the client's Sync, so through it the pattern never fails."""
+    aborted = 0
+    with psycopg.connect(dsn) as conn:
+        for _ in range(PIPELINE_COMMIT_ROUNDS):
+            try:
+                with conn.pipeline():
+                    conn.execute("SELECT 1 FROM no_such_table_pipeline")
+                    try:
+                        conn.commit()
+                    except psycopg.errors.UndefinedTable:
+                        pass
+                    else:
+                        raise AssertionError("commit() did not raise")
+                    conn.rollback()
+                    cur1 = conn.execute("SELECT 1")
+                cur2 = conn.execute("SELECT 2")
+                assert cur1.fetchone() == (1,) and cur2.fetchone() == (2,)
+            except psycopg.errors.PipelineAborted:
+                aborted += 1
+                conn.rollback()
+    detail = f"{PIPELINE_COMMIT_ROUNDS} rounds, PipelineAborted {aborted} times"
+    if mode != "direct":
+        assert aborted == 0, detail
+    ok("pipeline error on commit, then rollback", detail)
+
+
+def invalidation(dsn, table):
+    """psycopg's own invalidation path: DDL on the connection (ALTER ...)
+    makes it forget its prepared statements (DEALLOCATE ALL) and prepare
+    again; the re-prepared statement must see the new result type, also
+    while another connection still holds the old statement (through
+    Causeway, the same text may be prepared on the servers already), and a
+    brand-new connection must too."""
+    t = f"{table}_inv"
+    q = f"SELECT a FROM {t}"
+    with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn, autocommit=True) as other:
+        conn.execute(f"DROP TABLE IF EXISTS {t}")
+        conn.execute(f"CREATE TABLE {t} (a int)")
+        conn.execute(f"INSERT INTO {t} VALUES (7)")
+        for _ in range(3):
+            assert conn.execute(q, prepare=True).fetchone() == (7,)
+            assert other.execute(q, prepare=True).fetchone() == (7,)
+        # In transaction mode `other` holds a server meanwhile, so the
+        # statement gets prepared on a second server too.
+        with other.transaction():
+            assert other.execute(q, prepare=True).fetchone() == (7,)
+            assert conn.execute(q, prepare=True).fetchone() == (7,)
+        conn.execute(f"ALTER TABLE {t} ALTER a TYPE text")
+        # And here the re-prepared statement runs on that second server.
+        with other.transaction():
+            other.execute("SELECT 1")
+            for _ in range(5):
+                assert conn.execute(q, prepare=True).fetchone() == ("7",)
+    with psycopg.connect(dsn, autocommit=True) as fresh:
+        for _ in range(5):
+            assert fresh.execute(q, prepare=True).fetchone() == ("7",)
+    ok("prepared statement invalidated by ALTER TABLE", "re-prepared, also on a new connection")
+
+
+def reconnect(dsn, tag, mode):
+    """The backend behind a connection is terminated while the connection is
+    idle. Directly and in session mode the connection is lost
+    (OperationalError) and the application reconnects; in transaction mode
+    Causeway drops the dead pooled server connection and the client never
+    notices. The killer holds a transaction meanwhile, so that in transaction
+    mode the dead connection is the one the pool would lend next."""
+    name = f"rc_{tag}"
+    conn = psycopg.connect(dsn, autocommit=True, application_name=name)
+    with psycopg.connect(dsn) as killer:
+        killer.execute("SELECT 1")  # holds its server until commit
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        others = "application_name = %s AND pid <> pg_backend_pid()"
+        n = killer.execute(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {others}", (name,))
+        assert n.fetchone()[0] >= 1
+        deadline = time.monotonic() + 30
+        while True:
+            killer.execute("SELECT pg_stat_clear_snapshot()")
+            if killer.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {others}", (name,)).fetchone()[0] == 0:
+                break
+            assert time.monotonic() < deadline, "terminated backends still there"
+            time.sleep(0.05)
+        try:
+            conn.execute("SELECT 2").fetchone()
+            survived = True
+        except psycopg.OperationalError:
+            survived = False
+            conn.close()
+            conn = psycopg.connect(dsn, autocommit=True, application_name=name)
+        assert conn.execute("SELECT 3").fetchone() == (3,)
+        killer.commit()
+    conn.close()
+    assert survived == (mode == "transaction"), f"survived={survived} in {mode} mode"
+    ok("reconnect after the server was terminated", "unnoticed" if survived else "reconnected")
 
 
 if __name__ == "__main__":

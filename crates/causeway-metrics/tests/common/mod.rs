@@ -34,6 +34,7 @@ pub fn filled_snapshot() -> Snapshot {
         cl_active: cl[0],
         cl_waiting: cl[1],
         cl_idle: cl[2],
+        cl_pinned: 0,
         sv_active: sv[0],
         sv_idle: sv[1],
         sv_login: sv[2],

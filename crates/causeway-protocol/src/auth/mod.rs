@@ -17,7 +17,9 @@ pub use self::channel_binding::{ClientBinding, SCRAM_SHA_256_PLUS};
 pub use self::md5::{md5_password_hash, md5_salted_response, verify_md5_response};
 pub use self::messages::{parse_auth_request, AuthRequest, MessageError, SCRAM_SHA_256};
 pub use self::scram_client::{ScramClient, ScramClientError};
-pub use self::scram_passthrough::{PassthroughError, ScramKeys, ScramPassthrough};
+pub use self::scram_passthrough::{
+    server_first_salt, PassthroughError, ScramKeys, ScramPassthrough,
+};
 pub use self::scram_server::{ScramError, ScramServer};
 pub use self::secret::{ScramVerifier, Secret, SecretError};
 pub use self::userlist::{parse_userlist, UserlistError, UserlistErrorKind};

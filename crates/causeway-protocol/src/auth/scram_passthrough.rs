@@ -34,6 +34,37 @@ pub struct ScramKeys {
     pub server_key: [u8; 32],
 }
 
+impl ScramKeys {
+    /// The keys a password gives for a server's salt and iteration count
+    /// (as its server-first-message states them). Zero iterations: None.
+    pub fn from_password(password: &[u8], salt: &[u8], iterations: u32) -> Option<ScramKeys> {
+        if iterations == 0 {
+            return None;
+        }
+        let (client_key, server_key) =
+            super::secret::client_and_server_key(password, salt, iterations);
+        Some(ScramKeys {
+            client_key,
+            server_key,
+        })
+    }
+}
+
+/// The salt and iteration count of a server-first-message.
+pub fn server_first_salt(server_first: &[u8]) -> Option<(Vec<u8>, u32)> {
+    let text = std::str::from_utf8(server_first).ok()?;
+    let mut salt = None;
+    let mut iterations = None;
+    for part in text.split(',') {
+        if let Some(s) = part.strip_prefix("s=") {
+            salt = STANDARD.decode(s).ok();
+        } else if let Some(i) = part.strip_prefix("i=") {
+            iterations = i.parse().ok();
+        }
+    }
+    Some((salt?, iterations?))
+}
+
 impl std::fmt::Debug for ScramKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ScramKeys(<redacted>)")
@@ -71,6 +102,12 @@ impl ScramPassthrough {
     /// The mechanism name for the SASLInitialResponse.
     pub fn mechanism(&self) -> &'static str {
         self.binding.mechanism()
+    }
+
+    /// Replaces the keys before the server's first message is answered
+    /// (when they are derived from a password and the server's salt).
+    pub fn set_keys(&mut self, keys: ScramKeys) {
+        self.keys = keys;
     }
 
     /// The client-first-message.
@@ -176,6 +213,27 @@ mod tests {
         let sf = back.handle_client_first(&pass.client_first()).unwrap();
         let cf = pass.handle_server_first(&sf).unwrap();
         assert!(back.handle_client_final(&cf).is_err());
+    }
+
+    /// Keys derived from the password and the server's salt log in like the
+    /// password itself.
+    #[test]
+    fn keys_from_a_password_and_the_servers_salt() {
+        let verifier = ScramVerifier::from_password(b"s3cret", b"0123456789abcdef", 4096).unwrap();
+        let mut back = ScramServer::new(verifier);
+        let mut pass = ScramPassthrough::new(ScramKeys {
+            client_key: [0; 32],
+            server_key: [0; 32],
+        });
+        let sf = back.handle_client_first(&pass.client_first()).unwrap();
+        let (salt, iterations) = server_first_salt(&sf).unwrap();
+        assert_eq!((&salt[..], iterations), (&b"0123456789abcdef"[..], 4096));
+        pass.set_keys(ScramKeys::from_password(b"s3cret", &salt, iterations).unwrap());
+        let cf = pass.handle_server_first(&sf).unwrap();
+        let fin = back.handle_client_final(&cf).unwrap();
+        pass.handle_server_final(&fin).unwrap();
+        assert!(ScramKeys::from_password(b"x", b"s", 0).is_none());
+        assert!(server_first_salt(b"r=abc,i=4096").is_none());
     }
 
     #[test]

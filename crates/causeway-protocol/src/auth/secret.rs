@@ -154,13 +154,8 @@ impl ScramVerifier {
 
     fn derive(password: &[u8], salt: &[u8], iterations: NonZeroU32) -> ScramVerifier {
         let iterations = iterations.get();
-        let prepared = saslprep_or_raw(password);
-        let mut salted_password = [0u8; 32];
-        pbkdf2::pbkdf2_hmac::<Sha256>(&prepared, salt, iterations, &mut salted_password);
-
-        let client_key = hmac_sha256(&salted_password, b"Client Key");
+        let (client_key, server_key) = client_and_server_key(password, salt, iterations);
         let stored_key: [u8; 32] = Sha256::digest(client_key).into();
-        let server_key = hmac_sha256(&salted_password, b"Server Key");
         ScramVerifier {
             iterations,
             salt: salt.to_vec(),
@@ -224,6 +219,22 @@ fn decode_key(b64: &str) -> Option<[u8; 32]> {
 }
 
 /// SASLprep (RFC 4013) when possible, else the raw bytes, as PostgreSQL does.
+/// SCRAM's ClientKey and ServerKey for a password (the PBKDF2 step, the
+/// expensive part of a SCRAM login).
+pub(crate) fn client_and_server_key(
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> ([u8; 32], [u8; 32]) {
+    let prepared = saslprep_or_raw(password);
+    let mut salted_password = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(&prepared, salt, iterations, &mut salted_password);
+    (
+        hmac_sha256(&salted_password, b"Client Key"),
+        hmac_sha256(&salted_password, b"Server Key"),
+    )
+}
+
 pub(crate) fn saslprep_or_raw(password: &[u8]) -> Vec<u8> {
     match std::str::from_utf8(password) {
         Ok(s) => match stringprep::saslprep(s) {

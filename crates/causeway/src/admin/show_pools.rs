@@ -26,6 +26,9 @@ pub const COLUMNS: &[&str] = &[
     "maxwait_us",
     "pool_mode",
     "load_balance_hosts",
+    // Causeway's own, after PgBouncer's columns: clients kept on their
+    // server by session state (pin_session_state).
+    "cl_pinned",
 ];
 
 #[derive(Default)]
@@ -35,6 +38,7 @@ struct Row {
     sv: [u64; 5],
     maxwait_us: u64,
     mode: &'static str,
+    pinned: u64,
 }
 
 pub fn table(app: &App) -> Table {
@@ -45,6 +49,7 @@ pub fn table(app: &App) -> Table {
             let user = pool.key().user.clone();
             let r = rows.entry((db.name.clone(), user.clone())).or_default();
             r.mode = cfg.pool_mode_for(&db.cfg, &user).as_str();
+            r.pinned += u64::from(pool.pinned());
             for s in pool.servers() {
                 r.sv[s.state() as usize] += 1;
             }
@@ -84,6 +89,7 @@ pub fn table(app: &App) -> Table {
             v(r.maxwait_us % 1_000_000),
             v(r.mode),
             None,
+            v(r.pinned),
         ]);
     }
     t

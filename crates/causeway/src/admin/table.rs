@@ -63,6 +63,7 @@ pub fn column_type(name: &str) -> u32 {
         | "total_requests" => backend::NUMERIC_OID,
         n if n.starts_with("total_") || n.starts_with("avg_") => backend::NUMERIC_OID,
         "cl_active"
+        | "cl_pinned"
         | "cl_waiting"
         | "cl_active_cancel_req"
         | "cl_waiting_cancel_req"

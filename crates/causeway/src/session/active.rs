@@ -10,21 +10,47 @@ use crate::app::Phase;
 
 impl Session {
     pub(super) async fn active(&mut self, mut att: Attached) -> State {
-        let end = loop {
-            let Attached { conn, flow, .. } = &mut att;
+        att.flow.restores = !self.startup.is_empty();
+        att.flow.close_idle = Some(self.close_idle.clone());
+        loop {
+            let end = self.pump(&mut att).await;
+            match end {
+                End::Restore => {
+                    if let Err(closed) = self.restore_startup(&mut att).await {
+                        self.detach(att, false).await;
+                        return closed;
+                    }
+                }
+                End::Release if !att.flow.stop_when_idle => match self.settle_state(&mut att).await
+                {
+                    Ok(true) => att.flow.stay(),
+                    Ok(false) => return self.ended(att, end).await,
+                    Err(e) => {
+                        tracing::warn!(client = %self.client.peer, error = %e, "server connection failed after the transaction; closed");
+                        self.pin = None;
+                        self.detach(att, false).await;
+                        return State::Idle;
+                    }
+                },
+                _ => return self.ended(att, end).await,
+            }
+        }
+    }
+
+    /// Runs the flow until it ends or the session is interrupted (KILL,
+    /// shutdown).
+    async fn pump(&mut self, att: &mut Attached) -> End {
+        loop {
+            let Attached { conn, flow, .. } = &mut *att;
             tokio::select! {
-                end = flow.run(&mut self.client, conn, &mut self.params, &mut self.timer) => break end,
+                end = flow.run(&mut self.client, conn, &mut self.params, &mut self.timer) => return end,
                 _ = self.info.info.wake.notified() => {
                     if self.info.info.is_killed() {
-                        self.detach(att, false).await;
-                        self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator").await;
-                        return State::Closed("killed");
+                        return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator", "killed");
                     }
                     let phase = self.app.phase();
                     if phase == Phase::Stopping || (phase == Phase::Draining && flow.server_idle() && flow.server_ready() == 0) {
-                        self.detach(att, false).await;
-                        self.client.fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down").await;
-                        return State::Closed("shutdown");
+                        return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down", "shutdown");
                     }
                     if phase == Phase::Draining {
                         // Busy now: stop at the end of the transaction.
@@ -32,8 +58,19 @@ impl Session {
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// What each way of ending an attachment means for the client and the
+    /// server connection.
+    async fn ended(&mut self, mut att: Attached, end: End) -> State {
         match end {
+            End::Interrupted(code, message, reason) => {
+                self.detach(att, false).await;
+                self.client.fatal(code, message).await;
+                State::Closed(reason)
+            }
+            End::Restore => unreachable!("handled by active()"),
             End::Release => {
                 self.retry = Retry::default();
                 self.detach(att, true).await;
@@ -69,9 +106,15 @@ impl Session {
                     let ready = att.flow.server_ready();
                     let pending = att.conn.buf.split_to(ready);
                     self.client.out.extend_from_slice(&pending);
-                    self.client
-                        .fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the current transaction (if any) did not commit")
-                        .await;
+                    if att.flow.fatal_seen {
+                        // The server said why (57P01 terminated, ...): the
+                        // client hears that, as directly, and nothing more.
+                        let _ = self.client.flush().await;
+                    } else {
+                        self.client
+                            .fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the current transaction (if any) did not commit")
+                            .await;
+                    }
                 }
                 tracing::warn!(client = %self.client.peer, database = %self.db.name, "server connection lost");
                 self.detach(att, false).await;
@@ -137,7 +180,7 @@ impl Session {
         // Requests still owed a reply: the connection is closed below.
         prep.queue.clear();
         prep.out.clear();
-        let sql_prepared = std::mem::take(&mut prep.sql_prepared);
+        let sql_release = prep.release_sql();
         self.info.info.set_prepared(prep.map.len());
         conn.info.set_prepared(conn.statements.len());
         self.prep = Some(prep);
@@ -147,16 +190,22 @@ impl Session {
                 self.ryw.last_read = Some((server, std::time::Instant::now()));
             }
         }
-        if flow.listened && reusable {
+        // A pinned client leaves (or loses its server): the state that
+        // pinned it must not stay behind for the next client.
+        let pinned = self.pin.take().is_some();
+        if flow.listened && reusable && !pinned {
             // LISTEN outside session mode: the registration would stay on
             // the pooled connection and its notifications reach whichever
             // client gets it next.
             tracing::info!(client = %self.client.peer, database = %self.db.name, "LISTEN in {:?} pool mode: notifications are not delivered; closing the server connection instead of pooling it", self.mode);
         }
-        if !reusable || flow.listened {
+        if !reusable || (flow.listened && !pinned) {
             return; // dropping closes it and frees its slot
         }
-        let reset = self.mode == PoolMode::Session || self.cfg.server_reset_query_always;
+        let reset = self.mode == PoolMode::Session || self.cfg.server_reset_query_always || pinned;
+        if pinned && self.cfg.server_reset_query.is_empty() {
+            return; // nothing would clear its state: closed
+        }
         if reset && !self.cfg.server_reset_query.is_empty() {
             if conn
                 .simple_query(&self.cfg.server_reset_query)
@@ -167,14 +216,25 @@ impl Session {
             }
             conn.after_reset();
         }
-        if sql_prepared && self.mode != PoolMode::Session {
-            // SQL PREPARE in transaction mode lasts until the transaction
-            // ends: no later client may EXECUTE it by mistake.
-            if conn.simple_query("DEALLOCATE ALL").await.is_err() {
-                return;
+        if let Some((sql, all)) = sql_release.filter(|_| self.mode != PoolMode::Session) {
+            // SQL PREPARE in transaction mode: the client's statements leave
+            // with it (it gets them back wherever it next runs them); no
+            // later client may EXECUTE them by mistake.
+            let mut all = all;
+            if let Err(e) = conn.simple_query(&sql).await {
+                // One of them was never created (its PREPARE failed):
+                // clear them all instead.
+                if !matches!(e, causeway_pool::ServerError::Query { .. })
+                    || conn.simple_query("DEALLOCATE ALL").await.is_err()
+                {
+                    return;
+                }
+                all = true;
             }
-            conn.statements.clear();
-            conn.info.set_prepared(0);
+            if all {
+                conn.statements.clear();
+                conn.info.set_prepared(0);
+            }
         }
         if wrote {
             self.take_write_token(conn, pool, server);

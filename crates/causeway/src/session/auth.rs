@@ -207,11 +207,10 @@ async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<Credentia
     // An unknown user still goes through the exchange (against a random
     // verifier) so the reply does not reveal which users exist.
     let mut server = match secret {
+        Some(Secret::Plain(p)) => ScramServer::new(super::verifiers::plain(p)),
         Some(s) => ScramServer::from_secret(s)
             .map_err(|_| Failure::Refused("stored secret cannot do SCRAM"))?,
-        None => ScramServer::new(ScramVerifier::from_password_random_salt(&rand::random::<
-            [u8; 16],
-        >())),
+        None => ScramServer::new(super::verifiers::unknown()),
     };
     // Over TLS, SCRAM-SHA-256-PLUS is offered too, bound to the hash of
     // the certificate this connection's handshake used.

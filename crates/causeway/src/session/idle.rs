@@ -11,7 +11,7 @@ use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionV
 
 use super::consistency::Floor;
 use super::pump::{Flow, RetryCause, Timeouts};
-use super::{params, secs, sleep_or_forever, Attached, Retry, Session, State};
+use super::{secs, sleep_or_forever, Attached, Retry, Session, State};
 use crate::app::Phase;
 
 impl Session {
@@ -127,7 +127,26 @@ impl Session {
         }
     }
 
-    fn pool(&mut self, server: usize) -> Pool {
+    /// PAUSE: hold new work until RESUME (clients wait, none fail).
+    pub(super) async fn wait_while_paused(&mut self) -> Option<State> {
+        if *self.db.paused.borrow() {
+            let mut paused = self.db.paused.subscribe();
+            while *paused.borrow_and_update() {
+                self.info.info.waiting();
+                tokio::select! {
+                    r = paused.changed() => if r.is_err() { break },
+                    _ = self.info.info.wake.notified() => {
+                        if let Some(closed) = self.interrupted().await {
+                            return Some(closed);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub(super) fn pool(&mut self, server: usize) -> Pool {
         if let Some(p) = &self.pools[server] {
             return p.clone();
         }
@@ -145,20 +164,8 @@ impl Session {
 
     /// Routes the unit at the front of the client buffer and attaches a server.
     async fn attach(&mut self, tag: u8) -> State {
-        // PAUSE: hold new work until RESUME (clients wait, none fail).
-        if *self.db.paused.borrow() {
-            let mut paused = self.db.paused.subscribe();
-            while *paused.borrow_and_update() {
-                self.info.info.waiting();
-                tokio::select! {
-                    r = paused.changed() => if r.is_err() { break },
-                    _ = self.info.info.wake.notified() => {
-                        if let Some(closed) = self.interrupted().await {
-                            return closed;
-                        }
-                    }
-                }
-            }
+        if let Some(closed) = self.wait_while_paused().await {
+            return closed;
         }
         let (req, unit) = if self.split {
             match self.plan(tag).await {
@@ -304,23 +311,10 @@ impl Session {
                 }
             }
         };
-        let mut conn = conn;
-        match params::sync(&mut self.params, &mut conn).await {
-            Ok(news) => {
-                for (k, v) in news {
-                    backend::write_parameter_status(&mut self.client.out, &k, &v);
-                }
-            }
-            Err(e) => {
-                self.client
-                    .fatal(
-                        e.sqlstate(),
-                        &format!("could not apply session parameters: {e}"),
-                    )
-                    .await;
-                return State::Closed("parameter sync failed");
-            }
-        }
+        let mut conn = match self.synced(conn, &pool).await {
+            Ok(c) => c,
+            Err(closed) => return closed,
+        };
         if self.client.flush().await.is_err() {
             pool.release(conn);
             return State::Closed("client closed connection");
@@ -450,7 +444,10 @@ impl Session {
     }
 
     /// Waits for a server connection, noticing a client that gives up.
-    async fn acquire(&mut self, pool: &Pool) -> Result<ServerConn, Acquire> {
+    pub(super) async fn acquire(&mut self, pool: &Pool) -> Result<ServerConn, Acquire> {
+        if let Some(conn) = self.take_welcomed(pool) {
+            return Ok(conn);
+        }
         self.info.info.waiting();
         let wait_start = std::time::Instant::now();
         let acquire = pool.acquire();
@@ -500,7 +497,7 @@ impl Session {
     }
 }
 
-enum Acquire {
+pub(super) enum Acquire {
     /// The session must end (the client left, was killed, or shutdown).
     Closed(&'static str),
     Failed(causeway_pool::PoolError),

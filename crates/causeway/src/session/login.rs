@@ -25,6 +25,8 @@ pub(super) struct LoggedIn {
     pub params: ParamSet,
     pub key: ClientKey,
     pub pools: Vec<Option<Pool>>,
+    /// The client's startup parameters, in order.
+    pub startup: Vec<(String, String)>,
 }
 
 /// Where a successful login leads.
@@ -129,13 +131,16 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
     };
     pools[primary] = Some(pool);
     let (params, report) = params::initial(&welcome, &info.params, cfg);
-    for (k, v) in &report {
-        backend::write_parameter_status(&mut client.out, k, v);
-    }
     let key = app.cancels.register();
-    backend::write_backend_key_data(&mut client.out, key.pid, &key.secret);
-    backend::write_ready_for_query(&mut client.out, b'I');
-    client.flush().await.ok()?;
+    if mode != PoolMode::Session {
+        // Session mode is welcomed once its server is attached (welcome.rs).
+        for (k, v) in &report {
+            backend::write_parameter_status(&mut client.out, k, v);
+        }
+        backend::write_backend_key_data(&mut client.out, key.pid, &key.secret);
+        backend::write_ready_for_query(&mut client.out, b'I');
+        client.flush().await.ok()?;
+    }
     if cfg.log_connections {
         tracing::info!(client = %client.peer, database = %info.database, user = %info.user, mode = mode.as_str(), "login");
     }
@@ -148,5 +153,6 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         params,
         key,
         pools,
+        startup: info.params,
     })))
 }

@@ -16,6 +16,8 @@ mod auth;
 mod auth_query;
 mod client;
 mod consistency;
+mod database_ddl;
+mod encoding;
 mod idle;
 mod local;
 mod login;
@@ -23,8 +25,14 @@ mod params;
 mod plan;
 pub(crate) mod prepared;
 mod pump;
+mod reset;
 mod secure;
+mod sql_prepared;
+mod sqlwords;
 mod startup;
+mod state;
+mod verifiers;
+mod welcome;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -113,6 +121,16 @@ struct Session {
     ryw: consistency::Ryw,
     /// Named prepared statements (lent to the flow while attached).
     prep: Option<Box<prepared::Prep>>,
+    /// The client's startup parameters (ignored ones and `causeway.*`
+    /// left out): what RESET restores.
+    startup: Vec<(String, String)>,
+    /// Session mode: the server acquired for the welcome, until the first
+    /// request attaches it.
+    welcomed: Option<(ServerConn, Pool)>,
+    /// Lent to each attachment's flow (see database_ddl.rs).
+    close_idle: pump::CloseIdle,
+    /// Transaction mode: pinned to its server by session state (state.rs).
+    pin: Option<causeway_pool::PinGuard>,
 }
 
 /// Serves one client connection from accept to close.
@@ -155,7 +173,7 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
     };
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
     let registered = app.clients.register(
-        u64::from(l.key.pid as u32),
+        l.key.id,
         &l.user,
         &l.db.name,
         crate::clients::Connection {
@@ -173,7 +191,17 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
         cfg.max_prepared_statements as usize,
         l.db.statements.clone(),
     );
+    let startup = l
+        .startup
+        .into_iter()
+        .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("causeway."))
+        .collect();
+    let for_ddl = app.clone();
     Session {
+        close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
+        pin: None,
+        startup,
+        welcomed: None,
         prep: Some(Box::new(prep)),
         ryw,
         split,
@@ -208,6 +236,11 @@ impl Session {
             return;
         }
         let mut state = State::Idle;
+        if self.mode == PoolMode::Session {
+            if let Err(closed) = self.welcome_session().await {
+                state = closed;
+            }
+        }
         let reason = loop {
             state = match state {
                 State::Idle => self.idle().await,
@@ -215,6 +248,7 @@ impl Session {
                 State::Closed(reason) => break reason,
             };
         };
+        self.release_welcomed();
         if self.cfg.log_disconnections {
             tracing::info!(client = %self.client.peer, database = %self.db.name, user = %self.user, reason, "client closed");
         }

@@ -1,7 +1,14 @@
 //! Session parameters that must follow a client from server to server.
 
 use causeway_config::Config;
-use causeway_pool::{ParamSet, ServerConn, ServerError};
+use causeway_pool::{ParamSet, Pool, ServerConn, ServerError};
+use causeway_protocol::backend;
+
+use super::idle::Acquire;
+use super::{Session, State};
+
+/// Connections that die while being set up are replaced this many times.
+const SYNC_ATTEMPTS: u32 = 3;
 
 /// PgBouncer's fixed set; `track_extra_parameters` adds to it.
 const ALWAYS_TRACKED: &[&str] = &[
@@ -42,6 +49,11 @@ pub fn initial(
         {
             continue;
         }
+        // As the server will report it (the welcome has no server to ask).
+        let v = match k.eq_ignore_ascii_case("client_encoding") {
+            true => super::encoding::canonical(v).unwrap_or(v),
+            false => v,
+        };
         mine.set(k, v, welcome.contains(k));
     }
     let report = welcome
@@ -62,28 +74,96 @@ pub async fn sync(
         return Ok(Vec::new());
     }
     let mut news = Vec::new();
-    if let Some(sql) = client.sync_sql(&conn.params) {
+    if let Some((sql, names)) = client.sync_sql(&conn.params) {
         // Record what we set before the server reports its own spelling.
         for (k, v) in client.iter() {
             conn.params.set(k, v, false);
         }
-        let changed = match conn.simple_query(&sql).await {
-            Ok(c) => c,
+        let values = match conn.query_column(&sql, 0).await {
+            Ok(v) => v,
             Err(e) => {
                 conn.broken = true;
                 return Err(e);
             }
         };
         conn.params.drop_unreported_except(client);
-        for (k, v) in changed {
-            if client.contains(&k) && client.get(&k) != Some(v.as_str()) {
-                client.set(&k, &v, true);
-                news.push((k, v));
+        // set_config() returns each value as the server keeps it, reported
+        // or not (a SET to the value it already had reports nothing).
+        for (k, v) in names.iter().zip(values) {
+            let Some(v) = v else { continue };
+            if client.get(k) != Some(v.as_str()) {
+                client.set(k, &v, false);
+                conn.params.set(k, &v, false);
+                if conn.params.is_reported(k) {
+                    news.push((k.clone(), v));
+                }
             }
         }
     }
     conn.synced_fp = client.fingerprint();
     Ok(news)
+}
+
+impl Session {
+    /// Applies the client's parameters to a lent connection and tells the
+    /// client of values the server spells differently.
+    pub(super) async fn synced(
+        &mut self,
+        conn: ServerConn,
+        pool: &Pool,
+    ) -> Result<ServerConn, State> {
+        let (conn, news) = self.sync_or_replace(conn, pool).await?;
+        for (k, v) in news {
+            backend::write_parameter_status(&mut self.client.out, &k, &v);
+        }
+        Ok(conn)
+    }
+
+    /// Applies the client's parameters to `conn`; returns it with the
+    /// values the server reported differently. A connection whose backend
+    /// went away after the pool's check is replaced by another (Causeway's
+    /// own SETs are safe to run again): the client never pays for a dead
+    /// pooled connection. A value the server refuses fails the session with
+    /// the server's own error, as it would fail a direct login.
+    pub(super) async fn sync_or_replace(
+        &mut self,
+        conn: ServerConn,
+        pool: &Pool,
+    ) -> Result<(ServerConn, Vec<(String, String)>), State> {
+        let mut conn = conn;
+        let mut attempt = 1;
+        loop {
+            match sync(&mut self.params, &mut conn).await {
+                Ok(news) => return Ok((conn, news)),
+                Err(ServerError::Io(e)) if attempt < SYNC_ATTEMPTS => {
+                    tracing::info!(client = %self.client.peer, error = %e, "server connection lost while applying session parameters; taking another");
+                    drop(conn);
+                    attempt += 1;
+                    conn = match self.acquire(pool).await {
+                        Ok(c) => c,
+                        Err(Acquire::Closed(why)) => return Err(State::Closed(why)),
+                        Err(Acquire::Failed(e)) => {
+                            self.client.fatal(e.sqlstate(), &e.to_string()).await;
+                            return Err(State::Closed("no server connection"));
+                        }
+                    };
+                }
+                Err(ServerError::Query { code, message }) => {
+                    self.client.fatal(&code, &message).await;
+                    return Err(State::Closed("parameter refused by the server"));
+                }
+                Err(e) => {
+                    self.client
+                        .fatal(
+                            e.sqlstate(),
+                            &format!("could not apply session parameters: {e}"),
+                        )
+                        .await;
+                    return Err(State::Closed("parameter sync failed"));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -100,10 +180,12 @@ mod tests {
         let startup = vec![
             ("TimeZone".to_string(), "Asia/Tokyo".to_string()),
             ("search_path".to_string(), "s1".to_string()),
+            ("client_encoding".to_string(), "utf-8".to_string()),
         ];
         let (mine, report) = initial(&w, &startup, &cfg);
         assert_eq!(mine.get("timezone"), Some("Asia/Tokyo"));
         assert_eq!(mine.get("search_path"), Some("s1"));
+        assert_eq!(mine.get("client_encoding"), Some("UTF8"), "canonical");
         assert_eq!(
             mine.get("intervalstyle"),
             Some("postgres"),

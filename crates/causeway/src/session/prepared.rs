@@ -53,11 +53,20 @@ pub struct Stmt {
     /// A server accepted a Parse of it (so a client's Parse of it may be
     /// answered without one).
     verified: std::sync::atomic::AtomicBool,
+    /// A server said its result type changed (0A000 `cached plan must not
+    /// change result type`, after `ALTER TABLE ... TYPE`): new Parses of
+    /// the text get a new statement, really parsed; clients still holding
+    /// this one get PostgreSQL's error wherever it is not prepared yet.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Stmt {
     pub fn query(&self) -> &[u8] {
         identity_query(&self.identity)
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// Whether the statement may run on a replica; `classify` runs at most
@@ -119,6 +128,26 @@ impl Registry {
         self.map.lock().0.get(identity).and_then(Weak::upgrade)
     }
 
+    /// `stmt` is outdated: the next Parse of its text registers a new one.
+    pub fn retire(&self, stmt: &Arc<Stmt>) {
+        stmt.retired.store(true, Ordering::Relaxed);
+        let mut g = self.map.lock();
+        let same =
+            g.0.get(&stmt.identity)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(stmt)));
+        if same {
+            g.0.remove(&stmt.identity);
+        }
+    }
+
+    /// DDL ran (ALTER/DROP): a statement already on the servers may have
+    /// a different result type now, so new Parses get new statements,
+    /// really parsed. Clients keep the ones they hold (as their PostgreSQL
+    /// sessions would).
+    pub fn schema_changed(&self) {
+        self.map.lock().0.clear();
+    }
+
     /// The statement with this identity, registered on first sight.
     pub fn get(&self, identity: &[u8]) -> Arc<Stmt> {
         let mut g = self.map.lock();
@@ -136,6 +165,7 @@ impl Registry {
             identity: key.clone(),
             read: OnceLock::new(),
             verified: Default::default(),
+            retired: Default::default(),
         });
         map.insert(key, Arc::downgrade(&s));
         s
@@ -162,24 +192,38 @@ pub enum Pending {
     Dup {
         name: Box<[u8]>,
     },
-    Bind,
+    /// Bind or Describe('S'), with the tracked statement it uses (its
+    /// errors may say the server's copy is outdated or gone).
+    Bind {
+        stmt: Option<Arc<Stmt>>,
+    },
     /// A Bind or Describe of a statement the client never prepared: fails
-    /// with 26000 naming it.
+    /// with 26000 naming it; `outdated`: of a retired statement, fails with
+    /// 0A000 as on the server that retired it.
     Missing {
         name: Box<[u8]>,
+        outdated: bool,
     },
-    Describe,
+    Describe {
+        stmt: Option<Arc<Stmt>>,
+    },
     Execute,
-    /// Close ('3'). `evicted`: Causeway closing an LRU victim (hidden).
-    /// `restore`: the client mapping a local Close removed.
+    /// Close ('3'). `evicted`: Causeway closing an LRU victim or an
+    /// outdated statement (`stale`) (hidden). `restore`: the client mapping
+    /// a local Close removed.
     Close {
         evicted: u64,
+        stale: bool,
         restore: Option<(Box<[u8]>, Arc<Stmt>)>,
     },
     Sync,
     /// Query or FunctionCall: ends with its ReadyForQuery; errors inside
     /// it skip nothing.
     Query,
+    /// A Query or Sync Causeway sent itself (re-creating a client's SQL
+    /// prepared statement, or ending an injected Parse): every reply up to
+    /// and including its ReadyForQuery is hidden.
+    Hidden,
 }
 
 /// What to do with a tracked client message.
@@ -229,8 +273,17 @@ pub struct Prep {
     /// Scratch: the bytes replacing the current message.
     pub stage: BytesMut,
     pub counts: Counts,
-    /// The client ran SQL PREPARE on this server connection.
-    pub sql_prepared: bool,
+    /// The client's SQL-level prepared statements: name -> the PREPARE
+    /// statement that made it (see sql_prepared.rs).
+    pub sql_text: HashMap<String, Box<str>>,
+    /// Those prepared on the attached server (deallocated at release).
+    pub sql_here: Vec<String>,
+    /// Single-statement PREPAREs seen, and PREPARE completions: more
+    /// completions than recognised statements means one Causeway could not
+    /// track (a multi-statement Query, extended protocol): the server
+    /// connection is cleared with DEALLOCATE ALL at release instead.
+    pub sql_recognized: u32,
+    pub sql_completed: u32,
 }
 
 impl Prep {
@@ -244,7 +297,10 @@ impl Prep {
             out: BytesMut::new(),
             stage: BytesMut::new(),
             counts: Counts::default(),
-            sql_prepared: false,
+            sql_text: HashMap::new(),
+            sql_here: Vec::new(),
+            sql_recognized: 0,
+            sql_completed: 0,
         }
     }
 
@@ -375,23 +431,26 @@ impl Prep {
                 let Some((portal, name, names_len)) = bind_prefix(&avail[HEADER_LEN.min(end)..end])
                 else {
                     if avail.len() >= total {
-                        self.queue.push_back(Pending::Bind); // malformed: rejected
+                        self.queue.push_back(Pending::Bind { stmt: None }); // malformed: rejected
                         return ClientAction::Pass;
                     }
                     return ClientAction::NeedMore;
                 };
                 self.counts.binds += 1;
                 if name.is_empty() {
-                    self.queue.push_back(Pending::Bind);
+                    self.queue.push_back(Pending::Bind { stmt: None });
                     return ClientAction::Pass;
                 }
                 let body_len = total - HEADER_LEN;
-                match self.map.get(name).cloned() {
-                    None => {
+                match self.usable(name, cache) {
+                    Err(outdated) => {
                         write_bind_prefix(&mut self.stage, body_len, names_len, portal, NONE_NAME);
-                        self.queue.push_back(Pending::Missing { name: name.into() });
+                        self.queue.push_back(Pending::Missing {
+                            name: name.into(),
+                            outdated,
+                        });
                     }
-                    Some(stmt) => {
+                    Ok(stmt) => {
                         self.ensure(cache, &stmt);
                         let sn = ServerName::new(stmt.id);
                         write_bind_prefix(
@@ -401,7 +460,7 @@ impl Prep {
                             portal,
                             sn.as_bytes(),
                         );
-                        self.queue.push_back(Pending::Bind);
+                        self.queue.push_back(Pending::Bind { stmt: Some(stmt) });
                     }
                 }
                 ClientAction::Took(HEADER_LEN + names_len)
@@ -411,10 +470,11 @@ impl Prep {
                     return ClientAction::NeedMore;
                 };
                 let plain = if tag == b'D' {
-                    Pending::Describe
+                    Pending::Describe { stmt: None }
                 } else {
                     Pending::Close {
                         evicted: 0,
+                        stale: false,
                         restore: None,
                     }
                 };
@@ -426,16 +486,19 @@ impl Prep {
                     }
                 };
                 if tag == b'D' {
-                    match self.map.get(name).cloned() {
-                        None => {
+                    match self.usable(name, cache) {
+                        Err(outdated) => {
                             write_target(&mut self.stage, b'D', b'S', NONE_NAME);
-                            self.queue.push_back(Pending::Missing { name: name.into() });
+                            self.queue.push_back(Pending::Missing {
+                                name: name.into(),
+                                outdated,
+                            });
                         }
-                        Some(stmt) => {
+                        Ok(stmt) => {
                             self.ensure(cache, &stmt);
                             let sn = ServerName::new(stmt.id);
                             write_target(&mut self.stage, b'D', b'S', sn.as_bytes());
-                            self.queue.push_back(Pending::Describe);
+                            self.queue.push_back(Pending::Describe { stmt: Some(stmt) });
                         }
                     }
                 } else {
@@ -445,6 +508,7 @@ impl Prep {
                     write_target(&mut self.stage, b'C', b'S', NONE_NAME);
                     self.queue.push_back(Pending::Close {
                         evicted: 0,
+                        stale: false,
                         restore,
                     });
                 }
@@ -454,8 +518,21 @@ impl Prep {
         }
     }
 
+    /// The statement a Bind/Describe of client name `name` may use here:
+    /// Err(false) if the client never prepared it; Err(true) if it was
+    /// retired and this server has no copy of it (PostgreSQL would fail it
+    /// with 0A000; preparing it afresh would change its result type under
+    /// the client's feet).
+    fn usable(&self, name: &[u8], cache: &StatementCache) -> Result<Arc<Stmt>, bool> {
+        match self.map.get(name) {
+            None => Err(false),
+            Some(s) if s.is_retired() && !cache.contains(s.id) => Err(true),
+            Some(s) => Ok(s.clone()),
+        }
+    }
+
     /// Makes sure the server holds `stmt` before a Bind/Describe uses it.
-    fn ensure(&mut self, cache: &mut StatementCache, stmt: &Arc<Stmt>) {
+    pub(super) fn ensure(&mut self, cache: &mut StatementCache, stmt: &Arc<Stmt>) {
         if cache.contains(stmt.id) {
             cache.touch(stmt.id);
         } else {
@@ -471,10 +548,19 @@ impl Prep {
         hide: bool,
         client: Option<Box<[u8]>>,
     ) {
+        while let Some(old) = cache.take_stale() {
+            write_target(&mut self.stage, b'C', b'S', ServerName::new(old).as_bytes());
+            self.queue.push_back(Pending::Close {
+                evicted: old,
+                stale: true,
+                restore: None,
+            });
+        }
         while let Some(old) = cache.evict_for_one(self.cap) {
             write_target(&mut self.stage, b'C', b'S', ServerName::new(old).as_bytes());
             self.queue.push_back(Pending::Close {
                 evicted: old,
+                stale: false,
                 restore: None,
             });
         }
@@ -495,6 +581,12 @@ impl Prep {
     /// A reply from the server (`body`: its body). For `Replace`, the new
     /// frame is in `stage`.
     pub fn server(&mut self, tag: u8, body: &[u8], cache: &mut StatementCache) -> ServerAction {
+        if matches!(self.queue.front(), Some(Pending::Hidden)) {
+            if tag == b'Z' {
+                self.queue.pop_front();
+            }
+            return ServerAction::Swallow;
+        }
         match tag {
             b'1' => match self.queue.front() {
                 Some(Pending::Parse { hide, stmt, .. }) => {
@@ -519,7 +611,7 @@ impl Prep {
             b'2' => {
                 if matches!(
                     self.queue.front(),
-                    Some(Pending::Bind | Pending::Missing { .. })
+                    Some(Pending::Bind { .. } | Pending::Missing { .. })
                 ) {
                     self.queue.pop_front();
                 }
@@ -544,7 +636,7 @@ impl Prep {
             b'T' | b'n' => {
                 if matches!(
                     self.queue.front(),
-                    Some(Pending::Describe | Pending::Missing { .. })
+                    Some(Pending::Describe { .. } | Pending::Missing { .. })
                 ) {
                     self.queue.pop_front();
                 }
@@ -565,6 +657,11 @@ impl Prep {
                         break;
                     }
                     self.undo(p, cache);
+                    if matches!(self.queue.front(), Some(Pending::Hidden)) {
+                        // An injected Parse failed: its Sync's ReadyForQuery.
+                        self.queue.pop_front();
+                        return ServerAction::Swallow;
+                    }
                 }
                 ServerAction::Forward
             }
@@ -586,7 +683,16 @@ impl Prep {
                             backend::write_error(&mut self.stage, false, "42P05", &msg);
                             action = ServerAction::Replace;
                         }
-                        Pending::Missing { name } => {
+                        Pending::Missing { outdated: true, .. } => {
+                            backend::write_error(
+                                &mut self.stage,
+                                false,
+                                "0A000",
+                                "cached plan must not change result type",
+                            );
+                            action = ServerAction::Replace;
+                        }
+                        Pending::Missing { name, .. } => {
                             let msg = format!(
                                 "prepared statement \"{}\" does not exist",
                                 String::from_utf8_lossy(name)
@@ -594,11 +700,15 @@ impl Prep {
                             backend::write_error(&mut self.stage, false, "26000", &msg);
                             action = ServerAction::Replace;
                         }
+                        Pending::Bind { stmt: Some(stmt) }
+                        | Pending::Describe { stmt: Some(stmt) } => {
+                            self.statement_failed(body, stmt, cache)
+                        }
                         _ => {}
                     }
                     self.undo(p, cache);
                 }
-                while matches!(self.queue.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query))
+                while matches!(self.queue.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query | Pending::Hidden))
                 {
                     if let Some(p) = self.queue.pop_front() {
                         self.undo(p, cache);
@@ -625,14 +735,39 @@ impl Prep {
                 }
             }
             Pending::ParseLocal { client, stmt } => self.unmap(&client, &stmt),
-            Pending::Close { evicted, restore } => {
-                if evicted != 0 {
-                    cache.insert(evicted); // still on the server
+            Pending::Close {
+                evicted,
+                stale,
+                restore,
+            } => {
+                // Still on the server.
+                if stale {
+                    cache.mark_stale(evicted);
+                } else if evicted != 0 {
+                    cache.insert(evicted);
                 }
                 if let Some((name, stmt)) = restore {
                     self.map.entry(name).or_insert(stmt);
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// A Bind/Describe of a tracked statement failed on the server. 0A000
+    /// (`cached plan must not change result type`): the statement is
+    /// retired everywhere and this server's copy closed before its next
+    /// Parse; 26000: the server lost it, so it is prepared again on next use.
+    fn statement_failed(&self, body: &[u8], stmt: &Arc<Stmt>, cache: &mut StatementCache) {
+        let Ok(f) = backend::parse_error_fields(body) else {
+            return;
+        };
+        match f.code {
+            "0A000" => {
+                self.registry.retire(stmt);
+                cache.mark_stale(stmt.id);
+            }
+            "26000" => cache.remove(stmt.id),
             _ => {}
         }
     }
@@ -645,12 +780,14 @@ impl Prep {
 
     /// CommandComplete: DISCARD ALL / DEALLOCATE ALL dropped every
     /// statement (the client's and the server's); SQL PREPARE left one on
-    /// this server connection.
+    /// this server connection; ALTER/DROP may have changed result types.
     fn command_complete(&mut self, body: &[u8], cache: &mut StatementCache) {
         let tag = body.strip_suffix(b"\0").unwrap_or(body);
         if tag == b"DISCARD ALL" || tag == b"DEALLOCATE ALL" {
             cache.clear();
             self.map.clear();
+            self.sql_text.clear();
+            self.sql_here.clear();
             // Requests sent after it still take effect.
             for p in &self.queue {
                 match p {
@@ -671,7 +808,9 @@ impl Prep {
                 }
             }
         } else if tag == b"PREPARE" {
-            self.sql_prepared = true;
+            self.sql_completed += 1;
+        } else if tag.starts_with(b"ALTER ") || tag.starts_with(b"DROP ") {
+            self.registry.schema_changed();
         }
     }
 
@@ -946,6 +1085,77 @@ mod tests {
         );
     }
 
+    fn error(code: &str) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        backend::write_error(&mut b, false, code, "x");
+        b[HEADER_LEN..].to_vec()
+    }
+
+    #[test]
+    fn result_type_change_retires_the_statement() {
+        let mut p = prep(10);
+        let mut s1 = StatementCache::default();
+        send(
+            &mut p,
+            &mut s1,
+            &[parse("s1", "select * from t"), frame(b'S', b"")],
+        );
+        reply(&mut p, &mut s1, b"1Z");
+        let old = p.lookup(b"s1").unwrap().clone();
+        // ALTER TABLE t ... TYPE: the server fails the Bind with 0A000.
+        send(&mut p, &mut s1, &[bind("s1"), frame(b'S', b"")]);
+        assert_eq!(
+            p.server(b'E', &error("0A000"), &mut s1),
+            ServerAction::Forward
+        );
+        p.server(b'Z', b"", &mut s1);
+        assert!(!s1.contains(old.id), "no longer used on that server");
+        // A new client (or the driver re-preparing under a new name) gets a
+        // new statement, really parsed, after the outdated copy is closed.
+        let mut q = Prep::new(true, 10, p.registry.clone());
+        let wire = send(
+            &mut q,
+            &mut s1,
+            &[parse("n", "select * from t"), frame(b'S', b"")],
+        );
+        let new = q.lookup(b"n").unwrap().clone();
+        assert_ne!(new.id, old.id);
+        assert_eq!(
+            wire[0],
+            (b'C', format!("Scauseway_{}\0", old.id).into_bytes())
+        );
+        assert_eq!(wire[1].0, b'P');
+        assert_eq!(reply(&mut q, &mut s1, b"31Z"), b"1Z", "the Close is hidden");
+        // The client still holding the old one, on a server without it:
+        // PostgreSQL's 0A000, not a silent re-parse with a new result type.
+        let mut s2 = StatementCache::default();
+        let wire = send(&mut p, &mut s2, &[bind("s1"), frame(b'S', b"")]);
+        assert!(wire[0].1.starts_with(b"\0causeway_0\0"));
+        assert_eq!(
+            p.server(b'E', &error("26000"), &mut s2),
+            ServerAction::Replace
+        );
+        assert_eq!(field_code(&p.stage), "0A000");
+        // 26000 from the server: its copy is gone, prepared again next time.
+        p.stage.clear();
+        p.server(b'Z', b"", &mut s2);
+        let mut s3 = StatementCache::default();
+        send(&mut q, &mut s3, &[bind("n"), frame(b'S', b"")]);
+        reply(&mut q, &mut s3, b"12Z");
+        assert!(s3.contains(new.id));
+        send(&mut q, &mut s3, &[bind("n"), frame(b'S', b"")]);
+        q.server(b'E', &error("26000"), &mut s3);
+        q.server(b'Z', b"", &mut s3);
+        assert!(!s3.contains(new.id));
+    }
+
+    fn field_code(frame: &[u8]) -> String {
+        backend::parse_error_fields(&frame[HEADER_LEN..])
+            .unwrap()
+            .code
+            .to_string()
+    }
+
     #[test]
     fn deallocate_all_clears_the_map() {
         let mut p = prep(10);
@@ -961,7 +1171,11 @@ mod tests {
         assert!(p.map.is_empty() && s.is_empty());
         p.marker(b'Q');
         p.server(b'C', b"PREPARE\0", &mut s);
-        assert!(p.sql_prepared);
+        assert_eq!(p.sql_completed, 1);
+        // DDL: a new Parse of a known text is a new statement.
+        let before = p.registry.get(b"select 1\0\0\0");
+        p.server(b'C', b"ALTER TABLE\0", &mut s);
+        assert_ne!(p.registry.get(b"select 1\0\0\0").id, before.id);
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub enum End {
         cause: RetryCause,
         reusable: bool,
     },
+    /// RESET / DISCARD ALL ran and the server is idle: its ReadyForQuery
+    /// waits at the front of the server buffer while the session puts the
+    /// client's startup values back (see reset.rs); then the flow goes on.
+    Restore,
+    /// KILL or shutdown while attached: (SQLSTATE, message, log reason).
+    Interrupted(&'static str, &'static str, &'static str),
 }
 
 /// Why a held read is run again elsewhere.
@@ -149,7 +155,28 @@ pub struct Flow {
     /// Read the client until this many bytes are buffered (a Parse that
     /// must be seen whole).
     c_need: usize,
+    /// The client sent extended-protocol requests and no Sync or Flush
+    /// after them yet: an error for them is held until it does (see
+    /// [`Flow::holds_error`]).
+    unflushed: bool,
+    /// The client has startup values for RESET to restore.
+    pub restores: bool,
+    /// A RESET or DISCARD ALL completed since the last restore.
+    reset_seen: bool,
+    /// The idle ReadyForQuery after it is held for [`End::Restore`].
+    restore_pending: bool,
+    /// The server sent a FATAL error (it is going away and has said why).
+    pub fatal_seen: bool,
+    /// Closes idle pooled connections to a database (see database_ddl.rs).
+    pub close_idle: Option<CloseIdle>,
+    /// Transaction/statement mode: what the client's units did that may
+    /// leave session state (see state.rs).
+    pub hints: super::state::Hints,
 }
+
+/// Closes the idle pooled connections to a database (by its name on the
+/// servers).
+pub type CloseIdle = Arc<dyn Fn(&str) + Send + Sync>;
 
 #[derive(Default)]
 struct Local {
@@ -196,7 +223,27 @@ impl Flow {
             local: Local::default(),
             prep,
             c_need: 0,
+            unflushed: false,
+            restores: false,
+            reset_seen: false,
+            restore_pending: false,
+            fatal_seen: false,
+            close_idle: None,
+            hints: Default::default(),
         }
+    }
+
+    /// The session keeps the server after an idle ReadyForQuery (pinned):
+    /// the client's next unit goes to it.
+    pub fn stay(&mut self) {
+        self.release_seen = false;
+    }
+
+    /// The session restored the client's startup values: the held
+    /// ReadyForQuery (now behind their ParameterStatus) goes on.
+    pub fn restored(&mut self) {
+        self.reset_seen = false;
+        self.restore_pending = false;
     }
 
     /// Replica work: forward only the `unit` bytes at the front of the
@@ -255,6 +302,57 @@ impl Flow {
             self.expected = 0;
             self.kinds = 0;
         }
+    }
+
+    /// An ErrorResponse for extended-protocol requests the client has not
+    /// yet followed by a Sync or Flush waits until it does. PostgreSQL
+    /// flushes errors at once, but the protocol promises output only at
+    /// Sync or Flush, and an error arriving while the client is still
+    /// sending its pipeline is what makes psycopg's pipeline mode raise
+    /// `PipelineAborted` from `rollback()` after an error on `commit()`
+    /// (it happens directly against PostgreSQL too). Held, the error comes
+    /// with the ReadyForQuery of the Sync, as psycopg expects. Not during
+    /// COPY FROM STDIN (the client must learn of a failed COPY while it is
+    /// still sending data).
+    fn holds_error(&self) -> bool {
+        self.expected == 0 && self.unflushed && !self.copy_in
+    }
+
+    /// A Query or Parse whose header was just read (`avail` starts with
+    /// it): if its statement needs a database nobody is connected to (DROP
+    /// DATABASE, ...), the idle pooled connections to that database are
+    /// closed before it is forwarded. False: more of it must be read first.
+    fn database_ddl_checked(&self, avail: &[u8], tag: u8, len: usize) -> bool {
+        let Some(close) = &self.close_idle else {
+            return true;
+        };
+        let body = &avail[HEADER_LEN.min(avail.len())..avail.len().min(len + 1)];
+        // Parse: the statement name comes first.
+        let sql_start = match tag {
+            b'P' => match body.iter().position(|b| *b == 0) {
+                Some(n) => &body[n + 1..],
+                None => return avail.len() > len, // name incomplete: read on
+            },
+            _ => body,
+        };
+        if !sql_start.is_empty() && !super::database_ddl::candidate(sql_start) {
+            return true;
+        }
+        let Some(frame) = avail.get(..len + 1) else {
+            return false;
+        };
+        let sql = match tag {
+            b'P' => causeway_protocol::frontend::names::split_parse(&frame[HEADER_LEN..])
+                .map(|(_, identity)| causeway_protocol::frontend::names::identity_query(identity)),
+            _ => causeway_protocol::frontend::query_text(&frame[HEADER_LEN..]),
+        };
+        if let Some(db) = sql
+            .and_then(|q| std::str::from_utf8(q).ok())
+            .and_then(super::database_ddl::target)
+        {
+            close(&db);
+        }
+        true
     }
 
     /// Bytes from the server that are checked and not yet sent to the client.
@@ -352,6 +450,9 @@ impl Flow {
             }
             if self.terminate && self.c_ready == 0 {
                 return Poll::Ready(End::ClientGone);
+            }
+            if self.restore_pending && self.s_ready == 0 {
+                return Poll::Ready(End::Restore);
             }
 
             let before = (
@@ -469,11 +570,26 @@ impl Flow {
             if self.prep.out.len() >= HIGH_WATER {
                 return Ok(());
             }
-            match self
+            let new_message = self.c_scan.at_boundary();
+            let step = self
                 .c_scan
-                .step(&client.buf[self.c_ready..], self.max_packet, interest)?
+                .step(&client.buf[self.c_ready..], self.max_packet, interest)?;
+            if let Step::Header {
+                tag: tag @ (b'Q' | b'P'),
+                len,
+            } = step
             {
+                if !self.database_ddl_checked(&client.buf[self.c_ready..], tag, len) {
+                    self.c_scan.unread_header();
+                    self.c_need = self.c_ready + len + 1;
+                    return Ok(());
+                }
+            }
+            match step {
                 Step::Pass(n) => {
+                    // A message nobody looks at (Bind, Execute, ... when
+                    // untracked; CopyData) starts: a request awaiting Sync.
+                    self.unflushed |= new_message && !self.copy_in;
                     if self.prep.out.is_empty() {
                         self.c_ready += n;
                     } else {
@@ -485,7 +601,12 @@ impl Flow {
                         *left = left.saturating_sub(n);
                     }
                 }
-                Step::Header { tag: b'X', .. } => self.terminate = true,
+                Step::Header { tag: b'X', .. } => {
+                    // Never forwarded: the server stays at a message
+                    // boundary and goes back to the pool.
+                    self.c_scan.unread_header();
+                    self.terminate = true;
+                }
                 Step::Header {
                     tag: b'c' | b'f', ..
                 } => {
@@ -508,65 +629,120 @@ impl Flow {
                 }
                 // The server ignores Syncs during COPY FROM STDIN.
                 Step::Header { tag: b'S', .. } if self.copy_in => {}
+                Step::Header { tag: b'H', .. } => self.unflushed = false,
+                // Untracked Parse (looked at only for database DDL).
+                Step::Header { tag: b'P', len } if !track => {
+                    self.unflushed = true;
+                    self.note_text(&client.buf[self.c_ready..], len + 1);
+                }
                 Step::Header {
                     tag: tag @ (b'P' | b'B' | b'D' | b'C' | b'E'),
                     len,
                 } => {
                     let total = len + 1;
+                    self.unflushed = true;
                     let action = self.prep.client(
                         tag,
                         &client.buf[self.c_ready..],
                         total,
                         &mut conn.statements,
                     );
-                    match action {
-                        ClientAction::Pass => self.c_need = 0,
-                        ClientAction::NeedMore => {
-                            self.c_scan.unread_header();
-                            self.c_need = self.c_ready + total;
-                            return Ok(());
-                        }
-                        ClientAction::Took(n) => {
-                            self.c_need = 0;
-                            self.c_scan.took(n);
-                            // Pending client bytes go first, then the rewrite.
-                            let pending = self.c_ready - self.c_sent;
-                            if pending > 0 {
-                                self.c_ready = self.c_sent;
-                                self.divert(client, pending);
-                            }
-                            let Prep { out, stage, .. } = &mut *self.prep;
-                            out.extend_from_slice(stage);
-                            stage.clear();
-                            self.consume(client, n);
-                            self.release_seen = false;
-                            if let Some(left) = &mut self.unit_left {
-                                *left = left.saturating_sub(n);
-                            }
-                        }
+                    if tag == b'P' && action != ClientAction::NeedMore {
+                        self.note_text(&client.buf[self.c_ready..], total);
+                    }
+                    if !self.apply(client, action, total) {
+                        return Ok(());
                     }
                 }
-                Step::Header { tag, .. } => {
-                    // Query, Sync or FunctionCall: the server owes a ReadyForQuery.
-                    if track {
-                        self.prep.marker(tag);
+                Step::Header { tag: b'Q', len } if track => {
+                    // SQL PREPARE/EXECUTE/DEALLOCATE (sql_prepared.rs).
+                    let total = len + 1;
+                    let action =
+                        self.prep
+                            .query(&client.buf[self.c_ready..], total, &mut conn.statements);
+                    if action != ClientAction::NeedMore {
+                        self.note_text(&client.buf[self.c_ready..], total);
                     }
-                    if self.expected == 0 {
-                        let now = Instant::now();
-                        self.deadline = self.timeouts.query.map(|t| now + t);
-                        self.local.query_start = Some(now);
-                        self.local.xact_start.get_or_insert(now);
+                    if !self.apply(client, action, total) {
+                        return Ok(());
                     }
-                    self.local.queries += 1;
-                    if self.expected < 128 && tag != b'S' {
-                        self.kinds |= 1 << self.expected;
+                    self.owes_ready(b'Q', track);
+                }
+                Step::Header { tag, len } => {
+                    if tag == b'Q' {
+                        self.note_text(&client.buf[self.c_ready..], len + 1);
                     }
-                    self.expected += 1;
+                    self.owes_ready(tag, track)
                 }
                 Step::Whole { .. } | Step::NeedMore => return Ok(()),
             }
         }
         Ok(())
+    }
+
+    /// The text of a Query or Parse (`avail` starts with it) for the
+    /// session-state hints: looked at when it is all there.
+    fn note_text(&mut self, avail: &[u8], total: usize) {
+        if self.mode == PoolMode::Session {
+            return;
+        }
+        match avail.get(HEADER_LEN..total) {
+            Some(body) => self.hints.text(body),
+            None => self.hints.unread(),
+        }
+    }
+
+    /// A Query, Sync or FunctionCall went out: the server owes a
+    /// ReadyForQuery.
+    fn owes_ready(&mut self, tag: u8, track: bool) {
+        self.unflushed = false;
+        if track {
+            self.prep.marker(tag);
+        }
+        if self.expected == 0 {
+            let now = Instant::now();
+            self.deadline = self.timeouts.query.map(|t| now + t);
+            self.local.query_start = Some(now);
+            self.local.xact_start.get_or_insert(now);
+        }
+        self.local.queries += 1;
+        if self.expected < 128 && tag != b'S' {
+            self.kinds |= 1 << self.expected;
+        }
+        self.expected += 1;
+    }
+
+    /// Carries out what the prepared-statement bookkeeping decided for the
+    /// client message at `c_ready` (`total` bytes). False: more of it must
+    /// be read first (the scan stops).
+    fn apply(&mut self, client: &mut Client, action: ClientAction, total: usize) -> bool {
+        match action {
+            ClientAction::Pass => self.c_need = 0,
+            ClientAction::NeedMore => {
+                self.c_scan.unread_header();
+                self.c_need = self.c_ready + total;
+                return false;
+            }
+            ClientAction::Took(n) => {
+                self.c_need = 0;
+                self.c_scan.took(n);
+                // Pending client bytes go first, then the rewrite.
+                let pending = self.c_ready - self.c_sent;
+                if pending > 0 {
+                    self.c_ready = self.c_sent;
+                    self.divert(client, pending);
+                }
+                let Prep { out, stage, .. } = &mut *self.prep;
+                out.extend_from_slice(stage);
+                stage.clear();
+                self.consume(client, n);
+                self.release_seen = false;
+                if let Some(left) = &mut self.unit_left {
+                    *left = left.saturating_sub(n);
+                }
+            }
+        }
+        true
     }
 
     /// Moves `n` client bytes at `c_ready` into the rewritten stream.
@@ -613,10 +789,22 @@ impl Flow {
                 Step::Whole { tag, frame } => {
                     let mut len = frame.len();
                     if tag == b'E' {
-                        if let Ok(f) = backend::parse_error_fields(body(frame)) {
-                            if f.severity == "FATAL" || f.severity == "PANIC" {
-                                conn.broken = true;
-                            }
+                        let fatal = backend::parse_error_fields(body(frame))
+                            .is_ok_and(|f| f.severity == "FATAL" || f.severity == "PANIC");
+                        conn.broken |= fatal;
+                        self.fatal_seen |= fatal;
+                        if !fatal && self.holds_error() {
+                            return Ok(());
+                        }
+                    }
+                    if tag == b'Z' && self.reset_seen && self.restores && self.expected == 1 {
+                        // Idle after a RESET: the client's startup values go
+                        // back before it hears of it (not inside a
+                        // transaction block, where Causeway's query would
+                        // be part of the client's transaction).
+                        if backend::parse_ready_status(body(frame)) == Ok(b'I') {
+                            self.restore_pending = true;
+                            return Ok(());
                         }
                     }
                     if self.prep.on {
@@ -639,6 +827,9 @@ impl Flow {
                         }
                     }
                     let frame = &conn.buf[self.s_ready..self.s_ready + len];
+                    if tag == b'C' && self.mode != PoolMode::Session {
+                        self.hints.tag(body(frame));
+                    }
                     match tag {
                         b'Z' => {
                             let status = backend::parse_ready_status(body(frame))
@@ -683,6 +874,9 @@ impl Flow {
                             // Rare (SET of a reported parameter): copying is fine.
                             let b = body(frame).to_vec();
                             note_parameter(&b, conn, params)?;
+                        }
+                        b'C' if matches!(body(frame), b"RESET\0" | b"DISCARD ALL\0") => {
+                            self.reset_seen = true;
                         }
                         b'C' if self.mode != PoolMode::Session
                             && body(frame).starts_with(b"LISTEN\0") =>
@@ -815,7 +1009,7 @@ fn note_parameter(b: &[u8], conn: &mut ServerConn, params: &mut ParamSet) -> Res
 
 fn client_interest(tag: u8) -> Interest {
     match tag {
-        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' => Interest::Header,
+        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' | b'P' => Interest::Header,
         _ => Interest::Pass,
     }
 }
@@ -823,7 +1017,7 @@ fn client_interest(tag: u8) -> Interest {
 /// With prepared statements tracked: also the requests that get a reply.
 fn client_interest_tracked(tag: u8) -> Interest {
     match tag {
-        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'P' | b'B' | b'D' | b'C' | b'E' => {
+        b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' | b'P' | b'B' | b'D' | b'C' | b'E' => {
             Interest::Header
         }
         _ => Interest::Pass,

@@ -4,6 +4,7 @@
 
 use causeway_protocol::startup::{self, StartupPacket};
 use causeway_protocol::{backend, sqlstate};
+use tokio::io::AsyncWriteExt;
 
 use super::client::Client;
 use super::secure;
@@ -36,15 +37,7 @@ pub async fn negotiate(client: &mut Client, app: &App) -> Outcome {
             match startup::packet_len(&client.buf) {
                 Ok(Some(n)) if client.buf.len() >= n => break n,
                 Ok(_) => {}
-                Err(e) => {
-                    client
-                        .fatal(
-                            sqlstate::PROTOCOL_VIOLATION,
-                            &format!("invalid startup packet: {e}"),
-                        )
-                        .await;
-                    return Outcome::Refused;
-                }
+                Err(e) => return silent_close(client, &e),
             }
             match client.read_more().await {
                 Ok(0) | Err(_) => return Outcome::Done,
@@ -91,17 +84,49 @@ pub async fn negotiate(client: &mut Client, app: &App) -> Outcome {
                     }
                 };
             }
-            Err(e) => {
-                client
-                    .fatal(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        &format!("invalid startup packet: {e}"),
-                    )
-                    .await;
-                return Outcome::Refused;
-            }
+            Err(e) => return refuse_packet(client, e).await,
         }
     }
+}
+
+/// A first packet PostgreSQL drops without a word (a bad length: a
+/// Terminate, TLS or HTTP bytes, a port scanner): the connection is closed
+/// without a reply, as PostgreSQL and PgBouncer do; a reply would only
+/// confuse the client (node-postgres raises it as an unhandled error).
+fn silent_close(client: &Client, e: &causeway_protocol::ProtocolError) -> Outcome {
+    tracing::debug!(client = %client.peer, error = %e, "invalid startup packet; closed without a reply");
+    Outcome::Refused
+}
+
+/// A first packet of the right length that cannot be used: answered as
+/// PostgreSQL 15 answers it.
+async fn refuse_packet(client: &mut Client, e: causeway_protocol::ProtocolError) -> Outcome {
+    use causeway_protocol::ProtocolError;
+    match e {
+        ProtocolError::UnsupportedVersion { major, minor } => {
+            let msg = format!(
+                "unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"
+            );
+            if major < 3 {
+                // A protocol-2 client reads a protocol-2 error: 'E', text, NUL.
+                let v2 = format!("EFATAL:  {msg}\n\0");
+                let _ = client.stream.write_all(v2.as_bytes()).await;
+            } else {
+                client.fatal(sqlstate::FEATURE_NOT_SUPPORTED, &msg).await;
+            }
+        }
+        // A CancelRequest of the wrong size is dropped silently.
+        ProtocolError::Malformed("CancelRequest") => return silent_close(client, &e),
+        _ => {
+            client
+                .fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    &format!("invalid startup packet: {e}"),
+                )
+                .await
+        }
+    }
+    Outcome::Refused
 }
 
 fn info_from(params: Vec<(&str, &str)>) -> Result<StartupInfo, (&'static str, String)> {
