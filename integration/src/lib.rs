@@ -5,6 +5,7 @@
 pub mod causeway;
 pub mod cluster;
 pub mod frames;
+pub mod ryw_check;
 pub mod wait;
 pub mod writer;
 

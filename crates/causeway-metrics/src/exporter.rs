@@ -60,6 +60,7 @@
 //! | `causeway_server_banned` | gauge | database, server | 1 while the router keeps the server out of rotation |
 //! | `causeway_server_in_flight` | gauge | database, server | statements currently routed to the server |
 //! | `causeway_server_weight` | gauge | database, server | load-balancing weight |
+//! | `causeway_monitor_login_error` | gauge | database, server | 1 while the lag monitor cannot log in to the server |
 //! | `causeway_replica_replay_lsn` | gauge | database, server | replica's replay position (WAL byte offset); only when known |
 //! | `causeway_replica_lag_bytes` | gauge | database, server | replica's replay lag in WAL bytes; only when known |
 //! | `causeway_replica_lag_seconds` | gauge | database, server | replica's replay lag in seconds; only when known |
@@ -673,6 +674,13 @@ pub fn encode_snapshot(s: &Snapshot, mut enc: DescriptorEncoder<'_>) -> fmt::Res
         "Load-balancing weight of the server.",
         None,
         &server_gauge(&|r| Some(u64::from(r.weight))),
+    )?;
+    family(
+        enc,
+        "causeway_monitor_login_error",
+        "1 while the lag monitor cannot log in to the server (it is then routed by its configured role only).",
+        None,
+        &server_gauge(&|r| Some(u64::from(r.monitor_login_error))),
     )?;
     family(
         enc,

@@ -81,6 +81,9 @@ pub struct ServerRow {
     pub lag_seconds: Option<f64>,
     /// Load-balancing weight.
     pub weight: u32,
+    /// The lag monitor cannot log in to this server (it is routed by its
+    /// configured role only).
+    pub monitor_login_error: bool,
 }
 
 /// How many statements the router sent where, and why.

@@ -70,21 +70,25 @@ impl Policy for ReadWrite {
             _ if req.force_primary => return to_primary(Reason::Forced),
             Intent::Read | Intent::ReadOnlyTxn => {}
         }
-        if session.stale {
-            return to_primary(Reason::Stale);
+        if let Some(cause) = session.stale {
+            return to_primary(Reason::Stale(cause));
         }
+        let bounded = session.floor.is_some() || session.only.is_some();
         let routable = |i: usize| {
             let s = &topo.servers[i];
-            s.role == Role::Replica && s.healthy && !session.excluded(i)
+            s.role == Role::Replica
+                && !session.excluded(i)
+                && (s.healthy || (bounded && s.reads_at_floor))
         };
         // Read-your-writes: replayed past the floor (a cached replay LSN is
         // a lower bound: replay only moves forward).
         let fresh = |i: usize| {
             session.only.is_none_or(|o| o == i)
                 && session.floor.is_none_or(|f| {
-                    topo.servers[i]
-                        .replay_lsn
-                        .is_some_and(|r| replay_reached(Lsn(r), Lsn(f), WAL_BLOCK_SIZE))
+                    (i < MAX_SERVERS && session.reached & (1 << i) != 0)
+                        || topo.servers[i]
+                            .replay_lsn
+                            .is_some_and(|r| replay_reached(Lsn(r), Lsn(f), WAL_BLOCK_SIZE))
                 })
         };
         let mut behind = false;
@@ -195,6 +199,8 @@ mod tests {
                 .map(|&(role, healthy)| ServerState {
                     role,
                     healthy,
+                    reads_at_floor: healthy,
+                    time_lag: None,
                     weight: 1,
                     replay_lsn: Some(1000),
                 })
@@ -415,16 +421,23 @@ mod tests {
             assert_eq!(index(p.route(&Request::read(), &s, &t)), 1);
         }
         let s = SessionView {
-            stale: true,
+            stale: Some(crate::StaleCause::Failover),
             ..SessionView::default()
         };
         assert_eq!(
             p.route(&Request::read(), &s, &t),
             Decision::Server {
                 index: 0,
-                reason: Reason::Stale
+                reason: Reason::Stale(crate::StaleCause::Failover)
             }
         );
+        // A sample newer than the topology says replica 1 got there.
+        let s = SessionView {
+            floor: Some(9500),
+            reached: 1 << 1,
+            ..SessionView::default()
+        };
+        assert_eq!(index(p.route(&Request::read(), &s, &t)), 1);
         // No replica routable at all is not "behind".
         let t = topo(&[(Role::Primary, true), (Role::Replica, false)]);
         let s = SessionView {
@@ -438,6 +451,47 @@ mod tests {
                 reason: Reason::NoReplica
             }
         );
+    }
+
+    #[test]
+    fn replica_in_hold_down_serves_only_reads_with_a_proven_floor() {
+        let p = policy(SplitConfig::default(), 2);
+        let mut t = topo(&[(Role::Primary, true), (Role::Replica, false)]);
+        t.servers[1].reads_at_floor = true;
+        t.servers[1].replay_lsn = Some(5000);
+        // No floor: only healthy replicas.
+        assert_eq!(
+            p.route(&Request::read(), &SessionView::default(), &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::NoReplica
+            }
+        );
+        // A floor it has replayed: it may serve the read.
+        let s = SessionView {
+            floor: Some(4000),
+            ..SessionView::default()
+        };
+        assert_eq!(index(p.route(&Request::read(), &s, &t)), 1);
+        // One it has not: behind (the session may wait for it).
+        let s = SessionView {
+            floor: Some(6000),
+            ..SessionView::default()
+        };
+        assert_eq!(
+            p.route(&Request::read(), &s, &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::Behind
+            }
+        );
+        // Not reads_at_floor (e.g. too far behind, banned): never.
+        t.servers[1].reads_at_floor = false;
+        let s = SessionView {
+            floor: Some(4000),
+            ..SessionView::default()
+        };
+        assert_eq!(index(p.route(&Request::read(), &s, &t)), 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod admin;
 mod app;
 mod bufpool;
 mod cancel;
+mod check;
 mod cli;
 mod clients;
 mod databases;
@@ -41,16 +42,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::CheckConfig) = cli.command {
-        return match toml::to_string(&config.masked()) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
+    if let Some(Command::CheckConfig { connect }) = cli.command {
+        match toml::to_string(&config.masked()) {
+            Ok(text) => print!("{text}"),
             Err(e) => {
                 eprintln!("causeway: {e}");
-                ExitCode::from(2)
+                return ExitCode::from(2);
             }
+        }
+        return if connect {
+            check::connect(&config)
+        } else {
+            ExitCode::SUCCESS
         };
     }
     init_logging(&config);

@@ -61,6 +61,7 @@ pub fn filled_snapshot() -> Snapshot {
                 lag_bytes: None,
                 lag_seconds: None,
                 weight: 1,
+                monitor_login_error: false,
             },
             ServerRow {
                 database: "app".into(),
@@ -73,6 +74,7 @@ pub fn filled_snapshot() -> Snapshot {
                 lag_bytes: Some(1024),
                 lag_seconds: Some(0.5),
                 weight: 2,
+                monitor_login_error: false,
             },
             ServerRow {
                 database: "reports".into(),
@@ -85,6 +87,7 @@ pub fn filled_snapshot() -> Snapshot {
                 lag_bytes: None,
                 lag_seconds: Some(f64::NAN),
                 weight: 1,
+                monitor_login_error: false,
             },
         ],
         routing: vec![

@@ -143,9 +143,7 @@ impl Session {
         self.prep = Some(prep);
         if read {
             self.db.load.finish(server, started.elapsed());
-            if self.ryw.on() {
-                self.ryw.last_read = Some((server, std::time::Instant::now()));
-            }
+            self.read_ended(server);
         }
         if flow.listened && reusable {
             // LISTEN outside session mode: the registration would stay on

@@ -17,12 +17,15 @@ mod client;
 mod consistency;
 mod idle;
 mod local;
+mod local_ext;
 mod login;
 mod params;
 mod plan;
 pub(crate) mod prepared;
 mod pump;
+mod ryw_wait;
 mod startup;
+mod welcome;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -112,6 +115,8 @@ struct Session {
     ryw: consistency::Ryw,
     /// Named prepared statements (lent to the flow while attached).
     prep: Option<Box<prepared::Prep>>,
+    /// Statements and portals that are Causeway commands.
+    local_ext: local_ext::LocalExt,
 }
 
 /// Serves one client connection from accept to close.
@@ -172,6 +177,7 @@ pub async fn serve(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     );
     Session {
         prep: Some(Box::new(prep)),
+        local_ext: Default::default(),
         ryw,
         split,
         classifier,
