@@ -239,6 +239,9 @@ pub struct Config {
     pub ryw_wait_timeout: f64,
     /// Then: primary | error.
     pub ryw_fallback: RywFallback,
+    /// A read waiting on a `synchronous_commit = off` write may make the
+    /// monitor flush the primary's WAL (see docs/consistency.md).
+    pub ryw_force_flush: bool,
 
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
@@ -310,6 +313,7 @@ impl Default for Config {
             consistency: Consistency::Session,
             ryw_wait_timeout: 0.1,
             ryw_fallback: RywFallback::Primary,
+            ryw_force_flush: true,
             databases: BTreeMap::new(),
             users: BTreeMap::new(),
         }

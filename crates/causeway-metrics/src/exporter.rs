@@ -69,6 +69,8 @@
 //! | `causeway_ryw_wait_seconds` | histogram | database | time reads waited for a replica to reach the token |
 //! | `causeway_ryw_fallbacks_total` | counter | database | reads sent to the primary because no replica caught up |
 //! | `causeway_ryw_errors_total` | counter | database | errors while checking replica positions for read-your-writes |
+//! | `causeway_ryw_position_queries_total` | counter | database | position queries the monitor ran for waiting reads |
+//! | `causeway_ryw_forced_flushes_total` | counter | database | WAL flushes forced on the primary for reads waiting on `synchronous_commit = off` writes |
 //!
 //! Histograms use the buckets of [`crate::DURATION_BUCKETS`] (100 µs to
 //! 10 s, then `+Inf`) unless the snapshot carries others.
@@ -771,6 +773,20 @@ pub fn encode_snapshot(s: &Snapshot, mut enc: DescriptorEncoder<'_>) -> fmt::Res
         "Reads sent to the primary because no replica reached the token in time.",
         None,
         &ryw_counter(|r| r.fallbacks),
+    )?;
+    family(
+        enc,
+        "causeway_ryw_position_queries",
+        "Position queries the lag monitor ran for reads waiting on a replica or a bound (all servers).",
+        None,
+        &ryw_counter(|r| r.position_queries),
+    )?;
+    family(
+        enc,
+        "causeway_ryw_forced_flushes",
+        "WAL flushes forced on the primary for reads waiting on synchronous_commit = off writes.",
+        None,
+        &ryw_counter(|r| r.forced_flushes),
     )?;
     family(
         enc,

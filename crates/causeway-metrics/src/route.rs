@@ -167,6 +167,7 @@ impl RywStats {
             waits: self.waits.snapshot(),
             fallbacks: self.fallbacks.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            ..Default::default()
         }
     }
 }

@@ -110,4 +110,9 @@ pub struct RywRow {
     pub fallbacks: u64,
     /// Failures while checking or waiting for a replica's position.
     pub errors: u64,
+    /// Position queries the monitor ran for waiting reads (all servers).
+    pub position_queries: u64,
+    /// WAL flushes the monitor forced on the primary for reads waiting on
+    /// `synchronous_commit = off` writes.
+    pub forced_flushes: u64,
 }

@@ -64,6 +64,9 @@ impl Monitor {
         let labels: Vec<String> = servers.iter().map(ServerAddr::label).collect();
         let mut agg = Aggregator::new(labels, &cfg);
         let positions = Arc::new(Positions::new(servers.len(), cfg.position_poll));
+        if !cfg.force_flush {
+            (0..servers.len()).for_each(|i| positions.refuse_flush(i));
+        }
         let (snap_tx, snap_rx) = watch::channel(Arc::new(agg.snapshot().clone()));
         let (req_tx, _) = watch::channel(0u64);
         let requests = Arc::new(req_tx);
@@ -264,6 +267,7 @@ async fn position(
         return false;
     };
     if d == Demand::Flush {
+        pos.flushed();
         if let Err((e, refused)) = p.force_flush().await {
             if refused {
                 tracing::warn!(server = %addr.label(), user = %addr.user, error = %e.message,

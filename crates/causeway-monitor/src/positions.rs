@@ -72,8 +72,11 @@ struct Slot {
     want_after: AtomicU64,
     /// Primary: someone waits for WAL up to this LSN to be flushed.
     want_flush: AtomicU64,
-    /// When `want_flush` was raised from 0.
+    /// When `want_flush` was raised from 0, or the primary's flush
+    /// position last advanced since.
     flush_since: AtomicU64,
+    /// The flush position seen at `flush_since`.
+    flush_seen: AtomicU64,
     /// Forcing flushes failed (e.g. not permitted): not tried again.
     flush_refused: AtomicBool,
     wake: Notify,
@@ -85,6 +88,8 @@ pub struct Positions {
     poll: Duration,
     slots: Box<[Slot]>,
     changed: watch::Sender<u64>,
+    queries: AtomicU64,
+    flushes: AtomicU64,
 }
 
 impl Positions {
@@ -94,6 +99,8 @@ impl Positions {
             poll: poll.max(Duration::from_micros(50)),
             slots: (0..n).map(|_| Slot::default()).collect(),
             changed: watch::channel(0).0,
+            queries: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +138,16 @@ impl Positions {
         self.slots[server].failed_at.load(Acquire) > after
     }
 
+    /// (position queries run, WAL flushes forced) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.queries.load(Relaxed), self.flushes.load(Relaxed))
+    }
+
+    /// Counts one forced flush.
+    pub(crate) fn flushed(&self) {
+        self.flushes.fetch_add(1, Relaxed);
+    }
+
     /// Bumped after every sample (good or failed) of any server.
     pub fn changed(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
@@ -164,6 +181,8 @@ impl Positions {
             }
             let old = s.want_flush.fetch_max(lsn.0, AcqRel);
             if old == 0 {
+                let seen = s.last.lock().and_then(|x| x.flush).map_or(0, |f| f.0);
+                s.flush_seen.store(seen, Release);
                 s.flush_since.store(self.now(), Release);
             }
             if old < lsn.0 {
@@ -229,8 +248,19 @@ impl Positions {
             let poll = self.poll.as_nanos() as u64;
             match last {
                 Some(s) if !s.standby && s.flush.is_some_and(|f| f.0 >= want) => {}
-                // The WAL writer had a poll's time and did not get there
-                // (synchronous commits usually flush it in that time).
+                // Flushing is under way (synchronous commits of other
+                // sessions): give it another poll.
+                Some(s)
+                    if !s.standby
+                        && s.flush.is_some_and(|f| f.0 > slot.flush_seen.load(Acquire)) =>
+                {
+                    slot.flush_seen
+                        .fetch_max(s.flush.map_or(0, |f| f.0), AcqRel);
+                    slot.flush_since.fetch_max(s.started, AcqRel);
+                    return Some(Demand::Sample { paced: true });
+                }
+                // The flush position stood still for a whole poll: only the
+                // WAL writer would move it, up to 3 x wal_writer_delay later.
                 Some(s) if !s.standby && s.started > since.saturating_add(poll) => {
                     return Some(Demand::Flush);
                 }
@@ -249,6 +279,7 @@ impl Positions {
 
     /// Publishes a good sample.
     pub(crate) fn publish(&self, server: usize, s: Sample) {
+        self.queries.fetch_add(1, Relaxed);
         let slot = &self.slots[server];
         // Samples of one server are taken one at a time, in order.
         *slot.last.lock() = Some(s);
@@ -267,6 +298,7 @@ impl Positions {
 
     /// Publishes a failed query (waiters stop waiting on this server).
     pub(crate) fn publish_failure(&self, server: usize, started: u64) {
+        self.queries.fetch_add(1, Relaxed);
         let slot = &self.slots[server];
         slot.failed_at.fetch_max(started, AcqRel);
         let after = slot.want_after.load(Acquire);
@@ -364,11 +396,15 @@ mod tests {
         assert_eq!(p.pending(0), Some(Demand::Sample { paced: true }));
         let since = p.slots[0].flush_since.load(Acquire);
         let poll = DEFAULT_POSITION_POLL.as_nanos() as u64;
-        p.publish(0, primary(600, 450, since + 1));
-        assert_eq!(p.pending(0), Some(Demand::Sample { paced: true }));
+        // Flushing advances (synchronous commits): no forcing yet.
         p.publish(0, primary(600, 450, since + poll + 1));
+        assert_eq!(p.pending(0), Some(Demand::Sample { paced: true }));
+        p.publish(0, primary(600, 460, since + 2 * poll + 2));
+        assert_eq!(p.pending(0), Some(Demand::Sample { paced: true }));
+        // Stood still for a poll: forced.
+        p.publish(0, primary(600, 460, since + 3 * poll + 3));
         assert_eq!(p.pending(0), Some(Demand::Flush));
-        p.publish(0, primary(700, 700, since + poll + 9));
+        p.publish(0, primary(700, 700, since + 3 * poll + 9));
         assert_eq!(p.pending(0), None, "flushed past the request");
         p.request_flush(0, Lsn(800));
         p.refuse_flush(0);

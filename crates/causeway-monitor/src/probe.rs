@@ -322,16 +322,21 @@ fn is_login_refusal(e: &tokio_postgres::Error) -> bool {
         // 28xxx: invalid authorization (password, role, pg_hba.conf);
         // 3D000: no such database.
         Some(c) => c.code().starts_with("28") || c.code() == "3D000",
-        // tokio-postgres' own check: the server asked for a password and
-        // none is configured.
-        None => e.to_string().contains("password missing"),
+        // tokio-postgres' own checks: the server asked for a password and
+        // none is configured, or the authentication exchange failed.
+        None => {
+            let cause = std::error::Error::source(e).map(|c| c.to_string());
+            cause.is_some_and(|c| c.contains("password missing"))
+                || e.to_string() == "authentication error"
+        }
     }
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
     }
 }
 

@@ -262,6 +262,7 @@ pub(crate) fn monitor_setup(
             .unwrap_or(config.max_replica_lag_bytes),
         max_replica_lag: secs(cfg.max_replica_lag.unwrap_or(config.max_replica_lag)),
         hold_down: secs(config.replica_hold_down),
+        force_flush: config.ryw_force_flush,
         ..MonitorConfig::default()
     };
     (addrs, mcfg)

@@ -56,7 +56,13 @@ impl Source for MetricsSource {
             snap.databases.push(db.stats.row(db.name.clone()));
             snap.routing.extend(db.routes.rows(&db.name));
             if db.servers.len() > 1 {
-                snap.ryw.push(db.ryw.row(&db.name));
+                let mut row = db.ryw.row(&db.name);
+                if let Some(m) = &db.monitor {
+                    let (queries, flushes) = m.positions().counts();
+                    row.position_queries = queries;
+                    row.forced_flushes = flushes;
+                }
+                snap.ryw.push(row);
             }
             let topo = db.topology();
             let mon = db.monitor.as_ref().map(|m| m.snapshot());

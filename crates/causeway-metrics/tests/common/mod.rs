@@ -123,6 +123,8 @@ pub fn filled_snapshot() -> Snapshot {
             waits: ryw_waits.snapshot(),
             fallbacks: 2,
             errors: 1,
+            position_queries: 40,
+            forced_flushes: 3,
         }],
         clients_total: 14,
         max_client_conn: 1000,
