@@ -131,6 +131,13 @@ async fn consistency_checker_finds_no_stale_or_backwards_reads() {
     let t = check(&c, &cw, "session, chaos", 20, 100, 2000).await;
     assert_eq!(t.stale, 0, "stale reads: {:?}", t.examples);
     assert_eq!(t.backwards, 0, "monotonicity violations: {:?}", t.examples);
+    // Replica 1 replays about 80% of the time; reads must follow it there
+    // (waiting on one replica at a time, probe by probe, gave ~60%).
+    assert!(
+        t.share(&replicas) >= 0.7,
+        "only {:.1}% of the reads on replicas while one of them was healthy most of the time",
+        100.0 * t.share(&replicas)
+    );
     assert_eq!(
         metric(&cw, "causeway_routing_decisions_total{database=\"app\",target=\"primary\",reason=\"stale_token\"}"),
         0.0,
@@ -477,8 +484,9 @@ async fn failover_keeps_read_your_writes_and_refuses_old_generation_replicas() {
 
     // A Causeway started now, whose configuration still names the dead old
     // primary as primary: logins wait for the monitor to find the new one
-    // instead of failing.
-    let mut toml = base_toml("transaction", "");
+    // instead of failing. (Trust logins: no SCRAM work that would give the
+    // monitor time to look first.)
+    let mut toml = base_toml("transaction", "").replace("scram-sha-256", "trust");
     toml.push_str("\n[databases.app]\ndbname = \"app\"\n");
     for n in c.nodes() {
         let role = if n.name() == "primary" {
@@ -613,9 +621,13 @@ async fn sessions_that_only_read_keep_using_replicas_after_a_primary_read() {
         "reads only, primary_reads = always: {replica} of {total} on replicas ({:.1}%)",
         100.0 * share
     );
-    // Round robin over the primary and two replicas: two thirds.
+    // Round robin over the primary and two replicas would give two thirds
+    // (consistency = none); a read whose replicas have not yet replayed
+    // what the primary showed waits for one, then takes its turn. Pinned
+    // to the primary, as when a primary read's bound waited for a monitor
+    // probe, it was 0.2%.
     assert!(
-        share > 0.5,
+        share > 0.4,
         "sessions stuck on the primary after reading there: {replica} of {total} reads on replicas"
     );
     cw.stop().await;

@@ -120,6 +120,14 @@ impl Policy for ReadWrite {
             }
         }
         let replicas = n;
+        if replicas == 0 && behind {
+            // Every replica is behind the session's floor (or not known to
+            // be past it yet): the session waits for one rather than read
+            // on the primary even when the primary takes reads too, since
+            // each primary read raises the floor again and would pin the
+            // session there.
+            return to_primary(Reason::Behind);
+        }
         if let Some(p) = primary {
             if self.cfg.primary_reads == PrimaryReads::Always && !req.prefer_replica {
                 buf[n] = (p, topo.servers[p].weight);
@@ -134,9 +142,6 @@ impl Policy for ReadWrite {
             };
         }
         debug_assert_eq!(replicas, 0);
-        if behind {
-            return to_primary(Reason::Behind);
-        }
         if self.cfg.primary_reads == PrimaryReads::Never || self.cfg.replica_unavailable_error {
             return Decision::Refuse {
                 sqlstate: NO_REPLICA_SQLSTATE,
@@ -480,6 +485,22 @@ mod tests {
         };
         assert_eq!(
             p.route(&Request::read(), &s, &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::Behind
+            }
+        );
+        // With primary_reads = always too: a replica that may catch up is
+        // waited for rather than the session pinned to the primary.
+        let always = policy(
+            SplitConfig {
+                primary_reads: PrimaryReads::Always,
+                ..SplitConfig::default()
+            },
+            2,
+        );
+        assert_eq!(
+            always.route(&Request::read(), &s, &t),
             Decision::Server {
                 index: 0,
                 reason: Reason::Behind

@@ -263,6 +263,7 @@ pub(crate) fn monitor_setup(
         max_replica_lag: secs(cfg.max_replica_lag.unwrap_or(config.max_replica_lag)),
         hold_down: secs(config.replica_hold_down),
         force_flush: config.ryw_force_flush,
+        position_poll: secs(config.ryw_poll_interval.max(0.00005)),
         ..MonitorConfig::default()
     };
     (addrs, mcfg)

@@ -9,7 +9,11 @@
 //! ```text
 //! causeway-ryw-check [--sessions 50] [--loops 2000] [--sync on,off]
 //!                    [--scenario healthy,chaos] [--consistency session,none]
+//!                    [--set 'key = value']...
 //! ```
+//!
+//! `--set` adds a top-level line to Causeway's configuration (e.g.
+//! `--set 'ryw_poll_interval = 0.0005'`).
 //!
 //! Scenarios: `healthy` (both replicas replaying), `chaos` (replica 0
 //! applies WAL 500 ms late, replica 1 is paused and resumed at random).
@@ -28,6 +32,7 @@ struct Args {
     sync: Vec<String>,
     scenarios: Vec<String>,
     modes: Vec<String>,
+    extra: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -37,6 +42,7 @@ fn args() -> Result<Args, String> {
         sync: vec!["on".into(), "off".into()],
         scenarios: vec!["healthy".into(), "chaos".into()],
         modes: vec!["session".into(), "none".into()],
+        extra: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -48,6 +54,7 @@ fn args() -> Result<Args, String> {
             "--sync" => a.sync = list(),
             "--scenario" => a.scenarios = list(),
             "--consistency" => a.modes = list(),
+            "--set" => a.extra.push(v),
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -68,11 +75,20 @@ fn metric(body: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-fn toml(c: &Cluster, users: &str, consistency: &str) -> String {
+fn toml(c: &Cluster, users: &str, consistency: &str, extra: &[String]) -> String {
     let mut t = format!(
         "pool_mode = \"transaction\"\nauth_type = \"scram-sha-256\"\nauth_file = \"{users}\"\n\
          default_pool_size = 20\nmax_client_conn = 300\nconsistency = \"{consistency}\"\n\
-         log_level = \"warn\"\n\n[databases.app]\ndbname = \"app\"\n"
+         {}\n{}\n\n[databases.app]\ndbname = \"app\"\n",
+        if extra
+            .iter()
+            .any(|l| l.trim_start().starts_with("log_level"))
+        {
+            ""
+        } else {
+            "log_level = \"warn\""
+        },
+        extra.join("\n")
     );
     for n in c.nodes() {
         t.push_str(&format!(
@@ -141,7 +157,7 @@ async fn main() {
                 let users = b
                     .write_file("userlist.txt", &userlist(&[("app", "app_pw")]))
                     .unwrap_or_else(|e| panic!("{e}"));
-                let cfg = toml(&c, &users.display().to_string(), mode);
+                let cfg = toml(&c, &users.display().to_string(), mode, &a.extra);
                 let cw = tokio::task::spawn_blocking(move || b.start(&cfg))
                     .await
                     .unwrap()
@@ -173,8 +189,19 @@ async fn main() {
                     .map(|p| http_get(p, "/metrics").1)
                     .unwrap_or_default();
                 let fallbacks = metric(&body, "causeway_ryw_fallbacks_total");
+                let waits = metric(&body, "causeway_ryw_wait_seconds_count");
+                let wait_sum = metric(&body, "causeway_ryw_wait_seconds_sum");
+                eprintln!(
+                    "  ({waits} reads waited for a replica, {:.2} ms on average; {} position queries, {} forced WAL flushes)",
+                    if waits > 0.0 { 1000.0 * wait_sum / waits } else { 0.0 },
+                    metric(&body, "causeway_ryw_position_queries_total"),
+                    metric(&body, "causeway_ryw_forced_flushes_total"),
+                );
                 let t =
                     t.unwrap_or_else(|e| panic!("checker run failed: {e}\n{}", cw.log_contents()));
+                if let Some(path) = std::env::var_os("RYW_CHECK_LOG") {
+                    let _ = std::fs::write(path, cw.log_contents());
+                }
                 drop(cw);
                 if chaos {
                     let cc = Arc::clone(&c);
