@@ -32,6 +32,10 @@ pub struct Tally {
     pub reads: u64,
     pub stale: u64,
     pub backwards: u64,
+    /// Statements that failed (e.g. a recovery conflict cancelling a
+    /// `BEGIN READ ONLY` read on a replica, which cannot be re-run
+    /// elsewhere); the loop goes on.
+    pub errors: u64,
     /// Reads served per server port.
     pub by_port: BTreeMap<u16, u64>,
     /// Latency of every read (µs), as the client saw it.
@@ -47,12 +51,20 @@ impl Tally {
         self.reads += o.reads;
         self.stale += o.stale;
         self.backwards += o.backwards;
+        self.errors += o.errors;
         for (p, n) in o.by_port {
             *self.by_port.entry(p).or_default() += n;
         }
         self.read_us.extend(o.read_us);
         if self.examples.len() < 6 {
             self.examples.extend(o.examples.into_iter().take(2));
+        }
+    }
+
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        if self.examples.len() < 4 {
+            self.examples.push(e);
         }
     }
 
@@ -84,7 +96,7 @@ impl Tally {
 pub async fn prepare_table(primary_dsn: &str, grant_to: &str) -> Result<(), String> {
     let (c, conn) = tokio_postgres::connect(primary_dsn, NoTls)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
     tokio::spawn(conn);
     c.batch_execute(&format!(
         "CREATE TABLE IF NOT EXISTS ck (k bigint PRIMARY KEY, v bigint NOT NULL);
@@ -92,7 +104,15 @@ pub async fn prepare_table(primary_dsn: &str, grant_to: &str) -> Result<(), Stri
          GRANT ALL ON ck TO {grant_to};"
     ))
     .await
-    .map_err(|e| e.to_string())
+    .map_err(|e| describe(&e))
+}
+
+/// An error with the server's SQLSTATE and message.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    }
 }
 
 /// One read: (own value, shared counter, server port).
@@ -106,14 +126,14 @@ async fn read(client: &Client, key: i64, in_txn: bool) -> Result<(i64, i64, u16)
         client
             .simple_query("BEGIN READ ONLY")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
     }
-    let msgs = client.simple_query(&sql).await.map_err(|e| e.to_string());
+    let msgs = client.simple_query(&sql).await.map_err(|e| describe(&e));
     if in_txn {
         client
             .simple_query("COMMIT")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
     }
     let msgs = msgs?;
     for m in msgs {
@@ -130,17 +150,28 @@ pub async fn session(client: Client, key: i64, loops: u64) -> Result<Tally, Stri
     let mut t = Tally::default();
     let (mut seen_own, mut seen_shared) = (0i64, 0i64);
     for v in 1..=loops as i64 {
-        client
+        let w = client
             .simple_query(&format!(
                 "INSERT INTO ck VALUES ({key}, {v}) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
             ))
-            .await
-            .map_err(|e| format!("write {key}={v}: {e}"))?;
+            .await;
+        if let Err(e) = w {
+            t.error(format!("write {key}={v}: {}", describe(&e)));
+            continue;
+        }
         let in_txn = v % 5 == 0;
         let started = Instant::now();
-        let (own, shared, port) = read(&client, key, in_txn)
-            .await
-            .map_err(|e| format!("read of {key}: {e}"))?;
+        let (own, shared, port) = match read(&client, key, in_txn).await {
+            Ok(r) => r,
+            Err(e) => {
+                t.error(format!("read of {key}: {e}"));
+                if in_txn {
+                    // Leave the failed transaction block, if one is open.
+                    let _ = client.simple_query("ROLLBACK").await;
+                }
+                continue;
+            }
+        };
         t.read_us.push(started.elapsed().as_micros() as u64);
         t.reads += 1;
         *t.by_port.entry(port).or_default() += 1;
@@ -221,7 +252,7 @@ async fn shared_writer(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let (client, conn) = tokio_postgres::connect(primary_dsn, NoTls)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
     tokio::spawn(conn);
     Ok(tokio::spawn(async move {
         while !stop.load(Ordering::Relaxed) {

@@ -77,14 +77,24 @@ async fn check(
     )
     .await
     .unwrap_or_else(|e| panic!("{what}: {e}\n{}", cw.log_contents()));
+    // Errors are counted and the loop goes on; the checker must still
+    // have checked nearly every loop.
+    assert!(
+        t.loops * 100 >= sessions * loops * 95,
+        "{what}: only {} of {} loops completed: {:?}",
+        t.loops,
+        sessions * loops,
+        t.examples
+    );
     let port = |i: usize| c.replica(i).port();
     eprintln!(
-        "{what}: {} loops in {:.1} s, stale {}, backwards {}, on replicas {:.1}% \
+        "{what}: {} loops in {:.1} s, stale {}, backwards {}, errors {}, on replicas {:.1}% \
          (replica0 {:.1}%, replica1 {:.1}%), read p50 {:.2} ms p99 {:.2} ms, {} ryw fallbacks{}",
         t.loops,
         t.took.as_secs_f64(),
         t.stale,
         t.backwards,
+        t.errors,
         100.0 * t.share(&[port(0), port(1)]),
         100.0 * t.share(&[port(0)]),
         100.0 * t.share(&[port(1)]),
@@ -114,7 +124,6 @@ async fn consistency_checker_finds_no_stale_or_backwards_reads() {
     let cw = start_cw(APP_USERS, &checker_toml(&c, "session")).await;
     wait_for_replica_reads(&cw).await;
     let t = check(&c, &cw, "session, healthy", 20, 100, 1000).await;
-    assert_eq!(t.loops, 2000);
     assert_eq!(t.stale, 0, "stale reads: {:?}", t.examples);
     assert_eq!(t.backwards, 0, "monotonicity violations: {:?}", t.examples);
     assert!(

@@ -64,7 +64,7 @@
 //! | `causeway_replica_replay_lsn` | gauge | database, server | replica's replay position (WAL byte offset); only when known |
 //! | `causeway_replica_lag_bytes` | gauge | database, server | replica's replay lag in WAL bytes; only when known |
 //! | `causeway_replica_lag_seconds` | gauge | database, server | replica's replay lag in seconds; only when known |
-//! | `causeway_routing_decisions_total` | counter | database, target=`primary`\|`replica`, reason | routing decisions, by where and why (`write`, `hazard`, `hint`, `no_replica`, `retry_25006`, `fallback`, `read`, ...) |
+//! | `causeway_routing_decisions_total` | counter | database, target=`primary`\|`replica`, reason | routing decisions, by where and why (`write`, `hint`, `read`, `no_replica`, `retry_*`, `refused`, `ryw_fallback`, `stale_token`, `token_unknown`, `unbounded_read`, ...) |
 //! | `causeway_ryw_token_advances_total` | counter | database | read-your-writes token advances |
 //! | `causeway_ryw_wait_seconds` | histogram | database | time reads waited for a replica to reach the token |
 //! | `causeway_ryw_fallbacks_total` | counter | database | reads sent to the primary because no replica caught up |

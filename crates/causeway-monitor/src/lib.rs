@@ -239,11 +239,12 @@ async fn probe_loop(
 }
 
 /// The next demand on this server's position, not before `not_before`
-/// when it is only a waiting read's poll.
+/// unless it is a one-off sample someone asked for (a waiting read's poll
+/// and a forced flush are paced).
 async fn paced_demand(pos: &Positions, index: usize, not_before: tokio::time::Instant) -> Demand {
     loop {
         let d = pos.demand(index).await;
-        if d == (Demand::Sample { paced: true }) && tokio::time::Instant::now() < not_before {
+        if d != (Demand::Sample { paced: false }) && tokio::time::Instant::now() < not_before {
             tokio::time::sleep_until(not_before).await;
             // The waiters may have gone meanwhile: ask again.
             continue;

@@ -240,7 +240,7 @@ async fn main() {
 fn print_row(r: &Row) {
     let t = &r.t;
     eprintln!(
-        "synchronous_commit={} {} consistency={}: {} loops in {:.1} s, stale {}, backwards {}, \
+        "synchronous_commit={} {} consistency={}: {} loops in {:.1} s, stale {}, backwards {}, errors {}, \
          primary {:.1}%, replica0 {:.1}%, replica1 {:.1}%, read p50 {:.2} ms p99 {:.2} ms, \
          {} ryw fallbacks, load {} -> {}{}{}",
         r.sync,
@@ -250,6 +250,7 @@ fn print_row(r: &Row) {
         t.took.as_secs_f64(),
         t.stale,
         t.backwards,
+        t.errors,
         100.0 * t.share(&r.ports[..1]),
         100.0 * t.share(&r.ports[1..2]),
         100.0 * t.share(&r.ports[2..3]),

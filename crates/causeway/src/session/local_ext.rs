@@ -28,9 +28,10 @@ use causeway_routing::{Class, Classifier};
 use super::local::{Answer, LocalCommand};
 use super::{Session, State};
 
-/// Named statements Causeway keeps per client (a driver's statement
-/// cache holds a handful of these at most).
-const MAX_STATEMENTS: usize = 64;
+/// Named statements Causeway keeps per client: above the statement caches
+/// of psycopg (`prepared_max` 100) and asyncpg (100), which close what they
+/// evict.
+const MAX_STATEMENTS: usize = 256;
 
 const MIXED: &str = "Causeway's own commands (SET/SHOW/RESET causeway.*) must be sent \
                      without other statements before the next Sync";
