@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CAUSEWAY_BIN ?= $(CURDIR)/target/debug/causeway
 
-.PHONY: all build demo test unit lint bench release clean drivers classifier-check fuzz soak
+.PHONY: all build demo test unit lint bench release clean drivers classifier-check fuzz soak ryw-check
 
 all: build
 
@@ -43,6 +43,14 @@ lint:
 
 release:
 	$(CARGO) build --release -p causeway
+
+# The read-your-writes checker at full size (the figures in
+# docs/consistency.md): 50 sessions x 2,000 write-then-read loops per run,
+# synchronous_commit on and off, healthy replicas and chaos, consistency
+# session and none. RYW_CHECK_ARGS narrows it, e.g. "--sync on --scenario healthy".
+ryw-check: release
+	$(CARGO) build --release -p causeway-integration --bin causeway-ryw-check
+	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway ./target/release/causeway-ryw-check $(RYW_CHECK_ARGS)
 
 # Causeway vs PgBouncer vs direct PostgreSQL, same machine, same run.
 bench: release

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod frames;
 pub mod pki;
 pub mod raw;
+pub mod ryw_check;
 pub mod wait;
 pub mod writer;
 

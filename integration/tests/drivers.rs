@@ -264,3 +264,89 @@ async fn node_pg_sequelize_session_mode() {
 async fn node_pg_sequelize_transaction_mode() {
     node(Target::Causeway("transaction")).await;
 }
+
+/// Causeway in transaction mode in front of the primary and both replicas.
+async fn split_cw() -> Cw {
+    let c = cluster().await;
+    start_cw(
+        APP_USERS,
+        &split_toml(c, "default_pool_size = 5\nmax_client_conn = 100", ""),
+    )
+    .await
+}
+
+/// Runs `prog script args..` and fails the test with its output (and the
+/// Causeways' logs) unless it prints "all checks passed".
+async fn run_checks(prog: PathBuf, cwd: PathBuf, script: &str, args: &[String], cws: &[&Cw]) {
+    let mut cmd = Command::new(&prog);
+    causeway_integration::cluster::clear_libpq_env(&mut cmd);
+    cmd.current_dir(&cwd)
+        .arg(script)
+        .args(args)
+        .env("PYTHONUNBUFFERED", "1");
+    let (status, stdout, stderr) = run_logged(cmd, SCRIPT_LIMIT).await;
+    eprintln!("----- {script} -----\n{stdout}{stderr}");
+    if status != Some(0) || !stdout.contains("all checks passed") {
+        let logs: Vec<String> = cws.iter().map(|c| c.log_contents()).collect();
+        panic!(
+            "{script} failed (exit {status:?}):\n{stdout}\n{stderr}\n----- causeway logs -----\n{}",
+            logs.join("\n-----\n")
+        );
+    }
+}
+
+/// SET/SHOW/RESET causeway.* through psycopg (never prepared, default
+/// threshold, prepare_threshold=0) and asyncpg (prepared with
+/// Parse/Describe/Flush; execute), and tokens carried between two Causeway
+/// instances through prepared SHOW and SET: 0 stale reads, while a session
+/// without the token reads stale data from the (late) replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn causeway_commands_and_tokens_through_python_drivers() {
+    let c = cluster().await;
+    let py = tokio::task::spawn_blocking(python).await.unwrap();
+    let a = split_cw().await;
+    let b = split_cw().await;
+    let url = |cw: &Cw| format!("postgresql://app:app_pw@127.0.0.1:{}/app", cw.port());
+    // Replicas apply WAL 300 ms late: without a token, a read right after
+    // a write misses it.
+    for i in 0..2 {
+        tokio::task::spawn_blocking(move || c.set_apply_delay(i, Duration::from_millis(300)))
+            .await
+            .unwrap()
+            .expect("apply delay");
+    }
+    run_checks(
+        py,
+        drivers_dir().join("python"),
+        "causeway_commands.py",
+        &[url(&a), url(&b), "py".into()],
+        &[&a, &b],
+    )
+    .await;
+    for i in 0..2 {
+        tokio::task::spawn_blocking(move || c.set_apply_delay(i, Duration::ZERO))
+            .await
+            .unwrap()
+            .expect("apply delay");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The same commands through node-postgres: simple, unnamed extended and
+/// named prepared queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn causeway_commands_through_node_postgres() {
+    let dir = tokio::task::spawn_blocking(node_dir).await.unwrap();
+    let cw = split_cw().await;
+    let url = format!("postgresql://app:app_pw@127.0.0.1:{}/app", cw.port());
+    run_checks(
+        "node".into(),
+        dir,
+        "commands.js",
+        &[url, "node".into()],
+        &[&cw],
+    )
+    .await;
+    cw.stop().await;
+}

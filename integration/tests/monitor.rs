@@ -370,7 +370,14 @@ async fn idle_primary_shows_no_false_time_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_replica_is_banned_with_backoff_and_readmitted() {
     let (_g, c) = shared().await;
-    let mon = superuser_monitor(c, MonitorConfig::default());
+    let hold_down = Duration::from_millis(300);
+    let mon = superuser_monitor(
+        c,
+        MonitorConfig {
+            hold_down,
+            ..MonitorConfig::default()
+        },
+    );
     wait_for(
         &mon,
         Duration::from_secs(10),
@@ -398,6 +405,12 @@ async fn stopped_replica_is_banned_with_backoff_and_readmitted() {
     .await;
     assert!(!s.servers[2].routable);
     eprintln!("stop: second ban (2 s) {:?} after stop began", t.elapsed());
+    // Down long enough for an 8 s ban: once back it must not sit that out.
+    let s = wait_for(&mon, Duration::from_secs(15), "replica1 banned 8 s", |s| {
+        s.servers[2].ban_duration == Some(Duration::from_secs(8))
+    })
+    .await;
+    let ban_ends = s.servers[2].banned_until.expect("banned");
 
     let t = Instant::now();
     blocking(|| c.start_node(&r)).unwrap();
@@ -406,13 +419,19 @@ async fn stopped_replica_is_banned_with_backoff_and_readmitted() {
         s.servers[2].routable
     })
     .await;
+    let back = Instant::now();
     eprintln!(
-        "restart: pg_ctl start took {started:?}, readmitted {:?} after start began; \
-         replay timestamp after restart: {:?}",
+        "restart: pg_ctl start took {started:?}, readmitted {:?} after start began, \
+         {:?} before its 8 s ban would have ended; replay timestamp after restart: {:?}",
         t.elapsed(),
+        ban_ends.saturating_duration_since(back),
         s.servers[2].last_replay_timestamp
     );
     assert_eq!(s.servers[2].banned_until, None);
+    assert!(
+        back < ban_ends,
+        "readmitted only when its ban ended, not after {hold_down:?} of good probes"
+    );
     blocking(|| c.wait_streaming(2, Duration::from_secs(30))).unwrap();
 }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_integration::{http_get, Cluster, ClusterOptions, Writer};
+use causeway_integration::{eventually, http_get, Cluster, ClusterOptions, Writer};
 use common::*;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::Client;
@@ -686,4 +686,128 @@ async fn recovery_conflict_on_a_replica_is_retried_elsewhere() {
     eprintln!("recovery conflict: read re-run {retried} time(s)");
     assert!(retried >= 1, "no conflict retry counted");
     cw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_that_cannot_log_in_does_not_take_traffic_down() {
+    let c = cluster().await;
+    // The monitor logs in as a role that does not exist (as with a
+    // PgBouncer auth_file without `postgres`): it never sees a server.
+    let users = [("app", "app_pw"), ("admin", "admin_pw")];
+    let mut toml = base_toml(
+        "transaction",
+        "monitor_user = \"ghost\"\nadmin_users = [\"admin\"]",
+    );
+    toml.push_str("\n[databases.app]\ndbname = \"app\"\n");
+    for n in c.nodes() {
+        let role = if n.name() == "primary" {
+            "primary"
+        } else {
+            "replica"
+        };
+        toml.push_str(&format!(
+            "\n[[databases.app.servers]]\nhost = \"{}\"\nport = {}\nrole = \"{role}\"\n",
+            n.host(),
+            n.port()
+        ));
+    }
+    let cw = start_cw(&users, &toml).await;
+    let client = cw.app().await;
+    // Reads and writes keep working, on the configured primary.
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS rt_nomon (v int); INSERT INTO rt_nomon VALUES (1)",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}\n{}", cw.log_contents()));
+    let adm = cw
+        .connect("admin", Some("admin_pw"), "pgbouncer")
+        .await
+        .unwrap();
+    // Once the monitor has tried every server, it still routes by the hints.
+    eventually(
+        Duration::from_secs(15),
+        "SHOW REPLICAS names the login error",
+        || async {
+            let msgs = adm.simple_query("SHOW REPLICAS").await.unwrap();
+            let states: Vec<(String, String)> = msgs
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                        r.get(3).unwrap_or("").to_string(),
+                        r.get(13).unwrap_or("").to_string(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            states.len() == 3
+                && states
+                    .iter()
+                    .all(|(s, e)| s == "monitor_login_refused" && e.contains("\"ghost\""))
+        },
+    )
+    .await;
+    for _ in 0..20 {
+        let (replica, port) = where_read(&client).await;
+        assert!(!replica && port == c.primary().port(), "read on {port}");
+    }
+    client
+        .simple_query("INSERT INTO rt_nomon VALUES (2)")
+        .await
+        .unwrap();
+    // The metric and /ready say so; /ready stays 200 (traffic flows).
+    let port = cw.metrics_port().unwrap();
+    let (_, body) = http_get(port, "/metrics");
+    let errors = body
+        .lines()
+        .filter(|l| l.starts_with("causeway_monitor_login_error{") && l.ends_with(" 1"))
+        .count();
+    assert_eq!(errors, 3, "causeway_monitor_login_error:\n{body}");
+    let (status, ready) = http_get(port, "/ready");
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.contains("ghost"), "/ready: {ready}");
+    // Logged once per server, however many probes failed.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let log = cw.log_contents();
+    let logged = log.matches("monitor: cannot log in").count();
+    assert_eq!(logged, 3, "login errors logged {logged} times:\n{log}");
+    assert!(log.contains("ghost"), "{log}");
+    cw.stop().await;
+
+    // check-config --connect finds it before Causeway runs, and passes
+    // with a user that can log in.
+    let dir = tempfile::tempdir().unwrap();
+    let users_path = dir.path().join("userlist.txt");
+    std::fs::write(&users_path, causeway_integration::userlist(&users)).unwrap();
+    let cfg_path = dir.path().join("causeway.toml");
+    let check = |toml: String| {
+        std::fs::write(
+            &cfg_path,
+            toml.replace("{userlist}", &users_path.display().to_string()),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(causeway_integration::causeway_bin().unwrap());
+        cmd.arg("--no-system-config")
+            .arg("--config")
+            .arg(&cfg_path)
+            .args(["check-config", "--connect"]);
+        cmd
+    };
+    let out = run_cmd(check(toml.clone()), STEP).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(stdout.matches("FAILED").count(), 3, "{stdout}");
+    assert!(
+        stdout.contains("as \"ghost\"") && stdout.contains("login refused"),
+        "{stdout}"
+    );
+    let good = toml.replace("monitor_user = \"ghost\"", "monitor_user = \"postgres\"");
+    let out = run_cmd(check(good), STEP).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(stdout.matches("# ok").count(), 3, "{stdout}");
+    assert!(
+        stdout.contains(": primary at") && stdout.contains(": replica at"),
+        "{stdout}"
+    );
 }

@@ -330,6 +330,12 @@ pub struct Config {
     pub ryw_wait_timeout: f64,
     /// Then: primary | error.
     pub ryw_fallback: RywFallback,
+    /// A read waiting on a `synchronous_commit = off` write may make the
+    /// monitor flush the primary's WAL (see docs/consistency.md).
+    pub ryw_force_flush: bool,
+    /// Seconds between two position queries of a server while reads wait
+    /// on it.
+    pub ryw_poll_interval: f64,
 
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
@@ -419,6 +425,8 @@ impl Default for Config {
             consistency: Consistency::Session,
             ryw_wait_timeout: 0.1,
             ryw_fallback: RywFallback::Primary,
+            ryw_force_flush: true,
+            ryw_poll_interval: 0.001,
             databases: BTreeMap::new(),
             users: BTreeMap::new(),
         }

@@ -88,6 +88,7 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
         ("monitor_interval", c.monitor_interval),
         ("monitor_timeout", c.monitor_timeout),
         ("internal_query_timeout", c.internal_query_timeout),
+        ("ryw_poll_interval", c.ryw_poll_interval),
     ] {
         if !(v > 0.0 && v.is_finite() && v <= 3600.0) {
             return bad(k, format!("must be a number of seconds > 0, got {v}"));

@@ -61,15 +61,18 @@
 //! | `causeway_server_banned` | gauge | database, server | 1 while the router keeps the server out of rotation |
 //! | `causeway_server_in_flight` | gauge | database, server | statements currently routed to the server |
 //! | `causeway_server_weight` | gauge | database, server | load-balancing weight |
+//! | `causeway_monitor_login_error` | gauge | database, server | 1 while the lag monitor cannot log in to the server |
 //! | `causeway_replica_replay_lsn` | gauge | database, server | replica's replay position (WAL byte offset); only when known |
 //! | `causeway_replica_lag_bytes` | gauge | database, server | replica's replay lag in WAL bytes; only when known |
 //! | `causeway_replica_lag_seconds` | gauge | database, server | replica's replay lag in seconds; only when known |
-//! | `causeway_routing_decisions_total` | counter | database, target=`primary`\|`replica`, reason | routing decisions, by where and why (`write`, `hazard`, `hint`, `no_replica`, `retry_25006`, `fallback`, `read`, ...) |
+//! | `causeway_routing_decisions_total` | counter | database, target=`primary`\|`replica`, reason | routing decisions, by where and why (`write`, `hint`, `read`, `no_replica`, `retry_*`, `refused`, `ryw_fallback`, `stale_token`, `token_unknown`, `unbounded_read`, ...) |
 //! | `causeway_ryw_token_advances_total` | counter | database | read-your-writes token advances |
 //! | `causeway_ryw_wait_seconds` | histogram | database | time reads waited for a replica to reach the token |
 //! | `causeway_ryw_fallbacks_total` | counter | database | reads sent to the primary because no replica caught up |
 //! | `causeway_ryw_errors_total` | counter | database | errors while checking replica positions for read-your-writes |
 //! | `causeway_tls_handshakes_total` | counter | side=`client`\|`server`, result | TLS handshakes, by side and result (`ok`, `plaintext_refused`, `server_refused`, `disabled`, `bad_certificate`, `incompatible`, `no_alpn`, `protocol`, `io`) |
+//! | `causeway_ryw_position_queries_total` | counter | database | position queries the monitor ran for waiting reads |
+//! | `causeway_ryw_forced_flushes_total` | counter | database | WAL flushes forced on the primary for reads waiting on `synchronous_commit = off` writes |
 //!
 //! Histograms use the buckets of [`crate::DURATION_BUCKETS`] (100 µs to
 //! 10 s, then `+Inf`) unless the snapshot carries others.
@@ -696,6 +699,13 @@ pub fn encode_snapshot(s: &Snapshot, mut enc: DescriptorEncoder<'_>) -> fmt::Res
     )?;
     family(
         enc,
+        "causeway_monitor_login_error",
+        "1 while the lag monitor cannot log in to the server (it is then routed by its configured role only).",
+        None,
+        &server_gauge(&|r| Some(u64::from(r.monitor_login_error))),
+    )?;
+    family(
+        enc,
         "causeway_replica_replay_lsn",
         "Replay position of the replica, as a WAL byte offset.",
         None,
@@ -783,6 +793,20 @@ pub fn encode_snapshot(s: &Snapshot, mut enc: DescriptorEncoder<'_>) -> fmt::Res
         "Reads sent to the primary because no replica reached the token in time.",
         None,
         &ryw_counter(|r| r.fallbacks),
+    )?;
+    family(
+        enc,
+        "causeway_ryw_position_queries",
+        "Position queries the lag monitor ran for reads waiting on a replica or a bound (all servers).",
+        None,
+        &ryw_counter(|r| r.position_queries),
+    )?;
+    family(
+        enc,
+        "causeway_ryw_forced_flushes",
+        "WAL flushes forced on the primary for reads waiting on synchronous_commit = off writes.",
+        None,
+        &ryw_counter(|r| r.forced_flushes),
     )?;
     family(
         enc,

@@ -33,9 +33,15 @@ pub enum RouteReason {
     Behind,
     /// A read on the primary: the session's token is from before a failover.
     Stale,
+    /// A read on the primary: the WAL position of the session's last write
+    /// could not be read.
+    TokenUnknown,
+    /// A read on the primary: what the session's last read saw could not
+    /// be bounded (its server did not answer a position query).
+    Unbounded,
 }
 
-const REASONS: [(RouteReason, &str); 11] = [
+const REASONS: [(RouteReason, &str); 13] = [
     (RouteReason::Write, "write"),
     (RouteReason::Hint, "hint"),
     (RouteReason::Read, "read"),
@@ -47,12 +53,14 @@ const REASONS: [(RouteReason, &str); 11] = [
     (RouteReason::Refused, "refused"),
     (RouteReason::Behind, "ryw_fallback"),
     (RouteReason::Stale, "stale_token"),
+    (RouteReason::TokenUnknown, "token_unknown"),
+    (RouteReason::Unbounded, "unbounded_read"),
 ];
 
 /// Counts per (target, reason); target 0 = primary, 1 = replica.
 #[derive(Debug, Default)]
 pub struct RouteStats {
-    counts: [[AtomicU64; 11]; 2],
+    counts: [[AtomicU64; 13]; 2],
 }
 
 impl RouteStats {
@@ -159,6 +167,7 @@ impl RywStats {
             waits: self.waits.snapshot(),
             fallbacks: self.fallbacks.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            ..Default::default()
         }
     }
 }

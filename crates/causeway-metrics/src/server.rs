@@ -40,6 +40,11 @@ pub trait Source: Send + Sync + 'static {
     fn snapshot(&self) -> Snapshot;
     /// Whether the pooler is ready for traffic (`/ready`).
     fn ready(&self) -> bool;
+    /// Problems that leave it ready but need an operator (one line each,
+    /// listed in the `/ready` body).
+    fn ready_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Connections served at once; one more closes the oldest.
@@ -198,6 +203,23 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
+fn text_owned(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = text(status, "");
+    *resp.body_mut() = Full::new(Bytes::from(body));
+    resp
+}
+
+/// `head`, then one `warning: ...` line per note.
+fn with_notes(head: &str, notes: Vec<String>) -> String {
+    let mut s = format!("{head}\n");
+    for n in notes {
+        s.push_str("warning: ");
+        s.push_str(&n);
+        s.push('\n');
+    }
+    s
+}
+
 /// Routes one request. Never reads the request body.
 fn respond(
     req: &Request<Incoming>,
@@ -216,9 +238,13 @@ fn respond(
     }
     match path {
         "/health" => text(StatusCode::OK, "ok\n"),
-        "/ready" => match catch_unwind(AssertUnwindSafe(|| source.ready())) {
-            Ok(true) => text(StatusCode::OK, "ready\n"),
-            Ok(false) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/ready" => match catch_unwind(AssertUnwindSafe(|| (source.ready(), source.ready_notes())))
+        {
+            Ok((true, notes)) => text_owned(StatusCode::OK, with_notes("ready", notes)),
+            Ok((false, notes)) => text_owned(
+                StatusCode::SERVICE_UNAVAILABLE,
+                with_notes("not ready", notes),
+            ),
             Err(_) => {
                 tracing::error!("metrics endpoint: readiness check panicked");
                 text(

@@ -85,6 +85,9 @@ pub struct ServerRow {
     pub lag_seconds: Option<f64>,
     /// Load-balancing weight.
     pub weight: u32,
+    /// The lag monitor cannot log in to this server (it is routed by its
+    /// configured role only).
+    pub monitor_login_error: bool,
 }
 
 /// How many statements the router sent where, and why.
@@ -111,6 +114,11 @@ pub struct RywRow {
     pub fallbacks: u64,
     /// Failures while checking or waiting for a replica's position.
     pub errors: u64,
+    /// Position queries the monitor ran for waiting reads (all servers).
+    pub position_queries: u64,
+    /// WAL flushes the monitor forced on the primary for reads waiting on
+    /// `synchronous_commit = off` writes.
+    pub forced_flushes: u64,
 }
 
 /// TLS handshakes of one side with one outcome.

@@ -3,13 +3,13 @@
 
 use std::time::Instant;
 
-use causeway_routing::health::{Health, ProbeOutcome};
+use causeway_routing::health::{Health, ProbeOutcome, Unroutable};
 use causeway_routing::lag::{LagTracker, DEFAULT_PRIMARY_HORIZON};
 use causeway_routing::lsn::Lsn;
 use causeway_routing::Role;
 
 use crate::config::MonitorConfig;
-use crate::probe::ProbeData;
+use crate::probe::{ProbeData, ProbeError};
 use crate::snapshot::Snapshot;
 
 /// One finished probe.
@@ -22,7 +22,7 @@ pub(crate) struct Report {
     pub at: Instant,
     /// When the probe started (its values are no older than this).
     pub started: Instant,
-    pub result: Result<ProbeData, String>,
+    pub result: Result<ProbeData, ProbeError>,
 }
 
 /// What the caller should do after a report.
@@ -67,11 +67,22 @@ impl Aggregator {
         match &r.result {
             Err(e) => {
                 let s = &mut self.snap.servers[i];
-                if s.reachable {
-                    tracing::warn!(server = %s.label, error = %e, "monitor: server unreachable");
+                if e.login {
+                    // Logged once per change: every probe fails the same way.
+                    if s.login_error.as_deref() != Some(e.message.as_str()) {
+                        tracing::error!(server = %s.label, error = %e.message,
+                            "monitor: cannot log in; this server is routed by its configured role only \
+                             (set monitor_user / monitor_password, or add the user to the auth_file)");
+                    }
+                    s.login_error = Some(e.message.clone());
+                } else {
+                    if s.reachable {
+                        tracing::warn!(server = %s.label, error = %e.message, "monitor: server unreachable");
+                    }
+                    s.login_error = None;
                 }
                 s.reachable = false;
-                s.last_error = Some(e.clone());
+                s.last_error = Some(e.message.clone());
             }
             Ok(d) => {
                 let s = &mut self.snap.servers[i];
@@ -86,6 +97,9 @@ impl Aggregator {
                 }
                 if !s.reachable && s.last_success.is_some() {
                     tracing::info!(server = %s.label, "monitor: server reachable again");
+                }
+                if s.login_error.take().is_some() {
+                    tracing::info!(server = %s.label, "monitor: logged in");
                 }
                 s.role = role;
                 s.reachable = true;
@@ -194,6 +208,20 @@ impl Aggregator {
         }
         s.routable = ok && note.is_none();
         s.unroutable = h.unroutable_reason();
+        // Out of rotation only for a pause or the hold-down, within the lag
+        // limits: it may still serve a read whose floor it is known to have
+        // replayed (that read cannot be stale whatever the hold-down says).
+        s.reads_at_floor = s.routable
+            || (s.reachable
+                && s.role == Role::Replica
+                && note.is_none()
+                && matches!(
+                    s.unroutable,
+                    Some(Unroutable::HoldDown) | Some(Unroutable::Paused)
+                )
+                && s.byte_lag
+                    .is_some_and(|b| b <= h.config().max_replica_lag_bytes)
+                && s.time_lag.is_some_and(|t| t <= h.config().max_replica_lag));
         s.note = note;
         s.banned_until = h.banned_until();
         s.ban_duration = h.ban_duration();
@@ -206,6 +234,7 @@ impl Aggregator {
             if s.role == Role::Primary && s.reachable {
                 let one = self.snap.primary == Some(j);
                 s.routable = one && self.health[j].routable();
+                s.reads_at_floor = false;
                 s.note = if one {
                     None
                 } else {
@@ -282,7 +311,7 @@ mod tests {
         }
     }
 
-    fn rep(index: usize, at: Instant, result: Result<ProbeData, String>) -> Report {
+    fn rep(index: usize, at: Instant, result: Result<ProbeData, ProbeError>) -> Report {
         Report {
             started: at,
             index,

@@ -37,6 +37,12 @@ pub struct MonitorConfig {
     pub ban_initial: Duration,
     /// Longest failure ban. Default 60 s.
     pub ban_max: Duration,
+    /// Time between two position queries of a server while a read waits
+    /// on it (see `Positions`). Default 1 ms.
+    pub position_poll: Duration,
+    /// Reads waiting on unflushed WAL may make the primary's probe task
+    /// force a flush (see `Positions`). Default true.
+    pub force_flush: bool,
 }
 
 impl Default for MonitorConfig {
@@ -50,6 +56,8 @@ impl Default for MonitorConfig {
             history: DEFAULT_LAG_HISTORY,
             ban_initial: DEFAULT_BAN_INITIAL,
             ban_max: DEFAULT_BAN_MAX,
+            position_poll: crate::positions::DEFAULT_POSITION_POLL,
+            force_flush: true,
         }
     }
 }

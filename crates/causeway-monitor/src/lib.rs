@@ -21,7 +21,9 @@
 //! Probes use no TLS.
 
 mod aggregate;
+mod check;
 mod config;
+mod positions;
 mod probe;
 mod snapshot;
 mod tls;
@@ -36,10 +38,13 @@ use tokio::time::MissedTickBehavior;
 pub use causeway_routing::health::Unroutable;
 pub use causeway_routing::lsn::Lsn;
 pub use causeway_routing::Role;
+pub use check::{check_server, CheckResult};
 pub use config::{MonitorConfig, ServerAddr, DEFAULT_INTERVAL, DEFAULT_PROBE_TIMEOUT};
+pub use positions::{Positions, Sample, WaitGuard, DEFAULT_POSITION_POLL};
 pub use snapshot::{ServerStatus, Snapshot};
 
 use aggregate::{Aggregator, Report};
+use positions::Demand;
 use probe::Prober;
 
 /// Probes a set of servers until shut down (or dropped).
@@ -50,6 +55,7 @@ pub struct Monitor {
     requests: Arc<watch::Sender<u64>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     cfg: MonitorConfig,
+    positions: Arc<Positions>,
 }
 
 impl Monitor {
@@ -58,6 +64,10 @@ impl Monitor {
     pub fn spawn(servers: Vec<ServerAddr>, cfg: MonitorConfig) -> Monitor {
         let labels: Vec<String> = servers.iter().map(ServerAddr::label).collect();
         let mut agg = Aggregator::new(labels, &cfg);
+        let positions = Arc::new(Positions::new(servers.len(), cfg.position_poll));
+        if !cfg.force_flush {
+            (0..servers.len()).for_each(|i| positions.refuse_flush(i));
+        }
         let (snap_tx, snap_rx) = watch::channel(Arc::new(agg.snapshot().clone()));
         let (req_tx, _) = watch::channel(0u64);
         let requests = Arc::new(req_tx);
@@ -69,7 +79,8 @@ impl Monitor {
             let req_rx = requests.subscribe();
             let addr = addr.clone();
             let cfg = cfg.clone();
-            tasks.push(tokio::spawn(probe_loop(index, addr, cfg, req_rx, tx)));
+            let pos = Arc::clone(&positions);
+            tasks.push(tokio::spawn(probe_loop(index, addr, cfg, req_rx, tx, pos)));
         }
         drop(report_tx);
 
@@ -89,7 +100,13 @@ impl Monitor {
             requests,
             tasks: Mutex::new(tasks),
             cfg,
+            positions,
         }
+    }
+
+    /// Fresh WAL positions on demand (see [`Positions`]).
+    pub fn positions(&self) -> &Arc<Positions> {
+        &self.positions
     }
 
     /// A receiver that sees every new snapshot.
@@ -166,6 +183,7 @@ async fn probe_loop(
     cfg: MonitorConfig,
     mut requests: watch::Receiver<u64>,
     reports: mpsc::Sender<Report>,
+    pos: Arc<Positions>,
 ) {
     let mut prober = match Prober::new(&addr, cfg.probe_timeout) {
         Ok(p) => Some(p),
@@ -178,21 +196,35 @@ async fn probe_loop(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut requests_open = true;
+    let mut next_position = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let demand = tokio::select! {
+            _ = tick.tick() => None,
             r = requests.changed(), if requests_open => {
                 if r.is_err() {
                     requests_open = false;
                     continue;
                 }
+                None
             }
+            d = paced_demand(&pos, index, next_position) => Some(d),
+        };
+        if let Some(d) = demand {
+            let ok = position(index, &addr, prober.as_mut(), &pos, d).await;
+            // A server that does not answer is not hammered by waiting reads.
+            let pause = if ok {
+                pos.poll()
+            } else {
+                interval.min(Duration::from_millis(50))
+            };
+            next_position = tokio::time::Instant::now() + pause;
+            continue;
         }
         let epoch = *requests.borrow_and_update();
         let started = Instant::now();
         let result = match prober.as_mut() {
             Some(p) => p.probe().await,
-            None => Err("probe pool could not be built".to_string()),
+            None => Err("probe pool could not be built".into()),
         };
         let report = Report {
             index,
@@ -203,6 +235,68 @@ async fn probe_loop(
         };
         if reports.send(report).await.is_err() {
             return;
+        }
+    }
+}
+
+/// The next demand on this server's position, not before `not_before`
+/// unless it is a one-off sample someone asked for (a waiting read's poll
+/// and a forced flush are paced).
+async fn paced_demand(pos: &Positions, index: usize, not_before: tokio::time::Instant) -> Demand {
+    loop {
+        let d = pos.demand(index).await;
+        if d != (Demand::Sample { paced: false }) && tokio::time::Instant::now() < not_before {
+            tokio::time::sleep_until(not_before).await;
+            // The waiters may have gone meanwhile: ask again.
+            continue;
+        }
+        return d;
+    }
+}
+
+/// Serves one demand: forces a flush if asked, then samples. False when
+/// the server did not answer.
+async fn position(
+    index: usize,
+    addr: &ServerAddr,
+    prober: Option<&mut Prober>,
+    pos: &Positions,
+    d: Demand,
+) -> bool {
+    let started = pos.now();
+    let Some(p) = prober else {
+        pos.publish_failure(index, started);
+        return false;
+    };
+    if d == Demand::Flush {
+        pos.flushed();
+        if let Err((e, refused)) = p.force_flush().await {
+            if refused {
+                tracing::warn!(server = %addr.label(), user = %addr.user, error = %e.message,
+                    "monitor: cannot force a WAL flush for reads waiting on synchronous_commit = off writes; \
+                     they wait for the WAL writer instead");
+                pos.refuse_flush(index);
+            }
+        }
+    }
+    let started = pos.now();
+    match p.position().await {
+        Ok(d) => {
+            pos.publish(
+                index,
+                Sample {
+                    standby: d.in_recovery,
+                    lsn: d.lsn,
+                    flush: d.flush,
+                    started,
+                },
+            );
+            true
+        }
+        Err(e) => {
+            tracing::debug!(server = %addr.label(), error = %e.message, "monitor: position query failed");
+            pos.publish_failure(index, started);
+            false
         }
     }
 }

@@ -84,12 +84,61 @@ pub(crate) struct ProbeData {
     pub wal_block_size: Option<u64>,
 }
 
+/// The position query (see the `positions` module): one round trip.
+const POSITION_QUERY: &str = "SELECT pg_is_in_recovery(), \
+    CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+         ELSE pg_current_wal_insert_lsn() END::text, \
+    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END::text";
+
+/// Commits a transaction that wrote WAL with a local synchronous commit:
+/// every WAL record before it is flushed (and so sent to standbys) when it
+/// returns. One xid and a few bytes of WAL.
+const FLUSH_QUERY: &str = "SELECT set_config('synchronous_commit', 'local', true), \
+    pg_logical_emit_message(true, 'causeway', 'flush')";
+
+/// Why a probe failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProbeError {
+    pub message: String,
+    /// The server refused the monitor's login (wrong or missing password,
+    /// no such role or database, pg_hba.conf): a configuration problem,
+    /// not a server failure.
+    pub login: bool,
+}
+
+impl From<&str> for ProbeError {
+    fn from(s: &str) -> Self {
+        ProbeError {
+            message: s.to_string(),
+            login: false,
+        }
+    }
+}
+
+impl From<String> for ProbeError {
+    fn from(message: String) -> Self {
+        ProbeError {
+            message,
+            login: false,
+        }
+    }
+}
+
+/// One answer of the position query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PositionData {
+    pub in_recovery: bool,
+    pub lsn: Lsn,
+    pub flush: Option<Lsn>,
+}
+
 /// The probe connection pool of one server.
 pub(crate) struct Prober {
     pool: Pool,
     basic: bool,
     step_timeout: Duration,
     label: String,
+    user: String,
 }
 
 impl Prober {
@@ -130,17 +179,14 @@ impl Prober {
             basic: false,
             step_timeout: probe_timeout,
             label: addr.label(),
+            user: addr.user.clone(),
         })
     }
 
     /// Runs the probe query; any failure or timeout is an `Err` with a
     /// message, and the connection is discarded.
-    pub async fn probe(&mut self) -> Result<ProbeData, String> {
-        let obj = match timeout(self.step_timeout, self.pool.get()).await {
-            Ok(Ok(obj)) => obj,
-            Ok(Err(e)) => return Err(format!("connect: {e}")),
-            Err(_) => return Err(format!("connect: timed out after {:?}", self.step_timeout)),
-        };
+    pub async fn probe(&mut self) -> Result<ProbeData, ProbeError> {
+        let obj = self.connection().await?;
         let deadline = Instant::now() + self.step_timeout;
         loop {
             let sql = if self.basic { BASIC_QUERY } else { FULL_QUERY };
@@ -152,9 +198,11 @@ impl Prober {
             .await;
             match res {
                 Ok(Ok(row)) => {
-                    return parse(&row).inspect_err(|_| {
-                        drop(Object::take(obj));
-                    })
+                    return parse(&row)
+                        .inspect_err(|_| {
+                            drop(Object::take(obj));
+                        })
+                        .map_err(ProbeError::from)
                 }
                 Ok(Err(e)) => {
                     let code = e.code().cloned();
@@ -175,24 +223,121 @@ impl Prober {
                         continue;
                     }
                     drop(Object::take(obj));
-                    return Err(format!("probe query: {}", describe(&e)));
+                    return Err(format!("probe query: {}", describe(&e)).into());
                 }
                 Err(_) => {
                     drop(Object::take(obj));
-                    return Err(format!(
-                        "probe query: timed out after {:?}",
-                        self.step_timeout
-                    ));
+                    return Err(
+                        format!("probe query: timed out after {:?}", self.step_timeout).into(),
+                    );
                 }
+            }
+        }
+    }
+
+    /// The pooled probe connection, connecting if needed.
+    async fn connection(&self) -> Result<Object, ProbeError> {
+        match timeout(self.step_timeout, self.pool.get()).await {
+            Ok(Ok(obj)) => Ok(obj),
+            Ok(Err(e)) => {
+                let login = match &e {
+                    deadpool_postgres::PoolError::Backend(be) => is_login_refusal(be),
+                    _ => false,
+                };
+                let message = if login {
+                    format!(
+                        "cannot log in as \"{}\": {}",
+                        self.user,
+                        match &e {
+                            deadpool_postgres::PoolError::Backend(be) => describe(be),
+                            e => e.to_string(),
+                        }
+                    )
+                } else {
+                    format!("connect: {e}")
+                };
+                Err(ProbeError { message, login })
+            }
+            Err(_) => Err(format!("connect: timed out after {:?}", self.step_timeout).into()),
+        }
+    }
+
+    /// Runs the position query (replay LSN on a standby, insert and flush
+    /// LSN on a primary).
+    pub async fn position(&mut self) -> Result<PositionData, ProbeError> {
+        let obj = self.connection().await?;
+        let res = timeout(self.step_timeout, async {
+            let stmt = obj.prepare_cached(POSITION_QUERY).await?;
+            obj.query_one(&stmt, &[]).await
+        })
+        .await;
+        let row = match res {
+            Ok(Ok(row)) => row,
+            Ok(Err(e)) => {
+                drop(Object::take(obj));
+                return Err(format!("position query: {}", describe(&e)).into());
+            }
+            Err(_) => {
+                drop(Object::take(obj));
+                return Err("position query: timed out".into());
+            }
+        };
+        let in_recovery: bool = row.try_get(0).map_err(|e| format!("column 0: {e}"))?;
+        let position = lsn(&row, 1)?.ok_or("position query: no position")?;
+        Ok(PositionData {
+            in_recovery,
+            lsn: position,
+            flush: lsn(&row, 2)?,
+        })
+    }
+
+    /// Forces a WAL flush on a primary (see [`FLUSH_QUERY`]). `Err(true)`:
+    /// the server refused it (not permitted, or not a primary): do not ask
+    /// again.
+    pub async fn force_flush(&mut self) -> Result<(), (ProbeError, bool)> {
+        let obj = self.connection().await.map_err(|e| (e, false))?;
+        let res = timeout(self.step_timeout, obj.simple_query(FLUSH_QUERY)).await;
+        match res {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let refused = e.code().is_some();
+                if !refused {
+                    drop(Object::take(obj));
+                }
+                Err((
+                    format!("forced WAL flush: {}", describe(&e)).into(),
+                    refused,
+                ))
+            }
+            Err(_) => {
+                drop(Object::take(obj));
+                Err(("forced WAL flush: timed out".into(), false))
             }
         }
     }
 }
 
+/// The server refused the login itself (as opposed to being down).
+fn is_login_refusal(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        // 28xxx: invalid authorization (password, role, pg_hba.conf);
+        // 3D000: no such database.
+        Some(c) => c.code().starts_with("28") || c.code() == "3D000",
+        // tokio-postgres' own checks: the server asked for a password and
+        // none is configured, or the authentication exchange failed.
+        None => {
+            let cause = std::error::Error::source(e).map(|c| c.to_string());
+            cause.is_some_and(|c| c.contains("password missing"))
+                || e.to_string() == "authentication error"
+        }
+    }
+}
+
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
     }
 }
 

@@ -22,6 +22,13 @@ pub struct ServerStatus {
     /// identifier. A primary is routable when it is the one primary
     /// (`Snapshot::primary`) and not banned.
     pub routable: bool,
+    /// A replica out of rotation only for a pause or its hold-down (within
+    /// the lag limits), or routable: may serve a read whose read-your-writes
+    /// floor it is known to have replayed.
+    pub reads_at_floor: bool,
+    /// The last probe could not log in (the monitor's user, password,
+    /// database or pg_hba.conf): the message, naming the user.
+    pub login_error: Option<String>,
     /// Why not routable (None when routable, or when the reason is one the
     /// health state machine does not know: split brain, no primary
     /// reference, foreign system identifier; see `note`).
@@ -83,6 +90,8 @@ impl ServerStatus {
             role: Role::Unknown,
             reachable: false,
             routable: false,
+            reads_at_floor: false,
+            login_error: None,
             unroutable: Some(Unroutable::NotProbed),
             replay_lsn: None,
             receive_lsn: None,
@@ -158,6 +167,14 @@ impl Snapshot {
             .map(|(i, _)| i)
     }
 
+    /// Servers whose monitor login is refused.
+    pub fn login_errors(&self) -> impl Iterator<Item = (usize, &str)> + '_ {
+        self.servers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.login_error.as_deref().map(|e| (i, e)))
+    }
+
     /// The primary's timeline, if there is one primary.
     pub fn primary_timeline(&self) -> Option<u32> {
         self.primary.and_then(|i| self.servers[i].timeline)
@@ -180,6 +197,8 @@ impl Snapshot {
                 .map(|(i, s)| ServerState {
                     role: if s.reachable { s.role } else { Role::Unknown },
                     healthy: s.routable,
+                    reads_at_floor: s.reads_at_floor,
+                    time_lag: s.time_lag,
                     weight: weights.get(i).copied().unwrap_or(1),
                     replay_lsn: (s.role == Role::Replica)
                         .then_some(s.replay_lsn)

@@ -18,9 +18,22 @@ pub enum Reason {
     /// past the session's read-your-writes floor (yet: the session may
     /// wait and route again).
     Behind,
-    /// A read on the primary because the session's token is of another
-    /// generation (a failover happened since).
-    Stale,
+    /// A read on the primary because the session's floor is not usable on
+    /// a replica (yet): see [`StaleCause`].
+    Stale(StaleCause),
+}
+
+/// Why a session's reads go to the primary for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleCause {
+    /// The session's token is of another generation: a failover happened
+    /// since.
+    Failover,
+    /// The WAL position of the session's last write could not be read.
+    TokenUnknown,
+    /// What the session's last read saw could not be bounded (its server
+    /// did not answer a position query in time).
+    Unbounded,
 }
 
 impl Reason {
@@ -34,7 +47,9 @@ impl Reason {
             Reason::Read => "read",
             Reason::NoReplica => "no_replica",
             Reason::Behind => "behind",
-            Reason::Stale => "stale_token",
+            Reason::Stale(StaleCause::Failover) => "stale_token",
+            Reason::Stale(StaleCause::TokenUnknown) => "token_unknown",
+            Reason::Stale(StaleCause::Unbounded) => "unbounded_read",
         }
     }
 }

@@ -22,9 +22,12 @@
 //! **Bans:** a failed probe bans the server for the current backoff, which
 //! starts at [`HealthConfig::ban_initial`] (1 s) and doubles with each new
 //! ban up to [`HealthConfig::ban_max`] (60 s). Failures during a ban do not
-//! extend it. The first good probe after the ban has expired readmits the
-//! server (good probes during the ban do not). The backoff drops back to
-//! `ban_initial` once the server has answered every probe for `ban_max`.
+//! extend it. The server is readmitted by the first good probe after the
+//! ban has expired, or once it has answered every probe for
+//! [`HealthConfig::hold_down`] (whichever comes first): a server that is
+//! back does not sit out the rest of a long ban, and one that keeps
+//! failing stays out. The backoff drops back to `ban_initial` once the
+//! server has answered every probe for `ban_max`.
 //!
 //! A **primary** is routable when reachable and not banned (lag does not
 //! apply to it).
@@ -155,7 +158,13 @@ impl Health {
             self.next_ban = self.cfg.ban_initial;
         }
         let banned = match self.banned_until {
-            Some(until) if now < until => true,
+            // Answering again for a whole hold-down: back before the ban ends.
+            Some(until)
+                if now < until
+                    && now.saturating_duration_since(good_since) < self.cfg.hold_down =>
+            {
+                true
+            }
             Some(_) => {
                 // Readmitted.
                 self.banned_until = None;
@@ -401,6 +410,39 @@ mod tests {
         // Next failure: 2 s ban.
         assert!(!h.observe(t0 + ms(1100), ProbeOutcome::Failed));
         assert_eq!(h.ban_duration(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_long_ban_ends_after_a_hold_down_of_good_probes() {
+        let t0 = Instant::now();
+        let mut h = Health::new(HealthConfig::default());
+        // Failing long enough for a 16 s ban.
+        let mut now = t0;
+        for _ in 0..5 {
+            assert!(!h.observe(now, ProbeOutcome::Failed));
+            now = h.banned_until().unwrap();
+        }
+        let until = h.banned_until().unwrap();
+        let back = until - Duration::from_secs(16) + ms(100);
+        assert_eq!(h.ban_duration(), Some(Duration::from_secs(16)));
+        // Back 100 ms into the ban: still out during the hold-down...
+        assert!(!h.observe(back, ok()));
+        assert!(!h.observe(back + ms(1999), ok()));
+        assert_eq!(h.unroutable_reason(), Some(Unroutable::Banned));
+        // ...then readmitted, 14 s before the ban would have ended.
+        assert!(h.observe(back + ms(2000), ok()));
+        assert_eq!(h.banned_until(), None);
+        // A failure during the hold-down restarts it.
+        let mut h = Health::new(HealthConfig::default());
+        h.observe(t0, ProbeOutcome::Failed);
+        h.observe(t0 + ms(1000), ProbeOutcome::Failed);
+        h.observe(t0 + ms(3000), ProbeOutcome::Failed);
+        assert_eq!(h.ban_duration(), Some(Duration::from_secs(4)));
+        assert!(!h.observe(t0 + ms(3100), ok()));
+        assert!(!h.observe(t0 + ms(4000), ProbeOutcome::Failed));
+        assert!(!h.observe(t0 + ms(4100), ok()));
+        assert!(!h.observe(t0 + ms(6000), ok()));
+        assert!(h.observe(t0 + ms(6100), ok()));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use classify::{
     statement_count, CausewayCommand, Class, Classified, Classifier, Hazard, Hint, Isolation,
     RouteOverride, TxnControl,
 };
-pub use decision::{Decision, Reason};
+pub use decision::{Decision, Reason, StaleCause};
 pub use policy::{Intent, Policy, PrimaryOnly, Request, SessionView};
 pub use split::{PrimaryReads, ReadWrite, SplitConfig};
 pub use token::{Generation, Token, TokenError};

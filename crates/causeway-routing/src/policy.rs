@@ -60,11 +60,14 @@ pub struct SessionView {
     pub sticky: Option<usize>,
     /// Read-your-writes: a replica must have replayed at least this far.
     pub floor: Option<u64>,
+    /// Replicas known to have replayed `floor` (bit i = server i), from
+    /// samples newer than the topology's replay positions.
+    pub reached: u64,
     /// Read-your-writes: only this replica may take the read (the one the
     /// session read from last, until a floor for moving is known).
     pub only: Option<usize>,
-    /// The session's token is of another generation: reads to the primary.
-    pub stale: bool,
+    /// Reads must use the primary for now, and why.
+    pub stale: Option<crate::StaleCause>,
 }
 
 impl SessionView {
@@ -111,6 +114,8 @@ mod tests {
                 .map(|&role| ServerState {
                     role,
                     healthy: true,
+                    reads_at_floor: true,
+                    time_lag: None,
                     weight: 1,
                     replay_lsn: None,
                 })

@@ -70,21 +70,25 @@ impl Policy for ReadWrite {
             _ if req.force_primary => return to_primary(Reason::Forced),
             Intent::Read | Intent::ReadOnlyTxn => {}
         }
-        if session.stale {
-            return to_primary(Reason::Stale);
+        if let Some(cause) = session.stale {
+            return to_primary(Reason::Stale(cause));
         }
+        let bounded = session.floor.is_some() || session.only.is_some();
         let routable = |i: usize| {
             let s = &topo.servers[i];
-            s.role == Role::Replica && s.healthy && !session.excluded(i)
+            s.role == Role::Replica
+                && !session.excluded(i)
+                && (s.healthy || (bounded && s.reads_at_floor))
         };
         // Read-your-writes: replayed past the floor (a cached replay LSN is
         // a lower bound: replay only moves forward).
         let fresh = |i: usize| {
             session.only.is_none_or(|o| o == i)
                 && session.floor.is_none_or(|f| {
-                    topo.servers[i]
-                        .replay_lsn
-                        .is_some_and(|r| replay_reached(Lsn(r), Lsn(f), WAL_BLOCK_SIZE))
+                    (i < MAX_SERVERS && session.reached & (1 << i) != 0)
+                        || topo.servers[i]
+                            .replay_lsn
+                            .is_some_and(|r| replay_reached(Lsn(r), Lsn(f), WAL_BLOCK_SIZE))
                 })
         };
         let mut behind = false;
@@ -116,6 +120,14 @@ impl Policy for ReadWrite {
             }
         }
         let replicas = n;
+        if replicas == 0 && behind {
+            // Every replica is behind the session's floor (or not known to
+            // be past it yet): the session waits for one rather than read
+            // on the primary even when the primary takes reads too, since
+            // each primary read raises the floor again and would pin the
+            // session there.
+            return to_primary(Reason::Behind);
+        }
         if let Some(p) = primary {
             if self.cfg.primary_reads == PrimaryReads::Always && !req.prefer_replica {
                 buf[n] = (p, topo.servers[p].weight);
@@ -130,9 +142,6 @@ impl Policy for ReadWrite {
             };
         }
         debug_assert_eq!(replicas, 0);
-        if behind {
-            return to_primary(Reason::Behind);
-        }
         if self.cfg.primary_reads == PrimaryReads::Never || self.cfg.replica_unavailable_error {
             return Decision::Refuse {
                 sqlstate: NO_REPLICA_SQLSTATE,
@@ -195,6 +204,8 @@ mod tests {
                 .map(|&(role, healthy)| ServerState {
                     role,
                     healthy,
+                    reads_at_floor: healthy,
+                    time_lag: None,
                     weight: 1,
                     replay_lsn: Some(1000),
                 })
@@ -415,16 +426,23 @@ mod tests {
             assert_eq!(index(p.route(&Request::read(), &s, &t)), 1);
         }
         let s = SessionView {
-            stale: true,
+            stale: Some(crate::StaleCause::Failover),
             ..SessionView::default()
         };
         assert_eq!(
             p.route(&Request::read(), &s, &t),
             Decision::Server {
                 index: 0,
-                reason: Reason::Stale
+                reason: Reason::Stale(crate::StaleCause::Failover)
             }
         );
+        // A sample newer than the topology says replica 1 got there.
+        let s = SessionView {
+            floor: Some(9500),
+            reached: 1 << 1,
+            ..SessionView::default()
+        };
+        assert_eq!(index(p.route(&Request::read(), &s, &t)), 1);
         // No replica routable at all is not "behind".
         let t = topo(&[(Role::Primary, true), (Role::Replica, false)]);
         let s = SessionView {
@@ -438,6 +456,63 @@ mod tests {
                 reason: Reason::NoReplica
             }
         );
+    }
+
+    #[test]
+    fn replica_in_hold_down_serves_only_reads_with_a_proven_floor() {
+        let p = policy(SplitConfig::default(), 2);
+        let mut t = topo(&[(Role::Primary, true), (Role::Replica, false)]);
+        t.servers[1].reads_at_floor = true;
+        t.servers[1].replay_lsn = Some(5000);
+        // No floor: only healthy replicas.
+        assert_eq!(
+            p.route(&Request::read(), &SessionView::default(), &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::NoReplica
+            }
+        );
+        // A floor it has replayed: it may serve the read.
+        let s = SessionView {
+            floor: Some(4000),
+            ..SessionView::default()
+        };
+        assert_eq!(index(p.route(&Request::read(), &s, &t)), 1);
+        // One it has not: behind (the session may wait for it).
+        let s = SessionView {
+            floor: Some(6000),
+            ..SessionView::default()
+        };
+        assert_eq!(
+            p.route(&Request::read(), &s, &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::Behind
+            }
+        );
+        // With primary_reads = always too: a replica that may catch up is
+        // waited for rather than the session pinned to the primary.
+        let always = policy(
+            SplitConfig {
+                primary_reads: PrimaryReads::Always,
+                ..SplitConfig::default()
+            },
+            2,
+        );
+        assert_eq!(
+            always.route(&Request::read(), &s, &t),
+            Decision::Server {
+                index: 0,
+                reason: Reason::Behind
+            }
+        );
+        // Not reads_at_floor (e.g. too far behind, banned): never.
+        t.servers[1].reads_at_floor = false;
+        let s = SessionView {
+            floor: Some(4000),
+            ..SessionView::default()
+        };
+        assert_eq!(index(p.route(&Request::read(), &s, &t)), 0);
     }
 
     #[test]

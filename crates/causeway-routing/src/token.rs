@@ -20,6 +20,27 @@ pub struct Generation {
     pub timeline: u32,
 }
 
+impl Generation {
+    /// The same WAL history: same timeline, and the same cluster when both
+    /// system identifiers are known (0 = could not be read).
+    pub fn matches(self, other: Generation) -> bool {
+        self.timeline == other.timeline
+            && (self.system_id == other.system_id || self.system_id == 0 || other.system_id == 0)
+    }
+
+    /// `self`, with `other`'s system identifier if `self` lacks one.
+    fn fill(self, other: Generation) -> Generation {
+        Generation {
+            system_id: if self.system_id == 0 {
+                other.system_id
+            } else {
+                self.system_id
+            },
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token {
     pub generation: Generation,
@@ -86,12 +107,14 @@ impl Token {
     /// position says nothing about the new one).
     pub fn merge(old: Option<Token>, new: Token, current: Option<Generation>) -> Token {
         let Some(old) = old else { return new };
-        if old.generation == new.generation {
-            return if new.lsn > old.lsn { new } else { old };
+        if old.generation.matches(new.generation) {
+            let generation = old.generation.fill(new.generation);
+            let lsn = old.lsn.max(new.lsn);
+            return Token { generation, lsn };
         }
         match current {
-            Some(c) if new.generation == c => new,
-            Some(c) if old.generation == c => old,
+            Some(c) if new.generation.matches(c) => new,
+            Some(c) if old.generation.matches(c) => old,
             // Neither is current: the later timeline of the same cluster.
             _ if new.generation.system_id == old.generation.system_id
                 && new.generation.timeline > old.generation.timeline =>
@@ -165,5 +188,12 @@ mod tests {
         // No current generation known: the later timeline.
         assert_eq!(Token::merge(Some(t(2, 900)), t(3, 5), None), t(3, 5));
         assert_eq!(Token::merge(Some(t(3, 5)), t(2, 900), None), t(3, 5));
+        // An unknown system identifier (0) matches, and is filled in.
+        let mut unknown = t(3, 50);
+        unknown.generation.system_id = 0;
+        assert_eq!(Token::merge(Some(t(3, 5)), unknown, cur), t(3, 50));
+        assert_eq!(Token::merge(Some(unknown), t(3, 5), cur), t(3, 50));
+        assert!(unknown.generation.matches(t(3, 0).generation));
+        assert!(!unknown.generation.matches(t(2, 0).generation));
     }
 }

@@ -12,8 +12,16 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerState {
     pub role: Role,
-    /// Reachable and not banned.
+    /// Reachable and not banned (replicas: also within the lag limits,
+    /// replaying, past the hold-down): takes reads.
     pub healthy: bool,
+    /// A replica out of rotation only for a pause or its hold-down: may
+    /// still take a read whose read-your-writes floor it has replayed.
+    pub reads_at_floor: bool,
+    /// Replica: how far behind the primary it was at its last probe, on
+    /// Causeway's clock (a read never waits on a replica further behind
+    /// than the wait).
+    pub time_lag: Option<std::time::Duration>,
     pub weight: u32,
     /// Replica: `pg_last_wal_replay_lsn()` at its last probe (a lower
     /// bound of its position now).

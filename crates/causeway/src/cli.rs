@@ -42,7 +42,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the merged configuration and print it (passwords masked).
-    CheckConfig,
+    CheckConfig {
+        /// Also log in to every server of every database as the lag
+        /// monitor would (monitor_user and its password) and report what
+        /// each one is; exit 1 if any cannot be reached or refuses it.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Print a PgBouncer .ini file (and its %includes) as commented
     /// Causeway TOML: `causeway import pgbouncer.ini > causeway.toml`.
     Import {

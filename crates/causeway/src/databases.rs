@@ -174,6 +174,8 @@ fn static_topology(servers: &[ServerConfig]) -> Topology {
                 ServerState {
                     role,
                     healthy: role == Role::Primary || servers.len() == 1,
+                    reads_at_floor: false,
+                    time_lag: None,
                     weight: s.weight,
                     replay_lsn: None,
                 }
@@ -211,8 +213,26 @@ fn router_for(config: &Config, db: &DatabaseConfig, load: Arc<Load>) -> Router {
     }
 }
 
+/// The routing view of a monitor snapshot. Servers the monitor cannot log
+/// in to keep their configured role: a monitor with the wrong password
+/// must not take the database down (it cannot see replica lag, so those
+/// replicas take no reads; the hinted primary takes everything).
+fn monitor_topology(snap: &Snapshot, servers: &[ServerConfig], weights: &[u32]) -> Topology {
+    let mut t = snap.to_weighted_topology(weights);
+    if snap.primary.is_none() && !snap.split_brain {
+        let hints = static_topology(servers);
+        if let Some(p) = hints.primary() {
+            if snap.servers[p].login_error.is_some() {
+                t.servers[p].role = Role::Primary;
+                t.servers[p].healthy = true;
+            }
+        }
+    }
+    t
+}
+
 /// The monitor's settings and login for one database.
-fn monitor_setup(
+pub(crate) fn monitor_setup(
     cfg: &DatabaseConfig,
     servers: &[ServerConfig],
     config: &Config,
@@ -257,6 +277,8 @@ fn monitor_setup(
             .unwrap_or(config.max_replica_lag_bytes),
         max_replica_lag: secs(cfg.max_replica_lag.unwrap_or(config.max_replica_lag)),
         hold_down: secs(config.replica_hold_down),
+        force_flush: config.ryw_force_flush,
+        position_poll: secs(config.ryw_poll_interval.max(0.00005)),
         ..MonitorConfig::default()
     };
     (addrs, mcfg)
@@ -277,34 +299,41 @@ fn spawn_monitor(
     let monitor = Monitor::spawn(addrs.to_vec(), mcfg.clone());
     let mut rx = monitor.subscribe();
     let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+    let servers = servers.to_vec();
     let cell = Arc::clone(topology);
     let version = Arc::clone(version);
     let name = name.to_string();
     tokio::spawn(async move {
         let mut seen_all = false;
-        let mut last: Option<(Option<usize>, bool)> = None;
+        let mut last: Option<(Option<usize>, bool, Option<usize>)> = None;
         while rx.changed().await.is_ok() {
             let snap: Arc<Snapshot> = rx.borrow_and_update().clone();
             seen_all = seen_all || snap.servers.iter().all(|s| s.last_probe.is_some());
             if !seen_all {
                 continue;
             }
-            let now = (snap.primary, snap.split_brain);
+            let topo = monitor_topology(&snap, &servers, &weights);
+            let hinted = topo.primary().filter(|_| snap.primary.is_none());
+            let now = (snap.primary, snap.split_brain, hinted);
             if last != Some(now) {
-                match (snap.primary, snap.split_brain) {
-                    (Some(p), _) => {
+                match now {
+                    (Some(p), _, _) => {
                         tracing::info!(database = %name, primary = %snap.servers[p].label, generation = snap.generation, "primary")
                     }
-                    (None, true) => {
+                    (None, true, _) => {
                         tracing::error!(database = %name, "split brain: more than one server claims to be primary; writes refused")
                     }
-                    (None, false) => {
+                    (None, false, Some(p)) => {
+                        tracing::error!(database = %name, primary = %snap.servers[p].label,
+                            "the monitor cannot log in: routing by the configured roles (everything to the primary)")
+                    }
+                    (None, false, None) => {
                         tracing::warn!(database = %name, "no reachable primary; writes refused until one is found")
                     }
                 }
                 last = Some(now);
             }
-            *cell.write() = Arc::new(snap.to_weighted_topology(&weights));
+            *cell.write() = Arc::new(topo);
             version.send_modify(|v| *v += 1);
         }
     });

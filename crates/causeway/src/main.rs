@@ -4,6 +4,7 @@ mod admin;
 mod app;
 mod bufpool;
 mod cancel;
+mod check;
 mod cli;
 mod clients;
 mod databases;
@@ -47,11 +48,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::CheckConfig) = cli.command {
+    if let Some(Command::CheckConfig { connect }) = cli.command {
         for w in &warnings {
             eprintln!("causeway: warning: {w}");
         }
-        return check_config(&config);
+        return check_config(&config, connect);
     }
     init_logging(&config);
     for w in &warnings {
@@ -99,20 +100,25 @@ fn preflight(config: &Config) -> Result<(Secrets, Security), String> {
 
 /// `causeway check-config`: exit 0 and print the merged configuration
 /// (passwords masked) only if startup would accept it.
-fn check_config(config: &Config) -> ExitCode {
-    if let Err(e) = preflight(config) {
-        eprintln!("causeway: configuration error: {e}");
-        return ExitCode::from(2);
-    }
-    match toml::to_string(&config.masked()) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+fn check_config(config: &Config, connect: bool) -> ExitCode {
+    let (secrets, security) = match preflight(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("causeway: configuration error: {e}");
+            return ExitCode::from(2);
         }
+    };
+    match toml::to_string(&config.masked()) {
+        Ok(text) => print!("{text}"),
         Err(e) => {
             eprintln!("causeway: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
+    }
+    if connect {
+        check::connect(config, &secrets, &security)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

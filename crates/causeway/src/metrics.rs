@@ -65,7 +65,13 @@ impl Source for MetricsSource {
             snap.databases.push(db.stats.row(db.name.clone()));
             snap.routing.extend(db.routes.rows(&db.name));
             if db.servers.len() > 1 {
-                snap.ryw.push(db.ryw.row(&db.name));
+                let mut row = db.ryw.row(&db.name);
+                if let Some(m) = &db.monitor {
+                    let (queries, flushes) = m.positions().counts();
+                    row.position_queries = queries;
+                    row.forced_flushes = flushes;
+                }
+                snap.ryw.push(row);
             }
             let topo = db.topology();
             let mon = db.monitor.as_ref().map(|m| m.snapshot());
@@ -83,6 +89,7 @@ impl Source for MetricsSource {
                     lag_bytes: st.and_then(|s| s.byte_lag),
                     lag_seconds: st.and_then(|s| s.time_lag).map(|d| d.as_secs_f64()),
                     weight: server.weight,
+                    monitor_login_error: st.is_some_and(|s| s.login_error.is_some()),
                 });
             }
             let primary = topo.primary();
@@ -122,6 +129,23 @@ impl Source for MetricsSource {
             }
         }
         snap
+    }
+
+    /// Problems that do not stop traffic: lag monitors that cannot log in.
+    fn ready_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for db in self.app.databases.all() {
+            let Some(m) = &db.monitor else { continue };
+            let snap = m.snapshot();
+            for (i, e) in snap.login_errors() {
+                notes.push(format!(
+                    "database {}: monitor of {}: {e} (routed by its configured role)",
+                    db.name,
+                    db.servers[i].host_port()
+                ));
+            }
+        }
+        notes
     }
 
     /// Ready when accepting clients and every configured database has a primary.

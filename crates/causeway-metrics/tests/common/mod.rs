@@ -64,6 +64,7 @@ pub fn filled_snapshot() -> Snapshot {
                 lag_bytes: None,
                 lag_seconds: None,
                 weight: 1,
+                monitor_login_error: false,
             },
             ServerRow {
                 database: "app".into(),
@@ -76,6 +77,7 @@ pub fn filled_snapshot() -> Snapshot {
                 lag_bytes: Some(1024),
                 lag_seconds: Some(0.5),
                 weight: 2,
+                monitor_login_error: false,
             },
             ServerRow {
                 database: "reports".into(),
@@ -88,6 +90,7 @@ pub fn filled_snapshot() -> Snapshot {
                 lag_bytes: None,
                 lag_seconds: Some(f64::NAN),
                 weight: 1,
+                monitor_login_error: false,
             },
         ],
         routing: vec![
@@ -123,6 +126,8 @@ pub fn filled_snapshot() -> Snapshot {
             waits: ryw_waits.snapshot(),
             fallbacks: 2,
             errors: 1,
+            position_queries: 40,
+            forced_flushes: 3,
         }],
         tls: vec![
             TlsRow {

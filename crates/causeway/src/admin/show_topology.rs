@@ -45,6 +45,7 @@ pub fn topology(app: &App) -> Table {
             let st = snap.as_ref().and_then(|s| s.servers.get(i));
             let state = match st {
                 None => "static".to_string(),
+                Some(s) if s.login_error.is_some() => "monitor_login_refused".to_string(),
                 Some(s) if s.routable => "routable".to_string(),
                 Some(s) => match (&s.unroutable, s.note) {
                     (Some(u), _) => format!("{u:?}").to_ascii_lowercase(),

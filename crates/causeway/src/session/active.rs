@@ -186,9 +186,7 @@ impl Session {
         self.prep = Some(prep);
         if read {
             self.db.load.finish(server, started.elapsed());
-            if self.ryw.on() {
-                self.ryw.last_read = Some((server, std::time::Instant::now()));
-            }
+            self.read_ended(server);
         }
         // A pinned client leaves (or loses its server): the state that
         // pinned it must not stay behind for the next client.

@@ -2,17 +2,20 @@
 //! docs/consistency.md).
 //!
 //! * After a transaction that may have written ran on the primary, the
-//!   server connection reads `pg_current_wal_insert_lsn()` before it goes
-//!   back to the pool, in a task of its own: the client already has its
-//!   ReadyForQuery. The next read waits for that answer (one round trip,
-//!   usually over by then).
-//! * A read may use a replica whose (cached, so lower-bound) replay LSN is
-//!   at or past the session's token.
-//! * Monotonic reads: right after a read, only the same replica may serve
-//!   the next one (replay only moves forward). Once the monitor has
-//!   probed that replica after the read ended, its replay LSN then is an
-//!   upper bound of what the read saw and becomes part of the floor, and
-//!   the session may move.
+//!   server connection reads the WAL insert position (and timeline) before
+//!   it goes back to the pool, in a task of its own: the client already has
+//!   its ReadyForQuery. The next read waits for that answer (one round
+//!   trip, usually over by then).
+//! * A read may use a replica known to have replayed the session's floor:
+//!   from the monitor's last probe (a lower bound: replay only moves
+//!   forward) or from a fresher position sample (`causeway_monitor::
+//!   Positions`). Otherwise it waits, on every candidate at once (see
+//!   `ryw_wait.rs`).
+//! * Monotonic reads: what a read saw is bounded by any position of its
+//!   server sampled after it ended (for the primary: its insert position).
+//!   Until such a bound is known the session stays on the replica it read
+//!   from; after a primary read Causeway asks for one at once (one query
+//!   shared by every session that needs it).
 //! * Tokens carry (system identifier, timeline): after a failover a token
 //!   of the old timeline sends reads to the primary until a new one exists.
 
@@ -20,10 +23,12 @@ use std::time::{Duration, Instant};
 
 use causeway_config::Consistency;
 use causeway_metrics::RywStats;
-use causeway_monitor::Snapshot;
+use causeway_monitor::{Positions, Snapshot};
 use causeway_pool::{Pool, ServerConn};
 use causeway_protocol::backend;
-use causeway_routing::{Generation, Role, Token, Topology};
+use causeway_routing::lag::{replay_reached, DEFAULT_WAL_BLOCK_SIZE};
+use causeway_routing::lsn::Lsn;
+use causeway_routing::{Generation, Role, StaleCause, Token, Topology};
 use tokio::sync::oneshot;
 
 use super::Session;
@@ -33,15 +38,22 @@ pub(super) struct Ryw {
     pub mode: Consistency,
     /// Own writes, imported tokens and resolved read floors, merged.
     pub token: Option<Token>,
-    /// The LSN read after a write, in flight.
+    /// The position read after a write, in flight.
     pub pending: Option<oneshot::Receiver<Option<Token>>>,
-    /// The last read (server, when it ended) whose floor is not known yet.
-    pub last_read: Option<(usize, Instant)>,
-    /// The last write's LSN could not be read: reads go to the primary
-    /// until a new token arrives.
+    /// The last read whose bound is not known yet.
+    pub last_read: Option<LastRead>,
+    /// The last write's position could not be read: reads go to the
+    /// primary until a new token arrives.
     pub unknown: bool,
     /// The token last sent to the client as ParameterStatus.
     pub reported: Option<Token>,
+}
+
+/// A read that ended on `server` at `end`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LastRead {
+    pub server: usize,
+    pub end: Instant,
 }
 
 impl Ryw {
@@ -68,11 +80,14 @@ impl Ryw {
         old != Some(new)
     }
 
-    /// The outcome of the write LSN read.
-    pub fn settle(&mut self, t: Option<Token>, current: Option<Generation>, stats: &RywStats) {
+    /// The outcome of the write position read.
+    fn settle(&mut self, t: Option<Token>, current: Option<Generation>, stats: &RywStats) {
         match t {
             Some(t) => {
                 self.unknown = false;
+                // Read after the write, which came after the last read: it
+                // bounds what that read saw.
+                self.last_read = None;
                 if self.raise(t, current) {
                     stats.advance();
                 }
@@ -90,7 +105,17 @@ impl Ryw {
 pub(super) struct Floor {
     pub lsn: Option<u64>,
     pub only: Option<usize>,
-    pub stale: bool,
+    pub stale: Option<StaleCause>,
+    /// Replicas a position sample shows at or past `lsn`.
+    pub reached: u64,
+}
+
+/// What is known about a read's bound.
+enum Bound {
+    Known(Token),
+    /// Not yet, but its replica can take the next read.
+    Stay(usize),
+    Unknown,
 }
 
 /// A read of `server` that ended at `end`, resolved from the monitor: a
@@ -113,53 +138,178 @@ fn resolve(snap: &Snapshot, server: usize, end: Instant) -> Option<Token> {
     None
 }
 
-impl Session {
-    /// Settles the pending write token (waiting for it) and the last
-    /// read's floor, then says where reads may go.
-    pub(super) async fn ryw_floor(&mut self, topo: &Topology) -> Floor {
-        if !self.ryw.on() {
-            return Floor::default();
+/// Replicas whose latest position sample has replayed `floor` (bit i).
+pub(super) fn reached(pos: &Positions, topo: &Topology, floor: u64) -> u64 {
+    let mut bits = 0u64;
+    for (i, s) in topo.servers.iter().enumerate().take(64) {
+        if s.role != Role::Replica {
+            continue;
         }
-        let current = topo.generation;
+        if pos
+            .last(i)
+            .is_some_and(|x| x.standby && replay_reached(x.lsn, Lsn(floor), DEFAULT_WAL_BLOCK_SIZE))
+        {
+            bits |= 1 << i;
+        }
+    }
+    bits
+}
+
+/// Parses `<WAL file name> <lsn>`: (timeline, position).
+fn parse_position(s: &str) -> Option<(u32, Lsn)> {
+    let (file, lsn) = s.split_once(' ')?;
+    let timeline = u32::from_str_radix(file.get(..8)?, 16).ok()?;
+    Some((timeline, lsn.parse().ok()?))
+}
+
+impl Session {
+    /// Waits for the last write's position, if it is still being read.
+    pub(super) async fn settle_pending(&mut self) {
         if let Some(rx) = self.ryw.pending.take() {
             let t = match tokio::time::timeout(Duration::from_secs(5), rx).await {
                 Ok(Ok(t)) => t,
                 _ => None,
             };
-            self.ryw.settle(t, current, &self.db.ryw);
-            self.note_token();
+            self.settle_token(t);
         }
-        if let Some((server, end)) = self.ryw.last_read {
-            if let Some(m) = &self.db.monitor {
-                if let Some(t) = resolve(&m.snapshot(), server, end) {
+    }
+
+    /// Folds in the last write's position (None: it could not be read).
+    pub(super) fn settle_token(&mut self, t: Option<Token>) {
+        let current = self.db.topology().generation;
+        self.ryw.settle(t, current, &self.db.ryw);
+        self.note_token();
+    }
+
+    /// Settles the pending write token (waiting for it), bounds the last
+    /// read, then says where reads may go. Waits at most until `deadline`
+    /// for a position query.
+    pub(super) async fn ryw_floor(
+        &mut self,
+        topo: &Topology,
+        deadline: tokio::time::Instant,
+    ) -> Floor {
+        if !self.ryw.on() {
+            return Floor::default();
+        }
+        self.settle_pending().await;
+        let current = topo.generation;
+        let mut f = Floor {
+            stale: self.ryw.unknown.then_some(StaleCause::TokenUnknown),
+            ..Floor::default()
+        };
+        if let Some(read) = self.ryw.last_read {
+            match self.read_bound(read, topo, deadline).await {
+                Bound::Known(t) => {
                     self.ryw.raise(t, current);
                     self.ryw.last_read = None;
                 }
+                Bound::Stay(r) => f.only = Some(r),
+                Bound::Unknown => f.stale = f.stale.or(Some(StaleCause::Unbounded)),
             }
         }
         if self.ryw.mode == Consistency::Global {
-            if let Some(g) = *self.db.global_token.lock() {
+            let g = *self.db.global_token.lock();
+            if let Some(g) = g {
                 self.ryw.raise(g, current);
             }
+            // Everything committed before this read arrived, whoever wrote
+            // it: the primary's position now (one query shared by every
+            // session asking).
+            match self.primary_after(topo, None, deadline).await {
+                Some(t) => {
+                    self.ryw.raise(t, current);
+                }
+                None => f.stale = f.stale.or(Some(StaleCause::Unbounded)),
+            }
         }
-        let mut f = Floor {
-            stale: self.ryw.unknown,
-            ..Floor::default()
-        };
         if let Some(t) = self.ryw.token {
             match current {
-                Some(c) if c == t.generation => f.lsn = Some(t.lsn.0),
-                _ => f.stale = true,
+                Some(c) if !t.generation.matches(c) => f.stale = Some(StaleCause::Failover),
+                _ => f.lsn = Some(t.lsn.0),
             }
         }
-        if let Some((server, _)) = self.ryw.last_read {
-            match topo.servers.get(server).map(|s| s.role) {
-                Some(Role::Replica) => f.only = Some(server),
-                // What a primary read saw is not yet bounded: the primary.
-                _ => f.stale = true,
-            }
+        if let (Some(floor), Some(m)) = (f.lsn, &self.db.monitor) {
+            f.reached = reached(m.positions(), topo, floor);
         }
         f
+    }
+
+    /// A bound of what `read` saw: a probe or position sample of its server
+    /// (or of the primary) taken after it ended.
+    async fn read_bound(
+        &self,
+        read: LastRead,
+        topo: &Topology,
+        deadline: tokio::time::Instant,
+    ) -> Bound {
+        let Some(m) = &self.db.monitor else {
+            return Bound::Unknown;
+        };
+        if let Some(t) = resolve(&m.snapshot(), read.server, read.end) {
+            return Bound::Known(t);
+        }
+        let pos = m.positions();
+        let end = pos.at(read.end);
+        let at = |lsn| topo.generation.map(|generation| Token { generation, lsn });
+        let replica = topo.servers.get(read.server).map(|s| s.role) == Some(Role::Replica);
+        if let Some(s) = pos.last(read.server).filter(|s| s.started > end) {
+            if s.standby == replica {
+                if let Some(t) = at(s.lsn) {
+                    return Bound::Known(t);
+                }
+            }
+        }
+        if replica {
+            let s = &topo.servers[read.server];
+            if (s.healthy || s.reads_at_floor) && !pos.failing(read.server) {
+                // Its replay only moves forward: it can take the next read.
+                return Bound::Stay(read.server);
+            }
+        }
+        // The primary's insert position after the read bounds what any
+        // server had then.
+        match self.primary_after(topo, Some(end), deadline).await {
+            Some(t) => Bound::Known(t),
+            None => Bound::Unknown,
+        }
+    }
+
+    /// The primary's insert position from a query sent after `after`
+    /// (default: now), as a token of the current generation.
+    async fn primary_after(
+        &self,
+        topo: &Topology,
+        after: Option<u64>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Token> {
+        let m = self.db.monitor.as_ref()?;
+        let p = topo.primary()?;
+        let generation = topo.generation?;
+        let pos = m.positions();
+        let after = after.unwrap_or_else(|| pos.now());
+        let s = pos.sample_after(p, after, deadline).await?;
+        (!s.standby).then_some(Token {
+            generation,
+            lsn: s.lsn,
+        })
+    }
+
+    /// A read ended on `server`: remember it, and when it was the primary,
+    /// ask for its bound now (ready by the session's next read).
+    pub(super) fn read_ended(&mut self, server: usize) {
+        if !self.ryw.on() {
+            return;
+        }
+        let end = Instant::now();
+        self.ryw.last_read = Some(LastRead { server, end });
+        let topo = self.db.topology();
+        if topo.primary() == Some(server) {
+            if let Some(m) = &self.db.monitor {
+                let pos = m.positions();
+                pos.request_after(server, pos.at(end));
+            }
+        }
     }
 
     /// Sends the token as ParameterStatus if it moved (delivered with the
@@ -182,30 +332,74 @@ impl Session {
     }
 
     /// After a transaction that may have written on the primary: read the
-    /// WAL insert position on the same connection, then give it back.
+    /// WAL insert position and timeline on the same connection, then give
+    /// it back. The token never depends on the monitor having seen the
+    /// primary: the timeline comes from the server itself.
     pub(super) fn take_write_token(&mut self, mut conn: ServerConn, pool: Pool, server: usize) {
         let topo = self.db.topology();
-        let generation = (topo.primary() == Some(server))
-            .then_some(topo.generation)
-            .flatten();
+        // The cluster's identity, as the monitor reads it (0: not known).
+        let system_id = topo
+            .generation
+            .map(|g| g.system_id)
+            .or_else(|| {
+                let m = self.db.monitor.as_ref()?;
+                m.snapshot().servers.get(server)?.system_identifier
+            })
+            .unwrap_or(0);
         let (tx, rx) = oneshot::channel();
         self.ryw.pending = Some(rx);
+        let db = self.db.clone();
         tokio::spawn(async move {
             let r = conn
-                .query_column("SELECT pg_current_wal_insert_lsn()", 0)
+                .query_column(
+                    "SELECT pg_walfile_name(l) || ' ' || l::text FROM pg_current_wal_insert_lsn() l",
+                    0,
+                )
                 .await;
             let ok = r.is_ok() && !conn.broken;
-            let lsn = r
+            let token = r
                 .ok()
                 .and_then(|rows| rows.into_iter().next().flatten())
-                .and_then(|s| s.parse().ok());
-            let _ = tx.send(
-                lsn.zip(generation)
-                    .map(|(lsn, generation)| Token { generation, lsn }),
-            );
+                .and_then(|s| parse_position(&s))
+                .map(|(timeline, lsn)| Token {
+                    generation: Generation {
+                        system_id,
+                        timeline,
+                    },
+                    lsn,
+                });
+            if let Some(t) = token {
+                // Global sessions honour it from now on, whatever the
+                // writing session does next.
+                let current = db.topology().generation;
+                let mut g = db.global_token.lock();
+                *g = Some(Token::merge(*g, t, current));
+            }
+            let _ = tx.send(token);
             if ok {
                 pool.release(conn);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_with_their_timeline() {
+        assert_eq!(
+            parse_position("000000030000000100000002 1/2000060"),
+            Some((3, Lsn(0x1_0200_0060)))
+        );
+        for bad in [
+            "",
+            "00000003",
+            "zz000003000000010000000 1/2",
+            "000000030000000100000002 x",
+        ] {
+            assert_eq!(parse_position(bad), None, "{bad:?}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Buf;
 use causeway_metrics::RouteReason;
 use causeway_pool::{Pool, ServerConn};
 use causeway_protocol::{backend, sqlstate, HEADER_LEN};
-use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView};
+use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView, StaleCause};
 
 use super::consistency::Floor;
 use super::pump::{Flow, RetryCause, Timeouts};
@@ -76,9 +76,7 @@ impl Session {
             tokio::select! {
                 t = token => {
                     pending = None;
-                    let current = self.db.topology().generation;
-                    self.ryw.settle(t, current, &self.db.ryw);
-                    self.note_token();
+                    self.settle_token(t);
                     if self.client.flush().await.is_err() {
                         return State::Closed("client closed connection");
                     }
@@ -180,12 +178,13 @@ impl Session {
         let ryw = self.split && req.intent.is_read() && self.ryw.on();
         // Read-your-writes: a read waits at most ryw_wait_timeout for a
         // replica to catch up with the session's floor.
-        let mut waited: Option<(std::time::Instant, tokio::time::Instant)> = None;
-        let mut versions: Option<tokio::sync::watch::Receiver<u64>> = None;
+        let ryw_deadline = tokio::time::Instant::now()
+            + Duration::from_secs_f64(self.cfg.ryw_wait_timeout.max(0.0));
+        let mut waited: Option<std::time::Instant> = None;
         let (conn, pool, server, replica) = loop {
             let topo = self.db.topology();
             let floor = if ryw {
-                self.ryw_floor(&topo).await
+                self.ryw_floor(&topo, ryw_deadline).await
             } else {
                 Floor::default()
             };
@@ -194,6 +193,7 @@ impl Session {
                 exclude: retry.exclude,
                 sticky: self.sticky,
                 floor: floor.lsn,
+                reached: floor.reached,
                 only: floor.only,
                 stale: floor.stale,
             };
@@ -210,44 +210,16 @@ impl Session {
                 }
             };
             if reason == Reason::Behind {
-                let timeout = self.cfg.ryw_wait_timeout;
-                let (started, deadline) = *waited.get_or_insert_with(|| {
-                    let now = std::time::Instant::now();
-                    (
-                        now,
-                        tokio::time::Instant::now() + Duration::from_secs_f64(timeout),
-                    )
-                });
-                if tokio::time::Instant::now() < deadline {
-                    // Ask a replica where it is now: the monitor's value
-                    // may be a probe interval old.
-                    if let Some(floor) = view.floor {
-                        let any = SessionView {
-                            floor: None,
-                            ..view
-                        };
-                        let alt = self.db.router().policy.route(&req, &any, &topo);
-                        if let Decision::Server {
-                            index,
-                            reason: Reason::Read,
-                        } = alt
-                        {
-                            if let Some((conn, pool)) =
-                                self.replica_at(index, floor, deadline).await
-                            {
-                                self.db.ryw.waited(started.elapsed());
-                                self.db.routes.count(true, RouteReason::Read);
-                                break (conn, pool, index, true);
-                            }
-                        }
-                    }
-                    // Fresh replica positions, sooner than the next tick.
-                    if let Some(m) = &self.db.monitor {
-                        m.request_probe();
-                    }
-                    let rx = versions.get_or_insert_with(|| self.db.topo_version.subscribe());
-                    rx.borrow_and_update();
-                    let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
+                let first = waited.is_none();
+                let started = *waited.get_or_insert_with(std::time::Instant::now);
+                // One wait on every candidate at once; a replica that got
+                // there is picked by routing again.
+                if first
+                    && self
+                        .wait_for_floor(&topo, &view, ryw_deadline)
+                        .await
+                        .is_some()
+                {
                     continue;
                 }
                 self.db.ryw.waited(started.elapsed());
@@ -262,7 +234,7 @@ impl Session {
                         )
                         .await;
                 }
-            } else if let Some((started, _)) = waited.take() {
+            } else if let Some(started) = waited.take() {
                 self.db.ryw.waited(started.elapsed());
             }
             let replica = topo.servers.get(server).map(|s| s.role) == Some(Role::Replica);
@@ -276,7 +248,9 @@ impl Session {
                     (None, Reason::Read) => RouteReason::Read,
                     (None, Reason::NoReplica) => RouteReason::NoReplica,
                     (None, Reason::Behind) => RouteReason::Behind,
-                    (None, Reason::Stale) => RouteReason::Stale,
+                    (None, Reason::Stale(StaleCause::Failover)) => RouteReason::Stale,
+                    (None, Reason::Stale(StaleCause::TokenUnknown)) => RouteReason::TokenUnknown,
+                    (None, Reason::Stale(StaleCause::Unbounded)) => RouteReason::Unbounded,
                     (None, Reason::Pinned | Reason::PrimaryOnly) => RouteReason::Pinned,
                     (None, Reason::Write) => RouteReason::Write,
                 };
@@ -399,44 +373,6 @@ impl Session {
         self.retry = Retry::default();
         self.db = db;
         true
-    }
-
-    /// A connection to replica `server` once it has replayed past `floor`
-    /// (asked on that connection, backing off from 250 µs to 8 ms), or
-    /// None at `deadline`.
-    async fn replica_at(
-        &mut self,
-        server: usize,
-        floor: u64,
-        deadline: tokio::time::Instant,
-    ) -> Option<(ServerConn, Pool)> {
-        use causeway_routing::{lag::replay_reached, lsn::Lsn};
-        let pool = self.pool(server);
-        let mut conn = match tokio::time::timeout_at(deadline, pool.acquire()).await {
-            Ok(Ok(c)) => c,
-            _ => return None,
-        };
-        let mut delay = Duration::from_micros(250);
-        loop {
-            let replay = conn
-                .query_column("SELECT pg_last_wal_replay_lsn()", 0)
-                .await
-                .ok()
-                .and_then(|rows| rows.into_iter().next().flatten())
-                .and_then(|s| s.parse::<Lsn>().ok());
-            if conn.broken || replay.is_none() {
-                return None; // dropped: broken, or no longer a standby
-            }
-            if replay.is_some_and(|r| replay_reached(r, Lsn(floor), 8192)) {
-                return Some((conn, pool));
-            }
-            if tokio::time::Instant::now() + delay >= deadline {
-                pool.release(conn);
-                return None;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(8));
-        }
     }
 
     fn max_retries(&self) -> u32 {

@@ -10,7 +10,7 @@ use super::{Session, State};
 
 /// An owned copy of a [`CausewayCommand`] (the buffer it came from is
 /// consumed before the answer is written).
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum LocalCommand {
     Set { name: String, value: String },
     Reset { name: String },
@@ -93,70 +93,72 @@ impl Session {
         Ok(())
     }
 
-    /// Answers a Causeway command; Err when the client is gone.
+    /// Answers a Causeway command in the simple protocol; Err when the
+    /// client is gone.
     pub(super) async fn local(&mut self, cmd: LocalCommand) -> Result<(), State> {
-        // SHOW causeway.token must include the last write.
-        if matches!(&cmd, LocalCommand::Show { name } if name == "token") {
-            let topo = self.db.topology();
-            self.ryw_floor(&topo).await;
-        }
-        if let LocalCommand::Set { name, value } = &cmd {
-            if name == "token" {
-                match self.import_token(Token::decode(value)) {
-                    Ok(()) => backend::write_command_complete(&mut self.client.out, "SET"),
-                    Err(e) => backend::write_error(&mut self.client.out, false, "22023", &e),
-                }
-                return self.local_done().await;
-            }
-        }
+        let answer = self.answer(cmd).await;
         let out = &mut self.client.out;
+        match &answer {
+            Answer::Row { column, value } => {
+                backend::write_text_row_description(out, &[column]);
+                backend::write_data_row(out, [Some(value.as_str())]);
+            }
+            Answer::Done(_) | Answer::Error(..) => {}
+        }
+        answer.complete(out);
+        self.local_done().await
+    }
+
+    /// Runs a Causeway command (any protocol).
+    pub(super) async fn answer(&mut self, cmd: LocalCommand) -> Answer {
         match cmd {
+            LocalCommand::Set { name, value } if name == "token" => {
+                match self.import_token(Token::decode(&value)) {
+                    Ok(()) => Answer::Done("SET"),
+                    Err(e) => Answer::Error("22023", e),
+                }
+            }
+            LocalCommand::Show { name } if name == "token" => {
+                // It must include the last write's position.
+                self.settle_pending().await;
+                Answer::Row {
+                    column: "causeway.token",
+                    value: self.ryw.token.map(|t| t.encode()).unwrap_or_default(),
+                }
+            }
+            LocalCommand::Reset { name } if name == "token" => Answer::Error(
+                "55000",
+                "causeway.token cannot be reset: tokens never go backwards".into(),
+            ),
             LocalCommand::Set { name, value } if name == "route" => match parse_route(&value) {
                 Some(r) => {
                     self.route = r;
-                    backend::write_command_complete(out, "SET");
+                    Answer::Done("SET")
                 }
-                None => backend::write_error(
-                    out,
-                    false,
+                None => Answer::Error(
                     "22023",
-                    &format!(
+                    format!(
                         "invalid value for parameter \"causeway.route\": \"{value}\" (primary, replica or auto)"
                     ),
                 ),
             },
             LocalCommand::Reset { name } if name == "route" => {
                 self.route = RouteOverride::Auto;
-                backend::write_command_complete(out, "RESET");
+                Answer::Done("RESET")
             }
-            LocalCommand::Show { name } if name == "route" => {
-                backend::write_text_row_description(out, &["causeway.route"]);
-                backend::write_data_row(out, [Some(route_name(self.route))]);
-                backend::write_command_complete(out, "SHOW");
-            }
-            LocalCommand::Show { name } if name == "token" => {
-                let t = self.ryw.token.map(|t| t.encode()).unwrap_or_default();
-                backend::write_text_row_description(out, &["causeway.token"]);
-                backend::write_data_row(out, [Some(t.as_str())]);
-                backend::write_command_complete(out, "SHOW");
-            }
-            LocalCommand::Reset { name } if name == "token" => backend::write_error(
-                out,
-                false,
-                "55000",
-                "causeway.token cannot be reset: tokens never go backwards",
-            ),
+            LocalCommand::Show { name } if name == "route" => Answer::Row {
+                column: "causeway.route",
+                value: route_name(self.route).into(),
+            },
             LocalCommand::Set { name, value } if name == "consistency" => {
                 match Consistency::parse(&value) {
                     Some(c) => {
                         self.ryw.mode = c;
-                        backend::write_command_complete(out, "SET");
+                        Answer::Done("SET")
                     }
-                    None => backend::write_error(
-                        out,
-                        false,
+                    None => Answer::Error(
                         "22023",
-                        &format!(
+                        format!(
                             "invalid value for parameter \"causeway.consistency\": \"{value}\" (none, session or global)"
                         ),
                     ),
@@ -164,23 +166,19 @@ impl Session {
             }
             LocalCommand::Reset { name } if name == "consistency" => {
                 self.ryw.mode = self.cfg.consistency_for(&self.db.cfg, &self.user);
-                backend::write_command_complete(out, "RESET");
+                Answer::Done("RESET")
             }
-            LocalCommand::Show { name } if name == "consistency" => {
-                backend::write_text_row_description(out, &["causeway.consistency"]);
-                backend::write_data_row(out, [Some(self.ryw.mode.as_str())]);
-                backend::write_command_complete(out, "SHOW");
-            }
+            LocalCommand::Show { name } if name == "consistency" => Answer::Row {
+                column: "causeway.consistency",
+                value: self.ryw.mode.as_str().into(),
+            },
             LocalCommand::Set { name, .. }
             | LocalCommand::Reset { name }
-            | LocalCommand::Show { name } => backend::write_error(
-                out,
-                false,
+            | LocalCommand::Show { name } => Answer::Error(
                 "42704",
-                &format!("unrecognized configuration parameter \"causeway.{name}\""),
+                format!("unrecognized configuration parameter \"causeway.{name}\""),
             ),
         }
-        self.local_done().await
     }
 
     async fn local_done(&mut self) -> Result<(), State> {
@@ -189,5 +187,37 @@ impl Session {
             .flush()
             .await
             .map_err(|_| State::Closed("client closed connection"))
+    }
+}
+
+/// What a Causeway command answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// One row of one text column (SHOW).
+    Row { column: &'static str, value: String },
+    /// A command tag (SET, RESET).
+    Done(&'static str),
+    /// An error (SQLSTATE, message).
+    Error(&'static str, String),
+}
+
+impl Answer {
+    /// The end of the answer: CommandComplete, or the ErrorResponse.
+    pub fn complete(&self, out: &mut bytes::BytesMut) {
+        match self {
+            Answer::Row { .. } => backend::write_command_complete(out, "SHOW"),
+            Answer::Done(tag) => backend::write_command_complete(out, tag),
+            Answer::Error(code, msg) => backend::write_error(out, false, code, msg),
+        }
+    }
+}
+
+impl LocalCommand {
+    /// The column a command returns (SHOW), if any.
+    pub fn column(&self) -> Option<String> {
+        match self {
+            LocalCommand::Show { name } => Some(format!("causeway.{name}")),
+            _ => None,
+        }
     }
 }

@@ -9,7 +9,7 @@ use causeway_protocol::{backend, sqlstate};
 use super::access::{self, Method};
 use super::client::Client;
 use super::startup::{self, StartupInfo};
-use super::{auth, auth_query, params, Credentials};
+use super::{auth, auth_query, params, primary, Credentials};
 use crate::admin;
 use crate::app::{App, UserPermit};
 use crate::cancel::ClientKey;
@@ -118,17 +118,14 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
     };
     let mode = cfg.pool_mode_for(&db.cfg, &info.user);
     let mut pools = vec![None; db.servers.len()];
-    let primary = db.topology().primary().unwrap_or(0);
-    let pool = app
-        .databases
-        .pool(&db, &info.user, primary, cfg, &secrets, &creds);
-    let welcome = match pool.welcome().await {
-        Ok(w) => w,
-        Err(e) => {
-            client.fatal(e.sqlstate(), &e.to_string()).await;
-            return None;
-        }
-    };
+    let (primary, pool, welcome) =
+        match primary::find(app, &db, cfg, &secrets, &info.user, &creds).await {
+            Ok(w) => w,
+            Err(e) => {
+                client.fatal(e.sqlstate(), &e.to_string()).await;
+                return None;
+            }
+        };
     pools[primary] = Some(pool);
     let (params, report) = params::initial(&welcome, &info.params, cfg);
     let key = app.cancels.register();

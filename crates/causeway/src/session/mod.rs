@@ -20,12 +20,15 @@ mod database_ddl;
 mod encoding;
 mod idle;
 mod local;
+mod local_ext;
 mod login;
 mod params;
 mod plan;
 pub(crate) mod prepared;
+mod primary;
 mod pump;
 mod reset;
+mod ryw_wait;
 mod secure;
 mod sql_prepared;
 mod sqlwords;
@@ -131,6 +134,8 @@ struct Session {
     close_idle: pump::CloseIdle,
     /// Transaction mode: pinned to its server by session state (state.rs).
     pin: Option<causeway_pool::PinGuard>,
+    /// Statements and portals that are Causeway commands.
+    local_ext: local_ext::LocalExt,
 }
 
 /// Serves one client connection from accept to close.
@@ -203,6 +208,7 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
         startup,
         welcomed: None,
         prep: Some(Box::new(prep)),
+        local_ext: Default::default(),
         ryw,
         split,
         classifier,

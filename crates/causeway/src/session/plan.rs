@@ -50,6 +50,7 @@ impl Session {
         };
         match tag {
             b'Q' => {
+                self.local_ext.abandon_unit();
                 let len = frame_len(&self.client.buf);
                 self.fill(len).await?;
                 let classifier = self.classifier.clone();
@@ -62,6 +63,10 @@ impl Session {
                         Ok(None)
                     }
                 }
+            }
+            b'P' | b'B' | b'D' | b'C' | b'E' | b'H' | b'S' if self.local_extended() => {
+                self.local_unit().await?;
+                Ok(None)
             }
             b'P' | b'B' | b'D' | b'C'
                 if tag == b'P' || self.prep.as_ref().is_some_and(|p| p.on) =>
@@ -80,6 +85,20 @@ impl Session {
             }
             _ => Ok(Some((Request::write(), 0))),
         }
+    }
+
+    /// Is the unit at the front of the buffer Causeway commands over the
+    /// extended protocol (see `local_ext.rs`)?
+    fn local_extended(&mut self) -> bool {
+        if self.local_ext.in_unit() {
+            return true;
+        }
+        if Frames::new(&self.client.buf).next().is_none() {
+            // The first message is usually whole already; one look at the
+            // socket without waiting.
+            let _ = self.client.try_read_more();
+        }
+        self.local_ext.claims(&self.client.buf, &self.classifier)
     }
 
     /// A token in a comment is imported before the unit is routed; a bad
