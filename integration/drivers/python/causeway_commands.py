@@ -103,7 +103,7 @@ async def check_asyncpg(url, tok):
 
 
 def tokens_psycopg(url_a, url_b, table):
-    stale = control = on_replica = 0
+    stale = control = on_replica = c_on_replica = 0
     with psycopg.connect(url_a, autocommit=True) as a, psycopg.connect(
         url_b, autocommit=True
     ) as b, psycopg.connect(url_b, autocommit=True) as c:
@@ -115,16 +115,18 @@ def tokens_psycopg(url_a, url_b, table):
             v, standby = b.execute(f"SELECT v, pg_is_in_recovery() FROM {table} WHERE k = 1").fetchone()
             stale += v < i
             on_replica += standby
-            control += c.execute(f"SELECT v FROM {table} WHERE k = 1").fetchone()[0] < i
-    return stale, control, on_replica
+            cv, c_standby = c.execute(f"SELECT v, pg_is_in_recovery() FROM {table} WHERE k = 1").fetchone()
+            control += cv < i
+            c_on_replica += c_standby
+    return stale, control, on_replica, c_on_replica
 
 
 async def tokens_asyncpg(url_a, url_b, table):
-    stale = control = on_replica = 0
+    stale = control = on_replica = c_on_replica = 0
     a = await asyncpg.connect(url_a)
     b = await asyncpg.connect(url_b)
     c = await asyncpg.connect(url_b)
-    sql = f"SELECT v FROM {table} WHERE k = 1"
+    sql = f"SELECT v, pg_is_in_recovery() FROM {table} WHERE k = 1"
     # asyncpg prepares with Parse/Describe/Flush: a unit without its Sync,
     # which Causeway routes to the primary and takes a token after. Let the
     # replicas pass that token, so that the control reads from them.
@@ -139,11 +141,13 @@ async def tokens_asyncpg(url_a, url_b, table):
             r = await b.fetchrow(f"SELECT v, pg_is_in_recovery() FROM {table} WHERE k = 1")
             stale += r[0] < i
             on_replica += r[1]
-            control += (await c.fetchval(sql)) < i
+            cr = await c.fetchrow(sql)
+            control += cr[0] < i
+            c_on_replica += cr[1]
     finally:
         for x in (a, b, c):
             await x.close()
-    return stale, control, on_replica
+    return stale, control, on_replica, c_on_replica
 
 
 def main():
@@ -166,11 +170,11 @@ def main():
         ("psycopg", lambda: tokens_psycopg(url_a, url_b, table)),
         ("asyncpg", lambda: asyncio.run(tokens_asyncpg(url_a, url_b, table))),
     ]:
-        stale, control, on_replica = run()
+        stale, control, on_replica, c_on_replica = run()
         print(
             f"{name}: tokens from instance A to instance B through prepared SHOW/SET: "
             f"{TOKEN_LOOPS} loops, {stale} stale, {on_replica} reads on replicas; "
-            f"without the token {control} stale",
+            f"without the token {control} stale ({c_on_replica} reads on replicas)",
             flush=True,
         )
         assert stale == 0, f"{name}: {stale} stale reads with the token"
