@@ -629,7 +629,10 @@ async fn large_statements(cw: &Cw, simple: &[bool], label: &str) {
         "RSS grew {} KiB while {sent} MiB of statements went through",
         peak - before
     );
-    assert!(during > 0, "the small client was stuck behind the large ones");
+    assert!(
+        during > 0,
+        "the small client was stuck behind the large ones"
+    );
     // The large clients have left: what they used is given back.
     eventually(T, "RSS back down", || async {
         rss_kib(pid) < before + 16 * 1024

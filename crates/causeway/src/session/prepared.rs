@@ -1033,7 +1033,7 @@ fn write_parse_head(
     let Ok(len) = i32::try_from(len) else {
         return ClientAction::Malformed("Parse (too long)");
     };
-    stage.extend_from_slice(&[b'P']);
+    stage.extend_from_slice(b"P");
     stage.extend_from_slice(&len.to_be_bytes());
     stage.extend_from_slice(name);
     stage.extend_from_slice(&[0]);
