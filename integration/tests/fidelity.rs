@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use causeway_integration::frames::*;
 use causeway_integration::raw::*;
+use causeway_integration::wait::eventually;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -535,6 +536,121 @@ async fn large_result_memory_bounded() {
         peak - before
     );
     assert_eq!(c.simple("SELECT 'after'").await.0, vec!["after"]);
+    cw.stop().await;
+}
+
+/// Size of each large statement in `large_statements_memory_bounded`.
+const BIG: usize = 64 * MIB as usize;
+
+/// Client `n` sends one 64 MiB statement in one write: a named Parse (with
+/// Bind/Execute/Sync) or a simple Query. Returns its one value.
+async fn big_statement(cw: &Cw, n: i32, simple: bool) -> String {
+    let mut c = Raw::login(cw).await;
+    let pad = "x".repeat(BIG);
+    let msg = if simple {
+        query(&format!("SELECT 1 + {n} -- {pad}"))
+    } else {
+        [
+            parse("big", &format!("SELECT $1::int + {n} -- {pad}"), &[]),
+            bind("", "big", &[Some("1")]),
+            execute("", 0),
+            sync(),
+        ]
+        .concat()
+    };
+    drop(pad);
+    c.send(&msg).await;
+    drop(msg);
+    let msgs = c.until_ready().await;
+    assert_eq!(errors(&msgs), Vec::<String>::new());
+    data(&msgs).concat()
+}
+
+/// Peak VmRSS of `pid` (KiB), sampled until `stop` is set.
+fn sample_peak(pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u64 {
+    let mut peak = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    peak.max(rss_kib(pid))
+}
+
+/// Large statements from several clients at once (issue 12): Causeway
+/// forwards them as they arrive instead of holding each whole, so its
+/// memory stays far below their sum; they run with the right results,
+/// another client's queries go on meanwhile, and memory is back down once
+/// they leave. `simple`: which clients send a Query rather than a Parse.
+async fn large_statements(cw: &Cw, simple: &[bool], label: &str) {
+    let pid = cw.pid();
+    let mut small = Raw::login(cw).await;
+    small.simple("SELECT 1").await;
+    let before = rss_kib(pid);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || sample_peak(pid, stop))
+    };
+    // Another client's queries meanwhile.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let other = {
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(small.simple("SELECT 'small'").await.0, vec!["small"]);
+                n += 1;
+            }
+            (n, small)
+        })
+    };
+    let results = futures_util::future::join_all(
+        simple
+            .iter()
+            .enumerate()
+            .map(|(n, s)| big_statement(cw, n as i32, *s)),
+    )
+    .await;
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (during, mut small) = other.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let want: Vec<String> = (0..simple.len()).map(|n| (n + 1).to_string()).collect();
+    assert_eq!(results, want);
+    let sent = (simple.len() * BIG) as u64 / MIB;
+    eprintln!(
+        "{label}: {} clients x {} MiB ({sent} MiB); causeway RSS before {before} KiB, peak {peak} KiB (+{} KiB); {during} small queries meanwhile",
+        simple.len(),
+        BIG as u64 / MIB,
+        peak.saturating_sub(before)
+    );
+    assert!(
+        peak.saturating_sub(before) < RSS_BOUND_KIB,
+        "RSS grew {} KiB while {sent} MiB of statements went through",
+        peak - before
+    );
+    assert!(
+        during > 0,
+        "the small client was stuck behind the large ones"
+    );
+    // The large clients have left: what they used is given back.
+    eventually(T, "RSS back down", || async {
+        rss_kib(pid) < before + 16 * 1024
+    })
+    .await;
+    assert_eq!(small.simple("SELECT 'after'").await.0, vec!["after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_statements_memory_bounded() {
+    // Transaction mode, prepared statements tracked: four named Parses.
+    let cw = causeway("transaction", 6).await;
+    large_statements(&cw, &[false; 4], "large_parse_transaction").await;
+    cw.stop().await;
+    // With replicas the unit is planned before routing: large Queries and
+    // Parses go to the primary unread.
+    let cw = causeway_split(6).await;
+    large_statements(&cw, &[true, false, true, false], "large_split").await;
     cw.stop().await;
 }
 

@@ -249,6 +249,10 @@ pub struct Config {
     /// Protocol-level named prepared statements tracked per server
     /// connection in transaction/statement mode (0 = pass-through).
     pub max_prepared_statements: u32,
+    /// Bytes of statement text (of those prepared statements) kept per
+    /// database, shared by its clients; a Parse beyond it is forwarded
+    /// without being kept. Not in PgBouncer.
+    pub max_prepared_statement_bytes: u64,
     pub server_check_delay: f64,
     pub server_check_query: String,
     /// Seconds each query Causeway sends itself may take (check, reset,
@@ -379,10 +383,13 @@ impl Default for Config {
             server_reset_query_always: false,
             pin_session_state: false,
             max_prepared_statements: 200,
+            max_prepared_statement_bytes: 64 << 20,
             server_check_delay: 30.0,
             server_check_query: "select 1".into(),
             internal_query_timeout: 10.0,
-            max_packet_size: 2_147_483_647,
+            // PostgreSQL's own limit for a Query or Parse
+            // (PQ_LARGE_MESSAGE_LIMIT = MaxAllocSize - 1).
+            max_packet_size: 1_073_741_822,
             pkt_buf: 4096,
             track_extra_parameters: vec!["IntervalStyle".into()],
             ignore_startup_parameters: Vec::new(),

@@ -103,7 +103,9 @@ impl Database {
             paused: watch::channel(false).0,
             disabled: AtomicBool::new(false),
             pools: RwLock::new(HashMap::new()),
-            statements: Default::default(),
+            statements: Arc::new(crate::session::prepared::Registry::with_budget(
+                usize::try_from(config.max_prepared_statement_bytes).unwrap_or(usize::MAX),
+            )),
         }
     }
 

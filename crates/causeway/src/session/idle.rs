@@ -14,6 +14,10 @@ use super::pump::{Flow, RetryCause, Timeouts};
 use super::{secs, sleep_or_forever, Attached, Retry, Session, State};
 use crate::app::Phase;
 
+/// While it waits for a server, a client's bytes are read (to notice it
+/// leaving) only up to this many.
+const WAIT_READ_LIMIT: usize = 256 * 1024;
+
 impl Session {
     /// No server attached: wait for the next request and route it.
     pub(super) async fn idle(&mut self) -> State {
@@ -396,7 +400,9 @@ impl Session {
                         return Err(Acquire::Closed("killed or shut down while waiting"));
                     }
                 }
-                r = self.client.read_more() => {
+                // Read on only while the buffer is small: what a client
+                // sends while it waits is not held beyond that.
+                r = self.client.read_more(), if self.client.buf.len() < WAIT_READ_LIMIT => {
                     if matches!(r, Ok(0) | Err(_)) {
                         return Err(Acquire::Closed("client closed while waiting"));
                     }

@@ -15,7 +15,7 @@ use causeway_routing::{
 };
 
 use super::local::LocalCommand;
-use super::prepared::Prep;
+use super::prepared::{Prep, MAX_HELD};
 use super::{Session, State};
 
 /// What to do with the unit at the front of the buffer.
@@ -52,6 +52,11 @@ impl Session {
             b'Q' => {
                 self.local_ext.abandon_unit();
                 let len = frame_len(&self.client.buf);
+                if len > MAX_HELD {
+                    // Never held whole: unsure, so the primary (forwarded
+                    // as it arrives; Causeway commands are short).
+                    return Ok(Some((Request::write(), 0)));
+                }
                 self.fill(len).await?;
                 let classifier = self.classifier.clone();
                 match plan_query(&classifier, &self.client.buf[..len], steer) {

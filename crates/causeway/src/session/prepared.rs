@@ -18,7 +18,7 @@
 //! including PostgreSQL's skip-to-Sync after an error.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::BytesMut;
@@ -40,6 +40,17 @@ const NONE_NAME: &[u8] = b"causeway_0";
 /// A Parse that always fails (its error is replaced by 42P05).
 const DUP_NAME: &[u8] = b"causeway_dup";
 const DUP_IDENTITY: &[u8] = b"causeway_dup\0\0\0";
+/// Put in front of the streamed text of a large Parse reusing an open name,
+/// so that it fails like [`DUP_IDENTITY`] (then replaced by 42P05).
+const DUP_TEXT_PREFIX: &[u8] = b"causeway_dup ";
+
+/// A client message larger than this is never held whole: routing treats
+/// it as uncertain (primary), only its header and names are looked at, and
+/// it is forwarded as it arrives. A named Parse that large is not kept
+/// (see [`Stmt::kept`]). Statement texts this long are rare (generated
+/// `IN (...)` lists, bulk `VALUES`); they still run, only without being
+/// re-prepared on other server connections.
+pub const MAX_HELD: usize = 1 << 20;
 
 /// One distinct statement (query text and parameter types).
 #[derive(Debug)]
@@ -58,9 +69,41 @@ pub struct Stmt {
     /// the text get a new statement, really parsed; clients still holding
     /// this one get PostgreSQL's error wherever it is not prepared yet.
     retired: std::sync::atomic::AtomicBool,
+    /// Its text is kept (and counted in the database's byte budget): it
+    /// can be prepared on any server. An unkept one (a Parse larger than
+    /// [`MAX_HELD`], or beyond `max_prepared_statement_bytes`) was
+    /// forwarded as it arrived and exists only on the server connection
+    /// that parsed it; `size` is its Parse's length, for the error.
+    kept: bool,
+    size: usize,
+    /// The budget its text is counted in, given back when it goes.
+    budget: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.fetch_sub(self.identity.len(), Ordering::Relaxed);
+        }
+    }
 }
 
 impl Stmt {
+    /// A statement whose text Causeway does not keep (never registered).
+    fn unkept(size: usize) -> Self {
+        Stmt {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            identity: Arc::from(&[][..]),
+            // Its text is unknown: never sent to a replica.
+            read: OnceLock::from(false),
+            verified: Default::default(),
+            retired: Default::default(),
+            kept: false,
+            size,
+            budget: None,
+        }
+    }
+
     pub fn query(&self) -> &[u8] {
         identity_query(&self.identity)
     }
@@ -113,16 +156,44 @@ impl ServerName {
 }
 
 /// Distinct statements of a database, by identity. Entries live while a
-/// client maps a name to them.
-#[derive(Debug, Default)]
+/// client maps a name to them; their texts together stay within a byte
+/// budget (`max_prepared_statement_bytes`).
+#[derive(Debug)]
 pub struct Registry {
     /// Statements by identity, and the size that triggers pruning.
     map: Mutex<(StmtMap, usize)>,
+    /// Bytes of text held by live statements (given back as they drop).
+    bytes: Arc<AtomicUsize>,
+    budget: usize,
 }
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_budget(DEFAULT_BUDGET)
+    }
+}
+
+/// `max_prepared_statement_bytes`' default.
+const DEFAULT_BUDGET: usize = 64 << 20;
 
 type StmtMap = HashMap<Arc<[u8]>, Weak<Stmt>>;
 
 impl Registry {
+    /// A registry whose live statement texts stay within `budget` bytes.
+    pub fn with_budget(budget: usize) -> Self {
+        Registry {
+            map: Default::default(),
+            bytes: Default::default(),
+            budget,
+        }
+    }
+
+    /// Bytes of statement text held now.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// The statement with this identity, if registered.
     pub fn find(&self, identity: &[u8]) -> Option<Arc<Stmt>> {
         self.map.lock().0.get(identity).and_then(Weak::upgrade)
@@ -148,13 +219,20 @@ impl Registry {
         self.map.lock().0.clear();
     }
 
-    /// The statement with this identity, registered on first sight.
-    pub fn get(&self, identity: &[u8]) -> Arc<Stmt> {
+    /// The statement with this identity, registered on first sight; None
+    /// when its text would not fit in the budget (it is then not kept).
+    pub fn get(&self, identity: &[u8]) -> Option<Arc<Stmt>> {
         let mut g = self.map.lock();
         let (map, prune_at) = &mut *g;
         if let Some(s) = map.get(identity).and_then(Weak::upgrade) {
-            return s;
+            return Some(s);
         }
+        // Under the lock, so concurrent registrations cannot overshoot
+        // (drops only give bytes back).
+        if self.bytes.load(Ordering::Relaxed) + identity.len() > self.budget {
+            return None;
+        }
+        self.bytes.fetch_add(identity.len(), Ordering::Relaxed);
         if map.len() >= (*prune_at).max(1024) {
             map.retain(|_, w| w.strong_count() > 0);
             *prune_at = map.len() * 2;
@@ -166,9 +244,12 @@ impl Registry {
             read: OnceLock::new(),
             verified: Default::default(),
             retired: Default::default(),
+            kept: true,
+            size: HEADER_LEN + identity.len(),
+            budget: Some(self.bytes.clone()),
         });
         map.insert(key, Arc::downgrade(&s));
-        s
+        Some(s)
     }
 }
 
@@ -197,12 +278,11 @@ pub enum Pending {
     Bind {
         stmt: Option<Arc<Stmt>>,
     },
-    /// A Bind or Describe of a statement the client never prepared: fails
-    /// with 26000 naming it; `outdated`: of a retired statement, fails with
-    /// 0A000 as on the server that retired it.
+    /// A Bind or Describe of a statement this server cannot run: it
+    /// fails, and the error is replaced by one saying why.
     Missing {
         name: Box<[u8]>,
-        outdated: bool,
+        why: Absent,
     },
     Describe {
         stmt: Option<Arc<Stmt>>,
@@ -226,6 +306,19 @@ pub enum Pending {
     Hidden,
 }
 
+/// Why a client's statement cannot be used on the attached server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    /// The client never prepared it: 26000 naming it.
+    Unknown,
+    /// Retired (its result type changed): 0A000 as on the server that
+    /// retired it.
+    Outdated,
+    /// Not kept (its Parse was this many bytes): it exists only on the
+    /// server connection that parsed it, so 26000 saying so.
+    Unkept(usize),
+}
+
 /// What to do with a tracked client message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientAction {
@@ -233,8 +326,12 @@ pub enum ClientAction {
     Pass,
     /// The first `n` bytes of the message are replaced by `stage`.
     Took(usize),
-    /// More of the message must be buffered first.
+    /// More of the message must be buffered first (all of it, or the
+    /// first [`MAX_HELD`] bytes of a larger one).
     NeedMore,
+    /// Not acceptable (a statement name longer than [`MAX_HELD`]): the
+    /// client gets 08P01.
+    Malformed(&'static str),
 }
 
 /// What to do with a tracked server message.
@@ -384,6 +481,7 @@ impl Prep {
                 self.queue.push_back(Pending::Execute);
                 ClientAction::Pass
             }
+            b'P' if total > MAX_HELD => self.parse_streamed(avail, total, cache),
             b'P' => {
                 let Some(frame) = avail.get(..total) else {
                     return ClientAction::NeedMore;
@@ -412,7 +510,11 @@ impl Prep {
                     self.queue.push_back(Pending::Dup { name: name.into() });
                     return ClientAction::Took(total);
                 }
-                let stmt = self.registry.get(identity);
+                let Some(stmt) = self.registry.get(identity) else {
+                    // Beyond the byte budget: forwarded without keeping it.
+                    let name_len = name.len();
+                    return self.parse_unkept(frame, name_len, total, cache);
+                };
                 self.map.insert(name.into(), stmt.clone());
                 if cache.contains(stmt.id) {
                     cache.touch(stmt.id);
@@ -430,7 +532,7 @@ impl Prep {
                 let end = total.min(avail.len());
                 let Some((portal, name, names_len)) = bind_prefix(&avail[HEADER_LEN.min(end)..end])
                 else {
-                    if avail.len() >= total {
+                    if avail.len() >= total.min(MAX_HELD) {
                         self.queue.push_back(Pending::Bind { stmt: None }); // malformed: rejected
                         return ClientAction::Pass;
                     }
@@ -443,11 +545,11 @@ impl Prep {
                 }
                 let body_len = total - HEADER_LEN;
                 match self.usable(name, cache) {
-                    Err(outdated) => {
+                    Err(why) => {
                         write_bind_prefix(&mut self.stage, body_len, names_len, portal, NONE_NAME);
                         self.queue.push_back(Pending::Missing {
                             name: name.into(),
-                            outdated,
+                            why,
                         });
                     }
                     Ok(stmt) => {
@@ -466,9 +568,6 @@ impl Prep {
                 ClientAction::Took(HEADER_LEN + names_len)
             }
             b'D' | b'C' => {
-                let Some(frame) = avail.get(..total) else {
-                    return ClientAction::NeedMore;
-                };
                 let plain = if tag == b'D' {
                     Pending::Describe { stmt: None }
                 } else {
@@ -477,6 +576,14 @@ impl Prep {
                         stale: false,
                         restore: None,
                     }
+                };
+                if total > MAX_HELD {
+                    // A name that long was never prepared through Causeway.
+                    self.queue.push_back(plain);
+                    return ClientAction::Pass;
+                }
+                let Some(frame) = avail.get(..total) else {
+                    return ClientAction::NeedMore;
                 };
                 let name = match target(&frame[HEADER_LEN..]) {
                     Some((b'S', name)) if !name.is_empty() => name,
@@ -487,11 +594,11 @@ impl Prep {
                 };
                 if tag == b'D' {
                     match self.usable(name, cache) {
-                        Err(outdated) => {
+                        Err(why) => {
                             write_target(&mut self.stage, b'D', b'S', NONE_NAME);
                             self.queue.push_back(Pending::Missing {
                                 name: name.into(),
-                                outdated,
+                                why,
                             });
                         }
                         Ok(stmt) => {
@@ -518,36 +625,97 @@ impl Prep {
         }
     }
 
-    /// The statement a Bind/Describe of client name `name` may use here:
-    /// Err(false) if the client never prepared it; Err(true) if it was
-    /// retired and this server has no copy of it (PostgreSQL would fail it
-    /// with 0A000; preparing it afresh would change its result type under
-    /// the client's feet).
-    fn usable(&self, name: &[u8], cache: &StatementCache) -> Result<Arc<Stmt>, bool> {
+    /// The statement a Bind/Describe of client name `name` may use here.
+    /// A retired one without a copy here is refused (PostgreSQL would fail
+    /// it with 0A000; preparing it afresh would change its result type
+    /// under the client's feet), and so is an unkept one (its text is gone).
+    fn usable(&self, name: &[u8], cache: &StatementCache) -> Result<Arc<Stmt>, Absent> {
         match self.map.get(name) {
-            None => Err(false),
-            Some(s) if s.is_retired() && !cache.contains(s.id) => Err(true),
+            None => Err(Absent::Unknown),
+            Some(s) if cache.contains(s.id) => Ok(s.clone()),
+            Some(s) if !s.kept => Err(Absent::Unkept(s.size)),
+            Some(s) if s.is_retired() => Err(Absent::Outdated),
             Some(s) => Ok(s.clone()),
         }
     }
 
-    /// Makes sure the server holds `stmt` before a Bind/Describe uses it.
+    /// Makes sure the server holds `stmt` before a Bind/Describe uses it
+    /// (an unkept one cannot be prepared again: the server then says it
+    /// does not exist).
     pub(super) fn ensure(&mut self, cache: &mut StatementCache, stmt: &Arc<Stmt>) {
         if cache.contains(stmt.id) {
             cache.touch(stmt.id);
-        } else {
+        } else if stmt.kept {
             self.prepare(cache, stmt, true, None);
         }
     }
 
-    /// Parses `stmt` on the server, closing the LRU victim first if full.
-    fn prepare(
+    /// A named Parse larger than [`MAX_HELD`] (`avail` starts with it):
+    /// only its name is read; the rest is forwarded as it arrives.
+    fn parse_streamed(
         &mut self,
+        avail: &[u8],
+        total: usize,
         cache: &mut StatementCache,
-        stmt: &Arc<Stmt>,
-        hide: bool,
-        client: Option<Box<[u8]>>,
-    ) {
+    ) -> ClientAction {
+        let end = avail.len().min(total);
+        let Some(name_len) = avail[HEADER_LEN.min(end)..end].iter().position(|b| *b == 0) else {
+            if avail.len() >= MAX_HELD {
+                return ClientAction::Malformed("Parse (statement name over 1 MiB)");
+            }
+            return ClientAction::NeedMore;
+        };
+        self.counts.client_parses += 1;
+        if name_len == 0 {
+            self.counts.server_parses += 1;
+            self.queue.push_back(Pending::Parse {
+                stmt: None,
+                hide: false,
+                client: None,
+            });
+            return ClientAction::Pass;
+        }
+        self.parse_unkept(avail, name_len, total, cache)
+    }
+
+    /// A named Parse whose text is not kept (`avail` holds at least its
+    /// header and name, `name_len` bytes): it is sent under a server name
+    /// of its own (or made to fail with 42P05 if the name is in use) by
+    /// rewriting only its front; its text flows through untouched.
+    fn parse_unkept(
+        &mut self,
+        avail: &[u8],
+        name_len: usize,
+        total: usize,
+        cache: &mut StatementCache,
+    ) -> ClientAction {
+        let name = &avail[HEADER_LEN..HEADER_LEN + name_len];
+        // Header and name (with its NUL) are replaced.
+        let took = HEADER_LEN + name_len + 1;
+        let rest = total - took;
+        if self.map.contains_key(name) {
+            // "causeway_dup <text>" never parses: the error becomes 42P05.
+            self.queue.push_back(Pending::Dup { name: name.into() });
+            return write_parse_head(&mut self.stage, DUP_NAME, DUP_TEXT_PREFIX, rest, took);
+        }
+        let stmt = Arc::new(Stmt::unkept(total));
+        self.map.insert(name.into(), stmt.clone());
+        self.evict(cache);
+        let sn = ServerName::new(stmt.id);
+        let action = write_parse_head(&mut self.stage, sn.as_bytes(), b"", rest, took);
+        cache.insert(stmt.id);
+        self.counts.server_parses += 1;
+        self.queue.push_back(Pending::Parse {
+            stmt: Some(stmt),
+            hide: false,
+            client: Some(name.into()),
+        });
+        action
+    }
+
+    /// Closes what the server must drop before one more statement: its
+    /// outdated copies, then LRU victims while it is full.
+    fn evict(&mut self, cache: &mut StatementCache) {
         while let Some(old) = cache.take_stale() {
             write_target(&mut self.stage, b'C', b'S', ServerName::new(old).as_bytes());
             self.queue.push_back(Pending::Close {
@@ -564,6 +732,17 @@ impl Prep {
                 restore: None,
             });
         }
+    }
+
+    /// Parses `stmt` on the server, closing the LRU victim first if full.
+    fn prepare(
+        &mut self,
+        cache: &mut StatementCache,
+        stmt: &Arc<Stmt>,
+        hide: bool,
+        client: Option<Box<[u8]>>,
+    ) {
+        self.evict(cache);
         write_parse(
             &mut self.stage,
             ServerName::new(stmt.id).as_bytes(),
@@ -683,21 +862,8 @@ impl Prep {
                             backend::write_error(&mut self.stage, false, "42P05", &msg);
                             action = ServerAction::Replace;
                         }
-                        Pending::Missing { outdated: true, .. } => {
-                            backend::write_error(
-                                &mut self.stage,
-                                false,
-                                "0A000",
-                                "cached plan must not change result type",
-                            );
-                            action = ServerAction::Replace;
-                        }
-                        Pending::Missing { name, .. } => {
-                            let msg = format!(
-                                "prepared statement \"{}\" does not exist",
-                                String::from_utf8_lossy(name)
-                            );
-                            backend::write_error(&mut self.stage, false, "26000", &msg);
+                        Pending::Missing { name, why } => {
+                            missing_error(&mut self.stage, name, *why);
                             action = ServerAction::Replace;
                         }
                         Pending::Bind { stmt: Some(stmt) }
@@ -826,6 +992,55 @@ impl Prep {
     }
 }
 
+/// The error for a Bind/Describe of a statement this server cannot run.
+fn missing_error(out: &mut BytesMut, name: &[u8], why: Absent) {
+    let name = String::from_utf8_lossy(name);
+    match why {
+        Absent::Outdated => backend::write_error(
+            out,
+            false,
+            "0A000",
+            "cached plan must not change result type",
+        ),
+        Absent::Unknown => backend::write_error(
+            out,
+            false,
+            "26000",
+            &format!("prepared statement \"{name}\" does not exist"),
+        ),
+        Absent::Unkept(size) => backend::write_error(
+            out,
+            false,
+            "26000",
+            &format!(
+                "prepared statement \"{name}\" does not exist on this server connection: its Parse ({size} bytes) was larger than Causeway keeps (1 MiB per statement, max_prepared_statement_bytes per database), so it exists only on the connection that parsed it; use it in the same transaction, or parse it again"
+            ),
+        ),
+    }
+}
+
+/// Writes the front of a Parse whose text (`rest` bytes: query, NUL,
+/// parameter types) follows unchanged: header, `name`, `text_prefix`.
+/// Took: the client's header and name (`took` bytes) are replaced.
+fn write_parse_head(
+    stage: &mut BytesMut,
+    name: &[u8],
+    text_prefix: &[u8],
+    rest: usize,
+    took: usize,
+) -> ClientAction {
+    let len = 4 + name.len() + 1 + text_prefix.len() + rest;
+    let Ok(len) = i32::try_from(len) else {
+        return ClientAction::Malformed("Parse (too long)");
+    };
+    stage.extend_from_slice(b"P");
+    stage.extend_from_slice(&len.to_be_bytes());
+    stage.extend_from_slice(name);
+    stage.extend_from_slice(&[0]);
+    stage.extend_from_slice(text_prefix);
+    ClientAction::Took(took)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -860,7 +1075,7 @@ mod tests {
                     p.stage.clear();
                     wire.extend_from_slice(&m[n..]);
                 }
-                ClientAction::NeedMore => panic!("need more"),
+                ClientAction::NeedMore | ClientAction::Malformed(_) => panic!("{action:?}"),
             }
         }
         causeway_protocol::frontend::Frames::new(&wire)
@@ -902,9 +1117,9 @@ mod tests {
     #[test]
     fn registry_shares_ids_by_identity() {
         let r = Registry::default();
-        let a = r.get(b"select 1\0\0\0");
-        let b = r.get(b"select 1\0\0\0");
-        let c = r.get(b"select 1\0\0\x01\0\0\0\x17");
+        let a = r.get(b"select 1\0\0\0").unwrap();
+        let b = r.get(b"select 1\0\0\0").unwrap();
+        let c = r.get(b"select 1\0\0\x01\0\0\0\x17").unwrap();
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
         assert_eq!(c.query(), b"select 1");
@@ -1173,9 +1388,9 @@ mod tests {
         p.server(b'C', b"PREPARE\0", &mut s);
         assert_eq!(p.sql_completed, 1);
         // DDL: a new Parse of a known text is a new statement.
-        let before = p.registry.get(b"select 1\0\0\0");
+        let before = p.registry.get(b"select 1\0\0\0").unwrap();
         p.server(b'C', b"ALTER TABLE\0", &mut s);
-        assert_ne!(p.registry.get(b"select 1\0\0\0").id, before.id);
+        assert_ne!(p.registry.get(b"select 1\0\0\0").unwrap().id, before.id);
     }
 
     #[test]
@@ -1238,5 +1453,114 @@ mod tests {
         assert!(q.lookup(b"b").is_none());
         // Incomplete unit: routed.
         assert_eq!(q.answer_parses(&unit[..unit.len() - 5], &mut out), None);
+    }
+
+    #[test]
+    fn registry_keeps_statement_texts_within_its_byte_budget() {
+        let r = Registry::with_budget(40);
+        let a = r.get(&[b'a'; 30]).unwrap();
+        assert_eq!(r.bytes(), 30);
+        // Shared texts are counted once.
+        let a2 = r.get(&[b'a'; 30]).unwrap();
+        assert_eq!((a2.id, r.bytes()), (a.id, 30));
+        assert!(r.get(&[b'b'; 20]).is_none(), "over the budget: not kept");
+        assert!(r.get(&[b'c'; 10]).is_some_and(|c| c.kept));
+        // Given back when the last holder lets go (also after a DDL
+        // cleared the map: the clients' statements still count).
+        r.schema_changed();
+        drop(a);
+        assert_eq!(r.bytes(), 30);
+        drop(a2);
+        assert_eq!(r.bytes(), 0);
+        assert!(r.get(&[b'b'; 20]).is_some());
+    }
+
+    #[test]
+    fn a_parse_over_the_budget_runs_but_is_not_kept() {
+        let mut p = Prep::new(true, 10, Arc::new(Registry::with_budget(16)));
+        let mut s1 = StatementCache::default();
+        let wire = send(
+            &mut p,
+            &mut s1,
+            &[
+                parse("s1", "select 'a long text'"),
+                bind("s1"),
+                frame(b'S', b""),
+            ],
+        );
+        let stmt = p.lookup(b"s1").unwrap().clone();
+        assert!(!stmt.kept);
+        assert_eq!(p.registry.bytes(), 0);
+        // Sent whole, under a name of its own, and usable there.
+        let name = format!("causeway_{}", stmt.id);
+        assert_eq!(
+            wire[0],
+            (
+                b'P',
+                format!("{name}\0select 'a long text'\0\0\0").into_bytes()
+            )
+        );
+        assert!(wire[1].1.starts_with(format!("\0{name}\0").as_bytes()));
+        assert_eq!(reply(&mut p, &mut s1, b"12Z"), b"12Z");
+    }
+
+    #[test]
+    fn a_large_parse_is_renamed_by_its_front_and_not_kept() {
+        let mut p = prep(10);
+        let mut s1 = StatementCache::default();
+        let text = "select 1 -- ".to_string() + &"x".repeat(MAX_HELD);
+        let big = parse("big", &text);
+        // Only its header and name are needed.
+        let head = &big[..HEADER_LEN + 4];
+        let action = p.client(b'P', head, big.len(), &mut s1);
+        assert_eq!(action, ClientAction::Took(HEADER_LEN + 4));
+        let stmt = p.lookup(b"big").unwrap().clone();
+        let name = format!("causeway_{}\0", stmt.id);
+        assert_eq!(p.stage[0], b'P');
+        let len = i32::from_be_bytes([p.stage[1], p.stage[2], p.stage[3], p.stage[4]]) as usize;
+        assert_eq!(&p.stage[HEADER_LEN..], name.as_bytes());
+        assert_eq!(len + 1, p.stage.len() + big.len() - (HEADER_LEN + 4));
+        p.stage.clear();
+        assert!(s1.contains(stmt.id) && p.registry.bytes() == 0);
+        p.marker(b'S');
+        assert_eq!(reply(&mut p, &mut s1, b"1Z"), b"1Z");
+        // Bound on the same server: its own name.
+        let wire = send(&mut p, &mut s1, &[bind("big"), frame(b'S', b"")]);
+        assert!(wire[0].1.starts_with(format!("\0{name}").as_bytes()));
+        reply(&mut p, &mut s1, b"2Z");
+        // On another server: 26000 saying why, never a Parse of a lost text.
+        let mut s2 = StatementCache::default();
+        let wire = send(&mut p, &mut s2, &[bind("big"), frame(b'S', b"")]);
+        assert_eq!(wire.iter().map(|x| x.0).collect::<Vec<_>>(), b"BS".to_vec());
+        assert_eq!(
+            p.server(b'E', &error("26000"), &mut s2),
+            ServerAction::Replace
+        );
+        assert_eq!(field_code(&p.stage), "26000");
+        assert!(String::from_utf8_lossy(&p.stage).contains("1 MiB"));
+        p.stage.clear();
+        p.server(b'Z', b"", &mut s2);
+        // The name reused by another large Parse: made to fail, then 42P05.
+        let action = p.client(b'P', head, big.len(), &mut s1);
+        assert_eq!(action, ClientAction::Took(HEADER_LEN + 4));
+        assert!(p.stage.ends_with(b"causeway_dup\0causeway_dup "));
+        p.stage.clear();
+        p.marker(b'S');
+        assert_eq!(
+            p.server(b'E', &error("42601"), &mut s1),
+            ServerAction::Replace
+        );
+        assert_eq!(field_code(&p.stage), "42P05");
+        // A name that does not end within MAX_HELD bytes is refused.
+        let mut q = prep(10);
+        let noname = frame(b'P', &vec![b'n'; MAX_HELD + 10]);
+        assert!(matches!(
+            q.client(b'P', &noname[..MAX_HELD], noname.len(), &mut s1),
+            ClientAction::Malformed(_)
+        ));
+        assert_eq!(
+            q.client(b'P', &noname[..100], noname.len(), &mut s1),
+            ClientAction::NeedMore
+        );
     }
 }

@@ -24,7 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
 use super::client::Client;
-use super::prepared::{ClientAction, Prep, ServerAction};
+use super::prepared::{ClientAction, Prep, ServerAction, MAX_HELD};
 
 /// Stop reading a side while this many of its bytes wait to be written.
 const HIGH_WATER: usize = 256 * 1024;
@@ -169,6 +169,8 @@ pub struct Flow {
     pub fatal_seen: bool,
     /// Closes idle pooled connections to a database (see database_ddl.rs).
     pub close_idle: Option<CloseIdle>,
+    /// A client message Causeway refuses (08P01): ends the flow.
+    bad: Option<&'static str>,
     /// Transaction/statement mode: what the client's units did that may
     /// leave session state (see state.rs).
     pub hints: super::state::Hints,
@@ -229,6 +231,7 @@ impl Flow {
             restore_pending: false,
             fatal_seen: false,
             close_idle: None,
+            bad: None,
             hints: Default::default(),
         }
     }
@@ -331,23 +334,27 @@ impl Flow {
         let sql_start = match tag {
             b'P' => match body.iter().position(|b| *b == 0) {
                 Some(n) => &body[n + 1..],
-                None => return avail.len() > len, // name incomplete: read on
+                // Name incomplete: read on (a name that long is refused later).
+                None => return avail.len() > len || avail.len() >= MAX_HELD,
             },
             _ => body,
         };
         if !sql_start.is_empty() && !super::database_ddl::candidate(sql_start) {
             return true;
         }
-        let Some(frame) = avail.get(..len + 1) else {
+        // A long statement is judged by its first MAX_HELD bytes (the
+        // database name comes within its first words).
+        let Some(frame) = avail.get(..(len + 1).min(MAX_HELD)) else {
             return false;
         };
+        let body = &frame[HEADER_LEN..];
         let sql = match tag {
-            b'P' => causeway_protocol::frontend::names::split_parse(&frame[HEADER_LEN..])
-                .map(|(_, identity)| causeway_protocol::frontend::names::identity_query(identity)),
-            _ => causeway_protocol::frontend::query_text(&frame[HEADER_LEN..]),
+            b'P' => body.iter().position(|b| *b == 0).map(|n| &body[n + 1..]),
+            _ => Some(body),
         };
         if let Some(db) = sql
-            .and_then(|q| std::str::from_utf8(q).ok())
+            .map(|q| q.split(|b| *b == 0).next().unwrap_or(q))
+            .and_then(utf8_prefix)
             .and_then(super::database_ddl::target)
         {
             close(&db);
@@ -581,7 +588,7 @@ impl Flow {
             {
                 if !self.database_ddl_checked(&client.buf[self.c_ready..], tag, len) {
                     self.c_scan.unread_header();
-                    self.c_need = self.c_ready + len + 1;
+                    self.c_need = self.c_ready + (len + 1).min(MAX_HELD);
                     return Ok(());
                 }
             }
@@ -651,7 +658,9 @@ impl Flow {
                         self.note_text(&client.buf[self.c_ready..], total);
                     }
                     if !self.apply(client, action, total) {
-                        return Ok(());
+                        return self
+                            .bad
+                            .map_or(Ok(()), |w| Err(ProtocolError::Malformed(w)));
                     }
                 }
                 Step::Header { tag: b'Q', len } if track => {
@@ -719,8 +728,14 @@ impl Flow {
         match action {
             ClientAction::Pass => self.c_need = 0,
             ClientAction::NeedMore => {
+                // Never more than MAX_HELD of one message is held.
                 self.c_scan.unread_header();
-                self.c_need = self.c_ready + total;
+                self.c_need = self.c_ready + total.min(MAX_HELD);
+                return false;
+            }
+            ClientAction::Malformed(what) => {
+                self.c_need = 0;
+                self.bad = Some(what);
                 return false;
             }
             ClientAction::Took(n) => {
@@ -990,6 +1005,15 @@ impl Flow {
                 Step::Header { .. } | Step::NeedMore => return Ok(()),
             }
         }
+    }
+}
+
+/// The longest valid UTF-8 prefix of `b` (a text cut at a byte count may
+/// end inside a character).
+fn utf8_prefix(b: &[u8]) -> Option<&str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Some(s),
+        Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).ok(),
     }
 }
 
