@@ -253,11 +253,15 @@ async fn refusals_come_after_the_ssl_answer() {
         connect_from("127.0.0.1", cw.port()).await,
     ];
     let port = cw.port();
-    eventually(STEP, "psql refused for want of a login slot", || async move {
-        let err = psql_prefer_stderr(port).await;
-        assert!(!err.contains("SSL exchange"), "{err}");
-        err.contains("too many logins in progress (client_login_slots_per_addr)")
-    })
+    eventually(
+        STEP,
+        "psql refused for want of a login slot",
+        || async move {
+            let err = psql_prefer_stderr(port).await;
+            assert!(!err.contains("SSL exchange"), "{err}");
+            err.contains("too many logins in progress (client_login_slots_per_addr)")
+        },
+    )
     .await;
     cw.stop().await;
 }
@@ -284,7 +288,9 @@ async fn empty_passwords_are_refused() {
             .password("")
             .dbname("app");
         let r = within(STEP, "connect", cfg.connect(tokio_postgres::NoTls)).await;
-        let err = r.err().unwrap_or_else(|| panic!("{auth}: empty password accepted"));
+        let err = r
+            .err()
+            .unwrap_or_else(|| panic!("{auth}: empty password accepted"));
         assert_eq!(code(&err).as_deref(), Some("28P01"), "{auth}: {err}");
         // The user with a password logs in.
         let ok = cw.app().await;
@@ -349,12 +355,19 @@ async fn nothing_disclosed_before_authentication() {
     for (what, other) in [
         ("unknown database", auth_trace(p, "app", "nosuch").await),
         ("unknown user", auth_trace(p, "nobody", "app").await),
-        ("md5 secret under scram", auth_trace(p, "app_md5h", "app").await),
+        (
+            "md5 secret under scram",
+            auth_trace(p, "app_md5h", "app").await,
+        ),
     ] {
         assert_eq!(other, known, "{what}");
     }
     let admin = auth_trace(p, "admin", "pgbouncer").await;
-    assert_eq!(auth_trace(p, "app", "pgbouncer").await, admin, "non-admin user");
+    assert_eq!(
+        auth_trace(p, "app", "pgbouncer").await,
+        admin,
+        "non-admin user"
+    );
     assert_eq!(admin, known, "admin console");
     // With the right password the real reason is told.
     let err = cw
@@ -421,7 +434,10 @@ async fn show_pools_counts_idle_clients_as_active() {
         simple_one(&cl, "SELECT 1").await.unwrap();
         clients.push(cl);
     }
-    let admin = cw.connect("admin", Some("admin_pw"), "pgbouncer").await.unwrap();
+    let admin = cw
+        .connect("admin", Some("admin_pw"), "pgbouncer")
+        .await
+        .unwrap();
     let pools = show(&admin, "POOLS").await;
     let row = pools
         .iter()

@@ -65,8 +65,7 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
     if c.client_login_slots == 0 {
         return bad("client_login_slots", "must be at least 1");
     }
-    if c.client_login_slots_per_addr == 0 || c.client_login_slots_per_addr > c.client_login_slots
-    {
+    if c.client_login_slots_per_addr == 0 || c.client_login_slots_per_addr > c.client_login_slots {
         return bad(
             "client_login_slots_per_addr",
             format!(

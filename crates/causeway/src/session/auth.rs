@@ -50,9 +50,9 @@ pub async fn authenticate(
         Ok(()) => match access.method {
             // As PgBouncer: trust still needs the user to exist (auth_file
             // or auth_query).
-            Method::Trust if !known => Err(Failure::Denied(
-                "\"trust\" authentication failed".into(),
-            )),
+            Method::Trust if !known => {
+                Err(Failure::Denied("\"trust\" authentication failed".into()))
+            }
             Method::Trust => Ok(none),
             Method::Password => cleartext(client, user, secret).await.map(|p| Credentials {
                 password: Some(p),
@@ -250,7 +250,9 @@ async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<Credentia
         .handle_client_final(m::parse_sasl_response(body(&frame)))
         .map_err(scram_failure)?;
     if !usable {
-        return Err(Failure::Refused("unknown user or secret unusable for SCRAM"));
+        return Err(Failure::Refused(
+            "unknown user or secret unusable for SCRAM",
+        ));
     }
     m::write_auth_sasl_final(&mut client.out, &fin);
     let scram_keys = match (secret, server.client_key()) {
@@ -278,9 +280,10 @@ fn scram_failure(e: causeway_protocol::auth::ScramError) -> Failure {
 fn is_empty_password(secret: &Secret, user: &str) -> bool {
     match secret {
         Secret::Plain(p) => p.is_empty(),
-        Secret::Md5(h) => {
-            constant_eq(h.as_bytes(), causeway_protocol::auth::md5_password_hash(user, "").as_bytes())
-        }
+        Secret::Md5(h) => constant_eq(
+            h.as_bytes(),
+            causeway_protocol::auth::md5_password_hash(user, "").as_bytes(),
+        ),
         Secret::Scram(_) => false,
     }
 }

@@ -49,7 +49,8 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         startup::Outcome::Login(info) => info,
         _ => return None,
     };
-    let admin_db = admin::is_admin_db(&info.database) && !cfg.databases.contains_key(&info.database);
+    let admin_db =
+        admin::is_admin_db(&info.database) && !cfg.databases.contains_key(&info.database);
     // As PgBouncer: a full max_client_conn is told at once (it says
     // nothing about users); the place itself is taken after authentication.
     if app.client_count() >= app.max_clients(admin_db) {
