@@ -6,7 +6,7 @@ use causeway_config::{Config, PoolMode};
 use causeway_pool::{ParamSet, Pool};
 use causeway_protocol::{backend, sqlstate};
 
-use super::access;
+use super::access::{self, Method};
 use super::client::Client;
 use super::startup::{self, StartupInfo};
 use super::{auth, auth_query, params, primary, Credentials};
@@ -67,8 +67,12 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         .ok()?;
     // The auth_file first; auth_query for users it does not list (trust
     // too: the user must exist, as in PgBouncer).
+    let needs_secret = matches!(
+        access.method,
+        Method::Md5 | Method::ScramSha256 | Method::Password | Method::Trust
+    );
     let looked_up = match (&db, secrets.get(&info.user)) {
-        (Some(db), None) => auth_query::lookup(app, cfg, db, &info.user).await,
+        (Some(db), None) if needs_secret => auth_query::lookup(app, cfg, db, &info.user).await,
         _ => None,
     };
     let secret = secrets.get(&info.user).or(looked_up.as_ref());

@@ -271,12 +271,14 @@ async fn refuse_no_slot(app: &Arc<App>, mut client: Client, full: crate::login_s
         crate::login_slots::Full::Total => "client_login_slots",
         crate::login_slots::Full::Addr => "client_login_slots_per_addr",
     };
-    if cfg.log_pooler_errors {
-        tracing::warn!(client = %client.peer, setting, "too many logins in progress, refusing client");
-    }
+    // Logged only for connections that are answered: past the refusal
+    // bound a flood would otherwise flood the log too.
     let Some(_refusing) = crate::login_slots::refusing(app) else {
         return;
     };
+    if cfg.log_pooler_errors {
+        tracing::warn!(client = %client.peer, setting, "too many logins in progress, refusing client");
+    }
     let negotiated = tokio::time::timeout(REFUSAL_DEADLINE, startup::negotiate(&mut client, app));
     if let Ok(startup::Outcome::Login(_)) = negotiated.await {
         client
