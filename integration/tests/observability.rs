@@ -800,8 +800,11 @@ async fn debian_pgbouncer_exporter_scrapes_the_console() {
         .await
         .unwrap();
     assert_eq!(served.unwrap(), "served");
-    eventually(STEP, "no active client", || async move {
-        num(a, "SHOW POOLS", "database", DB, "cl_active").await == 0
+    // Every server back in the pool; the four clients stay logged in,
+    // idle, and count as cl_active (as in PgBouncer).
+    eventually(STEP, "no server in use", || async move {
+        num(a, "SHOW POOLS", "database", DB, "sv_active").await == 0
+            && num(a, "SHOW POOLS", "database", DB, "cl_waiting").await == 0
     })
     .await;
     let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
@@ -810,7 +813,7 @@ async fn debian_pgbouncer_exporter_scrapes_the_console() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         get(&body, &format!("pgbouncer_active_clients{labels}")),
-        0.0
+        4.0
     );
     assert_eq!(
         get(&body, &format!("pgbouncer_waiting_clients{labels}")),

@@ -243,6 +243,10 @@ pub struct Config {
     pub query_wait_timeout: f64,
     pub client_idle_timeout: f64,
     pub client_login_timeout: f64,
+    /// Logins in progress (accepted, not yet authenticated), in all.
+    pub client_login_slots: u32,
+    /// Logins in progress from one source address.
+    pub client_login_slots_per_addr: u32,
     pub idle_transaction_timeout: f64,
     pub server_reset_query: String,
     pub server_reset_query_always: bool,
@@ -378,6 +382,8 @@ impl Default for Config {
             query_wait_timeout: 120.0,
             client_idle_timeout: 0.0,
             client_login_timeout: 60.0,
+            client_login_slots: 1024,
+            client_login_slots_per_addr: 256,
             idle_transaction_timeout: 0.0,
             server_reset_query: "DISCARD ALL".into(),
             server_reset_query_always: false,

@@ -62,6 +62,18 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
     if c.max_client_conn == 0 {
         return bad("max_client_conn", "must be at least 1");
     }
+    if c.client_login_slots == 0 {
+        return bad("client_login_slots", "must be at least 1");
+    }
+    if c.client_login_slots_per_addr == 0 || c.client_login_slots_per_addr > c.client_login_slots {
+        return bad(
+            "client_login_slots_per_addr",
+            format!(
+                "must be between 1 and client_login_slots ({})",
+                c.client_login_slots
+            ),
+        );
+    }
     if c.max_packet_size < 1024 {
         return bad("max_packet_size", "must be at least 1024 bytes");
     }

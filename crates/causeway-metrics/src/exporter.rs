@@ -51,7 +51,7 @@
 //! | `causeway_client_wait_seconds` | histogram | database | time a client waited for a server connection |
 //! | `causeway_query_duration_seconds` | histogram | database | query duration |
 //! | `causeway_transaction_duration_seconds` | histogram | database | transaction duration |
-//! | `causeway_client_connections` | gauge | database, user, state=`active`\|`waiting`\|`idle` | client connections of a pool (summed over its server pools) |
+//! | `causeway_client_connections` | gauge | database, user, state=`active`\|`waiting`\|`idle` | logged-in client connections of a pool (summed over its server pools); SHOW POOLS `cl_active` = `active` + `idle` |
 //! | `causeway_client_maxwait_seconds` | gauge | database, user | wait of the oldest waiting client |
 //! | `causeway_client_pinned` | gauge | database, user | clients kept on their server by session state (`pin_session_state`) |
 //! | `causeway_server_connections` | gauge | database, user, server, role, state=`active`\|`idle`\|`login`\|`tested` | server connections of a pool |

@@ -25,6 +25,8 @@ pub enum ProtocolError {
     TooLarge { len: usize, max: usize },
     #[error("malformed {0} message")]
     Malformed(&'static str),
+    #[error("invalid frontend message type '{0}'")]
+    UnknownMessageType(char),
     #[error("unsupported protocol version {major}.{minor}")]
     UnsupportedVersion { major: u16, minor: u16 },
 }

@@ -17,6 +17,20 @@ pub enum Interest {
     Header,
     /// Report the whole frame (header included); it must fit in memory.
     Whole,
+    /// Not a message this stream may carry: an error, before any of it is
+    /// forwarded.
+    Reject,
+}
+
+/// After login, the message types a client may send (PostgreSQL's
+/// `SocketBackend` list): Bind, Close, CopyData, CopyDone, CopyFail,
+/// Describe, Execute, Flush, FunctionCall, Parse, Query, Sync, Terminate.
+/// Anything else would make the server end the connection.
+pub fn is_frontend_tag(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'B' | b'C' | b'd' | b'c' | b'f' | b'D' | b'E' | b'H' | b'F' | b'P' | b'Q' | b'S' | b'X'
+    )
 }
 
 /// One step of the walk. `Pass` and `Whole` consume bytes; `Header` does not
@@ -106,6 +120,7 @@ impl Scanner {
                 self.remaining = len + 1;
                 Ok(Step::Header { tag, len })
             }
+            Interest::Reject => Err(ProtocolError::UnknownMessageType(tag as char)),
             Interest::Whole => match buf.get(..len + 1) {
                 Some(frame) => Ok(Step::Whole { tag, frame }),
                 None => Ok(Step::NeedMore),
@@ -195,6 +210,29 @@ mod tests {
         // Only the first 10 bytes have arrived: they can go out already.
         assert_eq!(s.step(&big[..10], 1 << 20, interest), Ok(Step::Pass(10)));
         assert!(!s.at_boundary());
+    }
+
+    #[test]
+    fn rejected_types_are_errors_before_any_byte_passes() {
+        let mut input = crate::message(b'Q', b"x\0");
+        input.extend(crate::message(b'Y', b"zz"));
+        let mut s = Scanner::new();
+        let reject = |t: u8| {
+            if is_frontend_tag(t) {
+                Interest::Pass
+            } else {
+                Interest::Reject
+            }
+        };
+        assert_eq!(s.step(&input, 1 << 20, reject), Ok(Step::Pass(7)));
+        assert_eq!(
+            s.step(&input[7..], 1 << 20, reject),
+            Err(ProtocolError::UnknownMessageType('Y'))
+        );
+        assert!(s.at_boundary());
+        for t in [b'Y', b'p', b'\0', b'Z', b'K'] {
+            assert!(!is_frontend_tag(t), "{}", t as char);
+        }
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::databases::Databases;
 use crate::secrets::Secrets;
 use crate::security::Security;
 
+/// Places past max_client_conn only the admin console may take.
+pub const ADMIN_RESERVE: u32 = 5;
+
 /// Where the process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -36,6 +39,9 @@ pub struct App {
     pub cancels: Arc<CancelRegistry>,
     pub clients: Arc<Clients>,
     client_count: AtomicU32,
+    /// Logins in progress: in all, per source address, and connections
+    /// being refused for want of a login slot (login_slots.rs).
+    pub(crate) logins: crate::login_slots::LoginSlots,
     /// Connected clients per user (max_user_client_connections).
     user_clients: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
     phase: watch::Sender<Phase>,
@@ -53,6 +59,7 @@ impl App {
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(Clients::default()),
             client_count: AtomicU32::new(0),
+            logins: Default::default(),
             user_clients: Default::default(),
             phase: watch::channel(Phase::Running).0,
         })
@@ -102,9 +109,11 @@ impl App {
         Ok(loaded.warnings)
     }
 
-    /// Counts a new client; false when max_client_conn is reached.
-    pub fn admit_client(self: &Arc<Self>) -> Option<ClientPermit> {
-        let max = self.config.read().max_client_conn;
+    /// Counts a logged-in client; None when max_client_conn is reached.
+    /// The admin console has [`ADMIN_RESERVE`] places more, so that it
+    /// answers when ordinary clients fill max_client_conn.
+    pub fn admit_client(self: &Arc<Self>, admin: bool) -> Option<ClientPermit> {
+        let max = self.max_clients(admin);
         self.client_count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
@@ -133,6 +142,16 @@ impl App {
             app: self.clone(),
             user: user.to_string(),
         })
+    }
+
+    /// Where admission stops for an ordinary client or the admin console.
+    pub fn max_clients(&self, admin: bool) -> u32 {
+        let max = self.config.read().max_client_conn;
+        if admin {
+            max.saturating_add(ADMIN_RESERVE)
+        } else {
+            max
+        }
     }
 
     pub fn client_count(&self) -> u32 {

@@ -10,6 +10,7 @@ mod clients;
 mod databases;
 mod import;
 mod listener;
+mod login_slots;
 mod metrics;
 mod secrets;
 mod security;

@@ -60,7 +60,10 @@ pub fn table(app: &App) -> Table {
             continue;
         };
         match c.state() {
-            ClientState::Active => r.cl_active += 1,
+            // As PgBouncer: a logged-in client with no server (transaction
+            // mode, between transactions) is active too; only a client
+            // waiting for a server is not.
+            ClientState::Active | ClientState::Idle => r.cl_active += 1,
             ClientState::Waiting => {
                 r.cl_waiting += 1;
                 r.maxwait_us = r.maxwait_us.max(c.waited_us());

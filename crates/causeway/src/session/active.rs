@@ -121,7 +121,12 @@ impl Session {
                 State::Closed("server connection lost")
             }
             End::ClientProtocol(e) => {
-                self.detach(att, false).await;
+                // An unknown message type is caught before any of it is
+                // forwarded: the server is only as busy as the messages
+                // before it left it.
+                let clean = matches!(e, causeway_protocol::ProtocolError::UnknownMessageType(_))
+                    && att.flow.server_idle();
+                self.detach(att, clean).await;
                 self.client
                     .fatal(
                         sqlstate::PROTOCOL_VIOLATION,

@@ -41,9 +41,18 @@ pub async fn authenticate(
     secret: Option<&Secret>,
 ) -> Outcome {
     let none = Credentials::default();
+    // PostgreSQL never accepts an empty password: an empty one in the
+    // auth_file is as good as none (the exchange still runs, then fails).
+    let known = secret.is_some();
+    let secret = secret.filter(|s| !is_empty_password(s, user));
     let result = match check_certificate(client, access.clientcert, user) {
         Err(f) => Err(f),
         Ok(()) => match access.method {
+            // As PgBouncer: trust still needs the user to exist (auth_file
+            // or auth_query).
+            Method::Trust if !known => {
+                Err(Failure::Denied("\"trust\" authentication failed".into()))
+            }
             Method::Trust => Ok(none),
             Method::Password => cleartext(client, user, secret).await.map(|p| Credentials {
                 password: Some(p),
@@ -173,6 +182,8 @@ async fn cleartext(
     let given =
         m::parse_password_message(body(&frame)).map_err(|e| Failure::Protocol(e.to_string()))?;
     let ok = match secret {
+        // An empty password is never accepted (as PostgreSQL).
+        _ if given.is_empty() => false,
         Some(Secret::Plain(p)) => constant_eq(p.as_bytes(), given.as_bytes()),
         Some(Secret::Md5(h)) => {
             let mine = causeway_protocol::auth::md5_password_hash(user, given);
@@ -206,10 +217,18 @@ async fn md5(client: &mut Client, user: &str, secret: Option<&Secret>) -> Result
 async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<Credentials, Failure> {
     // An unknown user still goes through the exchange (against a random
     // verifier) so the reply does not reveal which users exist.
+    let mut usable = secret.is_some();
     let mut server = match secret {
         Some(Secret::Plain(p)) => ScramServer::new(super::verifiers::plain(p)),
-        Some(s) => ScramServer::from_secret(s)
-            .map_err(|_| Failure::Refused("stored secret cannot do SCRAM"))?,
+        // A secret that cannot do SCRAM (an md5 hash) gets the same
+        // exchange as an unknown user: refused after it, not before.
+        Some(s) => match ScramServer::from_secret(s) {
+            Ok(server) => server,
+            Err(_) => {
+                usable = false;
+                ScramServer::new(super::verifiers::unknown())
+            }
+        },
         None => ScramServer::new(super::verifiers::unknown()),
     };
     // Over TLS, SCRAM-SHA-256-PLUS is offered too, bound to the hash of
@@ -230,8 +249,10 @@ async fn scram(client: &mut Client, secret: Option<&Secret>) -> Result<Credentia
     let fin = server
         .handle_client_final(m::parse_sasl_response(body(&frame)))
         .map_err(scram_failure)?;
-    if secret.is_none() {
-        return Err(Failure::Refused("unknown user"));
+    if !usable {
+        return Err(Failure::Refused(
+            "unknown user or secret unusable for SCRAM",
+        ));
     }
     m::write_auth_sasl_final(&mut client.out, &fin);
     let scram_keys = match (secret, server.client_key()) {
@@ -252,6 +273,18 @@ fn scram_failure(e: causeway_protocol::auth::ScramError) -> Failure {
         Failure::Refused("wrong password")
     } else {
         Failure::Protocol(format!("SCRAM authentication failed: {e}"))
+    }
+}
+
+/// An empty password in the auth_file, plain or as its md5 hash.
+fn is_empty_password(secret: &Secret, user: &str) -> bool {
+    match secret {
+        Secret::Plain(p) => p.is_empty(),
+        Secret::Md5(h) => constant_eq(
+            h.as_bytes(),
+            causeway_protocol::auth::md5_password_hash(user, "").as_bytes(),
+        ),
+        Secret::Scram(_) => false,
     }
 }
 

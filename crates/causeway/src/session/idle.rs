@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Buf;
 use causeway_metrics::RouteReason;
 use causeway_pool::{Pool, ServerConn};
+use causeway_protocol::scan::is_frontend_tag;
 use causeway_protocol::{backend, sqlstate, HEADER_LEN};
 use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView, StaleCause};
 
@@ -29,6 +30,14 @@ impl Session {
                 let tag = self.client.buf[0];
                 if tag == b'X' {
                     return State::Closed("client terminated");
+                }
+                if !is_frontend_tag(tag) {
+                    // Never forwarded: the server would end its connection.
+                    let e = causeway_protocol::ProtocolError::UnknownMessageType(tag as char);
+                    self.client
+                        .fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())
+                        .await;
+                    return State::Closed("client protocol violation");
                 }
                 let len = i32::from_be_bytes([
                     self.client.buf[1],

@@ -11,13 +11,15 @@ use super::client::Client;
 use super::startup::{self, StartupInfo};
 use super::{auth, auth_query, params, primary, Credentials};
 use crate::admin;
-use crate::app::{App, UserPermit};
+use crate::app::{App, ClientPermit, UserPermit};
 use crate::cancel::ClientKey;
 use crate::databases::Database;
 
 /// What a successful login established.
 pub(super) struct LoggedIn {
     pub _user_permit: UserPermit,
+    /// Its place in max_client_conn.
+    pub _client_permit: ClientPermit,
     pub creds: Credentials,
     pub db: Arc<Database>,
     pub user: String,
@@ -32,38 +34,53 @@ pub(super) struct LoggedIn {
 /// Where a successful login leads.
 pub(super) enum Login {
     Session(Box<LoggedIn>),
-    Admin(admin::Role),
+    /// The admin console, with its place in max_client_conn (+ reserve).
+    Admin(admin::Role, ClientPermit),
 }
 
 /// Startup and Authenticating, then the welcome. None: refused or gone.
+///
+/// Nothing about users or databases is told before authentication: an
+/// unknown database, a user who may not use the admin console, a user
+/// whose secret cannot do the method all go through the same exchange as
+/// anyone else and are refused after it.
 pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<Login> {
     let info: StartupInfo = match startup::negotiate(client, app).await {
         startup::Outcome::Login(info) => info,
         _ => return None,
     };
-    if admin::is_admin_db(&info.database) && !cfg.databases.contains_key(&info.database) {
-        let Some(role) = admin::role_of(app, &info.user) else {
-            client
-                .fatal(
-                    sqlstate::INVALID_AUTHORIZATION,
-                    &format!(
-                        "not allowed: \"{}\" is not in admin_users or stats_users",
-                        info.user
-                    ),
-                )
-                .await;
-            return None;
-        };
-        let secrets = app.secrets();
-        let access = access::decide(app, cfg, client, &info.database, &info.user)
-            .await
-            .ok()?;
-        return match auth::authenticate(client, access, &info.user, secrets.get(&info.user)).await {
-            auth::Outcome::Ok(_) => Some(Login::Admin(role)),
-            auth::Outcome::Failed => None,
-        };
+    let admin_db =
+        admin::is_admin_db(&info.database) && !cfg.databases.contains_key(&info.database);
+    // As PgBouncer: a full max_client_conn is told at once (it says
+    // nothing about users); the place itself is taken after authentication.
+    if app.client_count() >= app.max_clients(admin_db) {
+        refuse_full(app, client).await;
+        return None;
     }
-    let Some(db) = app.databases.get(&info.database, cfg, &app.secrets()) else {
+    if admin_db {
+        return admin_login(app, cfg, client, &info).await;
+    }
+    let secrets = app.secrets();
+    let db = app.databases.get(&info.database, cfg, &secrets);
+    let access = access::decide(app, cfg, client, &info.database, &info.user)
+        .await
+        .ok()?;
+    // The auth_file first; auth_query for users it does not list (trust
+    // too: the user must exist, as in PgBouncer).
+    let needs_secret = matches!(
+        access.method,
+        Method::Md5 | Method::ScramSha256 | Method::Password | Method::Trust
+    );
+    let looked_up = match (&db, secrets.get(&info.user)) {
+        (Some(db), None) if needs_secret => auth_query::lookup(app, cfg, db, &info.user).await,
+        _ => None,
+    };
+    let secret = secrets.get(&info.user).or(looked_up.as_ref());
+    let creds = match auth::authenticate(client, access, &info.user, secret).await {
+        auth::Outcome::Ok(creds) => creds,
+        auth::Outcome::Failed => return None,
+    };
+    let Some(db) = db else {
         if cfg.log_pooler_errors {
             tracing::info!(client = %client.peer, database = %info.database, "unknown database");
         }
@@ -75,22 +92,6 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
             .await;
         return None;
     };
-    let secrets = app.secrets();
-    let access = access::decide(app, cfg, client, &info.database, &info.user)
-        .await
-        .ok()?;
-    // The auth_file first; auth_query for users it does not list (only
-    // methods that check a password need one).
-    let needs_secret = matches!(
-        access.method,
-        Method::Md5 | Method::ScramSha256 | Method::Password
-    );
-    let looked_up = match secrets.get(&info.user) {
-        Some(_) => None,
-        None if needs_secret => auth_query::lookup(app, cfg, &db, &info.user).await,
-        None => None,
-    };
-    let secret = secrets.get(&info.user).or(looked_up.as_ref());
     if db.disabled.load(std::sync::atomic::Ordering::Relaxed) {
         client
             .fatal(
@@ -100,9 +101,9 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
             .await;
         return None;
     }
-    let creds = match auth::authenticate(client, access, &info.user, secret).await {
-        auth::Outcome::Ok(creds) => creds,
-        auth::Outcome::Failed => return None,
+    let Some(client_permit) = app.admit_client(false) else {
+        refuse_full(app, client).await;
+        return None;
     };
     let Some(user_permit) = app.admit_user(&info.user) else {
         client
@@ -143,6 +144,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
     }
     Some(Login::Session(Box::new(LoggedIn {
         _user_permit: user_permit,
+        _client_permit: client_permit,
         creds,
         db,
         user: info.user,
@@ -152,4 +154,51 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         pools,
         startup: info.params,
     })))
+}
+
+/// The admin console: authenticated like anyone, then the role checked.
+async fn admin_login(
+    app: &Arc<App>,
+    cfg: &Arc<Config>,
+    client: &mut Client,
+    info: &StartupInfo,
+) -> Option<Login> {
+    let secrets = app.secrets();
+    let access = access::decide(app, cfg, client, &info.database, &info.user)
+        .await
+        .ok()?;
+    let secret = secrets.get(&info.user);
+    if let auth::Outcome::Failed = auth::authenticate(client, access, &info.user, secret).await {
+        return None;
+    }
+    let Some(role) = admin::role_of(app, &info.user) else {
+        client
+            .fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                &format!(
+                    "not allowed: \"{}\" is not in admin_users or stats_users",
+                    info.user
+                ),
+            )
+            .await;
+        return None;
+    };
+    let Some(permit) = app.admit_client(true) else {
+        refuse_full(app, client).await;
+        return None;
+    };
+    Some(Login::Admin(role, permit))
+}
+
+/// max_client_conn reached (53300).
+async fn refuse_full(app: &App, client: &mut Client) {
+    if app.config().log_pooler_errors {
+        tracing::warn!(client = %client.peer, "max_client_conn reached, refusing client");
+    }
+    client
+        .fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "no more connections allowed (max_client_conn)",
+        )
+        .await;
 }

@@ -48,7 +48,7 @@ use causeway_protocol::sqlstate;
 use causeway_routing::{Classifier, RouteOverride};
 use tokio::time::Sleep;
 
-use crate::app::{App, UserPermit};
+use crate::app::{App, ClientPermit, UserPermit};
 use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
@@ -104,6 +104,8 @@ struct Session {
     /// What the client proved at login (reused towards servers).
     creds: Credentials,
     _user_permit: UserPermit,
+    /// Its place in max_client_conn.
+    _client_permit: ClientPermit,
     mode: PoolMode,
     /// What the client believes its session parameters are.
     params: ParamSet,
@@ -142,17 +144,9 @@ struct Session {
 pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
     let cfg = app.config();
     let mut client = Client::new(stream, peer);
-    let Some(_permit) = app.admit_client() else {
-        if cfg.log_pooler_errors {
-            tracing::warn!(client = %client.peer, "max_client_conn reached, refusing client");
-        }
-        client
-            .fatal(
-                sqlstate::TOO_MANY_CONNECTIONS,
-                "no more connections allowed (max_client_conn)",
-            )
-            .await;
-        return;
+    let slot = match crate::login_slots::acquire(&app, client.peer.ip()) {
+        Ok(slot) => slot,
+        Err(full) => return refuse_no_slot(&app, client, full).await,
     };
     let login = login::login(&app, &cfg, &mut client);
     // The login future borrows the client; it ends before the session takes it.
@@ -168,9 +162,11 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
         },
         None => login.await,
     };
+    // Logged in (or refused): the slot goes to the next login.
+    drop(slot);
     let l = match session {
         Some(login::Login::Session(l)) => l,
-        Some(login::Login::Admin(role)) => {
+        Some(login::Login::Admin(role, _permit)) => {
             crate::admin::serve(&app, &mut client, role).await;
             return;
         }
@@ -222,6 +218,7 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
         db: l.db,
         creds: l.creds,
         _user_permit: l._user_permit,
+        _client_permit: l._client_permit,
         user: l.user,
         mode: l.mode,
         params: l.params,
@@ -258,6 +255,38 @@ impl Session {
         if self.cfg.log_disconnections {
             tracing::info!(client = %self.client.peer, database = %self.db.name, user = %self.user, reason, "client closed");
         }
+    }
+}
+
+/// Time a connection without a login slot has to say what it wants
+/// before it is closed without a reply.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// No login slot: the SSLRequest is still answered (so libpq shows the
+/// reason) and a cancel request still forwarded, then 53300; within
+/// [`REFUSAL_DEADLINE`], and closed at once past the refusal bound.
+async fn refuse_no_slot(app: &Arc<App>, mut client: Client, full: crate::login_slots::Full) {
+    let cfg = app.config();
+    let setting = match full {
+        crate::login_slots::Full::Total => "client_login_slots",
+        crate::login_slots::Full::Addr => "client_login_slots_per_addr",
+    };
+    // Logged only for connections that are answered: past the refusal
+    // bound a flood would otherwise flood the log too.
+    let Some(_refusing) = crate::login_slots::refusing(app) else {
+        return;
+    };
+    if cfg.log_pooler_errors {
+        tracing::warn!(client = %client.peer, setting, "too many logins in progress, refusing client");
+    }
+    let negotiated = tokio::time::timeout(REFUSAL_DEADLINE, startup::negotiate(&mut client, app));
+    if let Ok(startup::Outcome::Login(_)) = negotiated.await {
+        client
+            .fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                &format!("too many logins in progress ({setting})"),
+            )
+            .await;
     }
 }
 

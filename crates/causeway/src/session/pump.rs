@@ -17,7 +17,7 @@ use std::sync::Arc;
 use causeway_config::PoolMode;
 use causeway_metrics::DbStats;
 use causeway_pool::{ParamSet, ServerConn};
-use causeway_protocol::scan::{body, Interest, Scanner, Step};
+use causeway_protocol::scan::{body, is_frontend_tag, Interest, Scanner, Step};
 use causeway_protocol::{backend, ProtocolError, HEADER_LEN};
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
@@ -1034,6 +1034,7 @@ fn note_parameter(b: &[u8], conn: &mut ServerConn, params: &mut ParamSet) -> Res
 fn client_interest(tag: u8) -> Interest {
     match tag {
         b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' | b'P' => Interest::Header,
+        _ if !is_frontend_tag(tag) => Interest::Reject,
         _ => Interest::Pass,
     }
 }
@@ -1044,6 +1045,7 @@ fn client_interest_tracked(tag: u8) -> Interest {
         b'Q' | b'S' | b'F' | b'X' | b'c' | b'f' | b'H' | b'P' | b'B' | b'D' | b'C' | b'E' => {
             Interest::Header
         }
+        _ if !is_frontend_tag(tag) => Interest::Reject,
         _ => Interest::Pass,
     }
 }
