@@ -497,18 +497,7 @@ async fn failover_keeps_read_your_writes_and_refuses_old_generation_replicas() {
     // monitor time to look first.)
     let mut toml = base_toml("transaction", "").replace("scram-sha-256", "trust");
     toml.push_str("\n[databases.app]\ndbname = \"app\"\n");
-    for n in c.nodes() {
-        let role = if n.name() == "primary" {
-            "primary"
-        } else {
-            "replica"
-        };
-        toml.push_str(&format!(
-            "\n[[databases.app.servers]]\nhost = \"{}\"\nport = {}\nrole = \"{role}\"\n",
-            n.host(),
-            n.port()
-        ));
-    }
+    toml.push_str(&servers_with_roles(&c));
     let cw = start_cw(APP_USERS, &toml).await;
     let logins: Vec<_> = (0..10)
         .map(|i| {

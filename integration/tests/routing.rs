@@ -699,18 +699,7 @@ async fn a_monitor_that_cannot_log_in_does_not_take_traffic_down() {
         "monitor_user = \"ghost\"\nadmin_users = [\"admin\"]",
     );
     toml.push_str("\n[databases.app]\ndbname = \"app\"\n");
-    for n in c.nodes() {
-        let role = if n.name() == "primary" {
-            "primary"
-        } else {
-            "replica"
-        };
-        toml.push_str(&format!(
-            "\n[[databases.app.servers]]\nhost = \"{}\"\nport = {}\nrole = \"{role}\"\n",
-            n.host(),
-            n.port()
-        ));
-    }
+    toml.push_str(&servers_with_roles(c));
     let cw = start_cw(&users, &toml).await;
     let client = cw.app().await;
     // Reads and writes keep working, on the configured primary.

@@ -279,6 +279,25 @@ pub fn split_toml(c: &Cluster, top: &str, db: &str) -> String {
     t
 }
 
+/// `[[databases.app.servers]]` entries for every node of `c`, each with
+/// its role as a hint (`primary` or `replica`).
+pub fn servers_with_roles(c: &Cluster) -> String {
+    let mut t = String::new();
+    for n in c.nodes() {
+        let role = if n.name() == "primary" {
+            "primary"
+        } else {
+            "replica"
+        };
+        t.push_str(&format!(
+            "\n[[databases.app.servers]]\nhost = \"{}\"\nport = {}\nrole = \"{role}\"\n",
+            n.host(),
+            n.port()
+        ));
+    }
+    t
+}
+
 /// Text values of the first row of the last result of `sql`.
 pub async fn row(client: &Client, sql: &str) -> Result<Vec<String>, tokio_postgres::Error> {
     let msgs = client.simple_query(sql).await?;
