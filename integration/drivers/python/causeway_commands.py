@@ -107,6 +107,10 @@ def tokens_psycopg(url_a, url_b, table):
     with psycopg.connect(url_a, autocommit=True) as a, psycopg.connect(
         url_b, autocommit=True
     ) as b, psycopg.connect(url_b, autocommit=True) as c:
+        # The control: plain lag-aware routing, so its reads show what a
+        # replica 300 ms late returns (with consistency = session a read
+        # that once fell back to the primary would keep it there).
+        c.execute("SET causeway.consistency = none")
         for i in range(1, TOKEN_LOOPS + 1):
             a.execute(f"UPDATE {table} SET v = %s WHERE k = 1", (i,))
             tok = a.execute("SHOW causeway.token", prepare=True).fetchone()[0]
@@ -126,6 +130,7 @@ async def tokens_asyncpg(url_a, url_b, table):
     a = await asyncpg.connect(url_a)
     b = await asyncpg.connect(url_b)
     c = await asyncpg.connect(url_b)
+    await c.execute("SET causeway.consistency = none")  # the control, as above
     sql = f"SELECT v, pg_is_in_recovery() FROM {table} WHERE k = 1"
     # asyncpg prepares with Parse/Describe/Flush: a unit without its Sync,
     # which Causeway routes to the primary and takes a token after. Let the

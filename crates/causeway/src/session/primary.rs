@@ -64,13 +64,15 @@ pub(super) async fn find(
 
 /// The server is down, starting or stopping (another may be the primary
 /// by now); not a refused login.
+/// A connect failure held back for server_login_retry counts too: the
+/// next login after a refused connect gets it at once.
 fn worth_waiting(e: &PoolError) -> bool {
     match e {
-        PoolError::Server(e) => match e {
+        PoolError::Server(e) | PoolError::LoginRetry(e) => match e {
             ServerError::Login { code, .. } => code.starts_with("57P"),
             ServerError::Connect { .. } | ServerError::Io(_) | ServerError::Timeout(_) => true,
             ServerError::Query { .. } | ServerError::Protocol(_) => false,
         },
-        PoolError::WaitTimeout | PoolError::LoginRetry(_) | PoolError::Closed => false,
+        PoolError::WaitTimeout | PoolError::Closed => false,
     }
 }
