@@ -280,3 +280,62 @@ async fn rolling_restart_keeps_session_clients_until_they_leave() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `peer_id` and `[peers]`: two instances, each knowing the other. A
+/// client on A runs pg_sleep(30); its cancel key (from A's BackendKeyData)
+/// is sent to B, as a load balancer might; B sees A's id in the key and
+/// forwards the request, and the query is cancelled (57014).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_sent_to_the_other_peer_still_cancels() {
+    let c = cluster().await;
+    let (pa, pb) = (free_port().unwrap(), free_port().unwrap());
+    let peers = format!(
+        "\n[peers.1]\nhost = \"127.0.0.1\"\nport = {pa}\n\n[peers.2]\nhost = \"127.0.0.1\"\nport = {pb}\n"
+    );
+    let toml = |port: u16, id: u16| {
+        format!("listen_port = {port}\npeer_id = {id}\n")
+            + &base_toml("transaction", "default_pool_size = 4")
+            + &peers
+            + &db_entry(c, "app", "")
+    };
+    let a = start_cw(APP_USERS, &toml(pa, 1)).await;
+    let b = start_cw(APP_USERS, &toml(pb, 2)).await;
+    let client = Arc::new(a.app().await);
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn({
+        let client = client.clone();
+        async move { client.simple_query("SELECT pg_sleep(30)").await }
+    });
+    let direct = direct(c).await;
+    eventually(STEP, "pg_sleep running on the primary", || async {
+        count_backends(
+            &direct,
+            "query = 'SELECT pg_sleep(30)' AND state = 'active'",
+        )
+        .await
+            == 1
+    })
+    .await;
+
+    let sent = Instant::now();
+    let to_b = tokio::net::TcpStream::connect(("127.0.0.1", pb))
+        .await
+        .unwrap();
+    token
+        .cancel_query_raw(to_b, NoTls)
+        .await
+        .expect("cancel request to B");
+    let r = within(STEP, "the cancelled query returns", sleeper)
+        .await
+        .unwrap();
+    let e = r.expect_err("pg_sleep(30) was not cancelled");
+    assert_eq!(code(&e).as_deref(), Some("57014"), "{e}");
+    eprintln!(
+        "cancel sent to the other peer: query cancelled {:?} later",
+        sent.elapsed()
+    );
+    // The client goes on.
+    assert_eq!(simple_one(&client, "SELECT 1").await.unwrap(), "1");
+    a.stop().await;
+    b.stop().await;
+}
