@@ -345,9 +345,37 @@ pub struct Config {
     /// on it.
     pub ryw_poll_interval: f64,
 
+    /// PgBouncer's `peer_id`: this instance's id among peered instances
+    /// (1-16383), carried in every cancel key it hands out; 0 = no peering.
+    pub peer_id: u16,
+    /// PgBouncer's `[peers]`: where each instance of the group listens, by
+    /// peer id. A cancel key of another peer is forwarded there.
+    pub peers: BTreeMap<String, PeerConfig>,
+
     pub databases: BTreeMap<String, DatabaseConfig>,
     pub users: BTreeMap<String, UserConfig>,
 }
+
+/// One `[peers]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerConfig {
+    /// Host name, IP address, or a unix socket directory (starts with `/`).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            host: String::new(),
+            port: 6432,
+        }
+    }
+}
+
+/// Largest `peer_id`: PgBouncer's limit (14 bits in the cancel key).
+pub const MAX_PEER_ID: u16 = 16383;
 
 impl Default for Config {
     fn default() -> Self {
@@ -440,6 +468,8 @@ impl Default for Config {
             ryw_fallback: RywFallback::Primary,
             ryw_force_flush: true,
             ryw_poll_interval: 0.001,
+            peer_id: 0,
+            peers: BTreeMap::new(),
             databases: BTreeMap::new(),
             users: BTreeMap::new(),
         }

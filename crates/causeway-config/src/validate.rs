@@ -47,6 +47,7 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
         }
     }
     tls(c)?;
+    peers(c)?;
     if c.default_pool_size == 0 {
         return bad("default_pool_size", "must be at least 1");
     }
@@ -177,6 +178,29 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
 /// TLS and authentication settings that cannot work together. (Whether
 /// the files exist and hold keys is checked when they are loaded, at
 /// start and at each reload.)
+fn peers(c: &Config) -> Result<(), Invalid> {
+    use crate::model::MAX_PEER_ID;
+    if c.peer_id > MAX_PEER_ID {
+        return bad("peer_id", format!("must be 0 (off) to {MAX_PEER_ID}"));
+    }
+    for (id, p) in &c.peers {
+        let key = |k: &str| format!("peers.{id}.{k}");
+        if !matches!(id.parse::<u16>(), Ok(1..=MAX_PEER_ID)) {
+            return bad(
+                format!("peers.{id}"),
+                format!("a peer id is a number from 1 to {MAX_PEER_ID}"),
+            );
+        }
+        if p.host.trim().is_empty() {
+            return bad(key("host"), "empty: where the peer listens");
+        }
+        if p.port == 0 {
+            return bad(key("port"), "must be 1-65535");
+        }
+    }
+    Ok(())
+}
+
 fn tls(c: &Config) -> Result<(), Invalid> {
     use crate::model::{AuthType, SslMode};
     if c.client_tls_sslmode != SslMode::Disable

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use causeway_config::{load, Config, DatabaseConfig, Layers, ServerConfig, UserConfig};
+use causeway_config::{load, Config, DatabaseConfig, Layers, PeerConfig, ServerConfig, UserConfig};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -35,7 +35,7 @@ fn keys<T: serde::Serialize>(v: &T) -> Vec<String> {
 
 fn all_keys() -> Vec<String> {
     let mut k = keys(&Config::default());
-    k.retain(|k| k != "databases" && k != "users");
+    k.retain(|k| k != "databases" && k != "users" && k != "peers");
     let db = DatabaseConfig {
         dbname: Some(String::new()),
         host: Some(String::new()),
@@ -88,6 +88,7 @@ fn all_keys() -> Vec<String> {
         consistency: Some(Default::default()),
     };
     k.extend(keys(&user));
+    k.extend(keys(&PeerConfig::default()));
     k
 }
 

@@ -254,15 +254,13 @@ fn include_reads_the_other_file_in_place() {
 }
 
 #[test]
-fn peered_example_is_refused_at_peer_id() {
-    let e = error("peered.ini");
-    let at = format!(
-        "{}:14: [pgbouncer] peer_id: ",
-        fixture("peered.ini").display()
-    );
-    assert!(e.contains(&at), "{e}");
-    assert!(e.contains("one instance replaces"), "{e}");
-    assert_eq!(e.lines().count(), 1, "{e}");
+fn peered_example_loads_with_its_peers() {
+    let c = loaded("peered.ini").config;
+    assert_eq!(c.peer_id, 1);
+    assert!(c.so_reuseport);
+    assert_eq!(c.peers.len(), 2);
+    assert_eq!(c.peers["2"].host, "/tmp/pgbouncer-b");
+    assert_eq!(c.peers["2"].port, 6432, "PgBouncer's default peer port");
 }
 
 #[test]

@@ -168,6 +168,30 @@ fn group_id(group: &str) -> Result<u32, String> {
 mod tests {
     use super::*;
 
+    /// so_reuseport: a second process can bind the same address, on IPv4
+    /// and on IPv6 (where the host has ::1); without it, it cannot.
+    #[tokio::test]
+    async fn reuseport_shares_the_port_on_ipv4_and_ipv6() {
+        for ip in ["127.0.0.1", "::1"] {
+            let any: SocketAddr = SocketAddr::new(ip.parse().unwrap(), 0);
+            let first = match bind_tcp(any, true) {
+                Ok(l) => l,
+                Err(e) if ip == "::1" => {
+                    eprintln!("no IPv6 loopback here ({e}): IPv6 half skipped");
+                    continue;
+                }
+                Err(e) => panic!("bind {any}: {e}"),
+            };
+            let addr = first.local_addr().unwrap();
+            let second = bind_tcp(addr, true).expect("second bind with so_reuseport");
+            assert_eq!(second.local_addr().unwrap(), addr);
+            assert!(
+                bind_tcp(addr, false).is_err(),
+                "{addr}: bound without so_reuseport"
+            );
+        }
+    }
+
     #[test]
     fn listen_addr_lists() {
         let v = listen_addrs("127.0.0.1, ::1,127.0.0.1", 6432).unwrap();

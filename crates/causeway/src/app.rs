@@ -21,7 +21,9 @@ pub const ADMIN_RESERVE: u32 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Running,
-    /// SIGTERM: no new clients; connected ones stay until they leave.
+    /// SIGTERM: no new clients; connected ones stay until they leave
+    /// (with so_reuseport, transaction-mode ones leave at their next
+    /// transaction boundary).
     NoAccept,
     /// SIGINT: no new clients; each closes once its server is released.
     Draining,

@@ -56,11 +56,32 @@ async fn accept_loop(app: Arc<App>, listener: Listener) {
             },
             _ = phase.changed() => {
                 if *phase.borrow() != Phase::Running {
-                    tracing::info!(listener = %listener.describe(), "no longer accepting new clients");
+                    let taken = take_queued(&app, &listener).await;
+                    tracing::info!(listener = %listener.describe(), queued = taken, "no longer accepting new clients");
                     // Dropping the listener closes it (and removes the unix socket file).
                     return;
                 }
             }
         }
     }
+}
+
+/// Connections the kernel has completed but not yet handed over: closing
+/// the listener would reset them, so they are taken and served like the
+/// others (with so_reuseport, new ones go to the other processes once this
+/// listener is closed). Returns how many were waiting.
+async fn take_queued(app: &Arc<App>, listener: &Listener) -> usize {
+    let mut n = 0;
+    // Bounded: a burst arriving meanwhile cannot hold the shutdown.
+    while n < 4096 {
+        // `timeout` polls the accept once before the zero delay expires.
+        match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+            Ok(Ok((stream, peer))) => {
+                tokio::spawn(session::serve(app.clone(), stream, peer));
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
 }

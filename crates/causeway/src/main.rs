@@ -12,6 +12,7 @@ mod import;
 mod listener;
 mod login_slots;
 mod metrics;
+mod peers;
 mod secrets;
 mod security;
 mod session;

@@ -1,5 +1,6 @@
 //! PgBouncer's signals: SIGHUP reload; SIGTERM stop accepting and wait for
-//! clients to leave; SIGINT stop accepting and close each client once its
+//! clients to leave (with so_reuseport, transaction-mode clients are closed
+//! at their next transaction boundary: a rolling restart); SIGINT stop accepting and close each client once its
 //! server is released; a second SIGTERM/SIGINT, or SIGQUIT, stops at once;
 //! SIGUSR1 pauses every database and SIGUSR2 resumes them (the admin
 //! console's PAUSE and RESUME without a database name).

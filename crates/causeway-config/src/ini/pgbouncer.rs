@@ -164,6 +164,7 @@ fn same_meaning(key: &str, v: &str) -> Result<Option<Mapped>, String> {
         | "server_check_delay" => Mapped::set(key, seconds(v)?),
         // An integer number of seconds in PgBouncer.
         "stats_period" => Mapped::set(key, int(v)? as f64),
+        "peer_id" => Mapped::set(key, int(v)?),
         "server_reset_query_always"
         | "tcp_keepalive"
         | "so_reuseport"
@@ -262,7 +263,6 @@ fn auth_type(v: &str) -> Result<Mapped, String> {
 /// anything else would be a limit or a protection that silently vanishes.
 fn refused(key: &str, v: &str) -> Result<Option<Mapped>, String> {
     let off = match key {
-        "peer_id" => int(v)? == 0,
         "disable_pqexec" => !boolean(v)?,
         "max_db_client_connections" | "max_user_client_connections" => int(v)? <= 0,
         "transaction_timeout" => seconds(v)? == 0.0,
@@ -273,10 +273,6 @@ fn refused(key: &str, v: &str) -> Result<Option<Mapped>, String> {
         return Ok(Some(Mapped::none()));
     }
     Err(match key {
-        "peer_id" => "cancel forwarding between peered instances is not implemented; Causeway is \
-                      multi-threaded, so one instance replaces a group of peered PgBouncers on a host: \
-                      remove peer_id and [peers]"
-            .into(),
         "disable_pqexec" => "refusing the simple query protocol is not implemented".into(),
         "max_user_client_connections" => {
             "is only per user in Causeway: set it on each [users] entry".into()
@@ -487,7 +483,6 @@ mod tests {
     #[test]
     fn silent_changes_are_refused_and_off_values_pass() {
         for (k, on, off) in [
-            ("peer_id", "1", "0"),
             ("disable_pqexec", "1", "0"),
             ("max_db_client_connections", "10", "0"),
             ("max_user_client_connections", "10", "0"),

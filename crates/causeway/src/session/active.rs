@@ -5,13 +5,14 @@ use causeway_config::PoolMode;
 use causeway_protocol::sqlstate;
 
 use super::pump::{End, RetryCause};
-use super::{Attached, Retry, Session, State};
+use super::{Attached, Retry, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
 impl Session {
     pub(super) async fn active(&mut self, mut att: Attached) -> State {
         att.flow.restores = !self.startup.is_empty();
         att.flow.close_idle = Some(self.close_idle.clone());
+        att.flow.stop_when_idle |= self.leaves_at_boundary();
         loop {
             let end = self.pump(&mut att).await;
             match end {
@@ -21,17 +22,21 @@ impl Session {
                         return closed;
                     }
                 }
-                End::Release if !att.flow.stop_when_idle => match self.settle_state(&mut att).await
+                End::Release
+                    if !att.flow.stop_when_idle
+                        || (!att.flow.goodbye && self.mode != PoolMode::Session) =>
                 {
-                    Ok(true) => att.flow.stay(),
-                    Ok(false) => return self.ended(att, end).await,
-                    Err(e) => {
-                        tracing::warn!(client = %self.client.peer, error = %e, "server connection failed after the transaction; closed");
-                        self.pin = None;
-                        self.detach(att, false).await;
-                        return State::Idle;
+                    match self.settle_state(&mut att).await {
+                        Ok(true) => att.flow.stay(),
+                        Ok(false) => return self.ended(att, end).await,
+                        Err(e) => {
+                            tracing::warn!(client = %self.client.peer, error = %e, "server connection failed after the transaction; closed");
+                            self.pin = None;
+                            self.detach(att, false).await;
+                            return State::Idle;
+                        }
                     }
-                },
+                }
                 _ => return self.ended(att, end).await,
             }
         }
@@ -48,14 +53,13 @@ impl Session {
                     if self.info.info.is_killed() {
                         return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator", "killed");
                     }
-                    let phase = self.app.phase();
-                    if phase == Phase::Stopping || (phase == Phase::Draining && flow.server_idle() && flow.server_ready() == 0) {
-                        return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down", "shutdown");
+                    let stopping = self.app.phase() == Phase::Stopping;
+                    let leaves = self.leaves_at_boundary();
+                    if stopping || (leaves && flow.server_idle() && flow.server_ready() == 0) {
+                        return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE, "shutdown");
                     }
-                    if phase == Phase::Draining {
-                        // Busy now: stop at the end of the transaction.
-                        flow.stop_when_idle = true;
-                    }
+                    // Busy now: leave at the end of the transaction.
+                    flow.stop_when_idle |= leaves;
                 }
             }
         }
@@ -71,6 +75,11 @@ impl Session {
                 State::Closed(reason)
             }
             End::Restore => unreachable!("handled by active()"),
+            End::Release if att.flow.goodbye => {
+                // Told already, together with its last ReadyForQuery.
+                self.detach(att, true).await;
+                State::Closed("shutdown")
+            }
             End::Release => {
                 self.retry = Retry::default();
                 self.detach(att, true).await;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Buf;
+use causeway_config::PoolMode;
 use causeway_metrics::RouteReason;
 use causeway_pool::{Pool, ServerConn};
 use causeway_protocol::scan::is_frontend_tag;
@@ -12,7 +13,7 @@ use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionV
 
 use super::consistency::Floor;
 use super::pump::{Flow, RetryCause, Timeouts};
-use super::{secs, sleep_or_forever, Attached, Retry, Session, State};
+use super::{secs, sleep_or_forever, Attached, Retry, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
 /// While it waits for a server, a client's bytes are read (to notice it
@@ -23,7 +24,7 @@ impl Session {
     /// No server attached: wait for the next request and route it.
     pub(super) async fn idle(&mut self) -> State {
         loop {
-            if let Some(closed) = self.interrupted().await {
+            if let Some(closed) = self.leave_if_due().await {
                 return closed;
             }
             if self.client.buf.len() >= HEADER_LEN {
@@ -69,6 +70,7 @@ impl Session {
                         }
                     }
                 }
+                self.drain_grace_end = None;
                 return self.attach(tag).await;
             }
             // An idle client holds no buffer: it goes back to the thread's
@@ -77,6 +79,8 @@ impl Session {
                 self.client.park_buffer();
             }
             let idle_timeout = secs(self.cfg.client_idle_timeout);
+            // Draining: the idle client's grace ends (leave_if_due closes it).
+            let grace_end = self.drain_grace_end;
             // A write's token arriving while the client is idle is reported
             // at once (ParameterStatus causeway.token).
             let mut pending = self.ryw.pending.take();
@@ -104,6 +108,7 @@ impl Session {
                     }
                 },
                 _ = self.info.info.wake.notified() => {}
+                _ = sleep_until_or_forever(grace_end) => {}
                 _ = sleep_or_forever(idle_timeout) => {
                     self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
                     return State::Closed("client_idle_timeout");
@@ -111,6 +116,58 @@ impl Session {
             }
             if pending.is_some() {
                 self.ryw.pending = pending;
+            }
+        }
+    }
+
+    /// Whether this client is closed at its next transaction boundary.
+    /// SIGINT: every client. SIGTERM: clients leave by themselves (session
+    /// state stays theirs), except that with so_reuseport a
+    /// transaction-mode client that is not pinned has nothing on its
+    /// server to lose, so it moves to the process now serving the port.
+    pub(super) fn leaves_at_boundary(&self) -> bool {
+        match self.app.phase() {
+            Phase::Running => false,
+            Phase::NoAccept => {
+                self.cfg.so_reuseport && self.mode != PoolMode::Session && self.pin.is_none()
+            }
+            Phase::Draining | Phase::Stopping => true,
+        }
+    }
+
+    /// At a transaction boundary: KILL and shutdown as in
+    /// [`Session::interrupted`], and a draining shutdown closes the client
+    /// once it has been silent for [`super::DRAIN_IDLE_GRACE`] (a request
+    /// it sends meanwhile is run, and the client is closed right behind its
+    /// ReadyForQuery instead).
+    async fn leave_if_due(&mut self) -> Option<State> {
+        if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
+            return self.interrupted().await;
+        }
+        if !self.leaves_at_boundary() {
+            return None;
+        }
+        if self.client.buf.is_empty() {
+            match self.client.try_read_more() {
+                Ok(Some(0)) | Err(_) => return Some(State::Closed("client closed connection")),
+                Ok(_) => {}
+            }
+        }
+        if !self.client.buf.is_empty() {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        match self.drain_grace_end {
+            None => {
+                self.drain_grace_end = Some(now + super::DRAIN_IDLE_GRACE);
+                None
+            }
+            Some(t) if now < t => None,
+            Some(_) => {
+                self.client
+                    .fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE)
+                    .await;
+                Some(State::Closed("shutdown"))
             }
         }
     }
@@ -130,7 +187,7 @@ impl Session {
         match self.app.phase() {
             Phase::Draining | Phase::Stopping => {
                 self.client
-                    .fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down")
+                    .fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE)
                     .await;
                 Some(State::Closed("shutdown"))
             }
@@ -452,4 +509,11 @@ pub(super) enum Acquire {
     /// The session must end (the client left, was killed, or shutdown).
     Closed(&'static str),
     Failed(causeway_pool::PoolError),
+}
+
+async fn sleep_until_or_forever(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }

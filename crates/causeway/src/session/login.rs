@@ -129,7 +129,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         };
     pools[primary] = Some(pool);
     let (params, report) = params::initial(&welcome, &info.params, cfg);
-    let key = app.cancels.register();
+    let key = app.cancels.register(cfg.peer_id);
     if mode != PoolMode::Session {
         // Session mode is welcomed once its server is attached (welcome.rs).
         for (k, v) in &report {

@@ -58,6 +58,9 @@ use pump::Flow;
 pub use auth::Credentials;
 pub(crate) use client::Client;
 
+/// What a client closed by a shutdown is told (FATAL 57P01).
+const SHUTDOWN_MESSAGE: &str = "pooler is shutting down";
+
 /// Named states of a logged-in session. `Active` is held by value: moving
 /// it costs less than an allocation per transaction.
 #[allow(clippy::large_enum_variant)]
@@ -138,7 +141,16 @@ struct Session {
     pin: Option<causeway_pool::PinGuard>,
     /// Statements and portals that are Causeway commands.
     local_ext: local_ext::LocalExt,
+    /// Draining and idle: when the client is closed if it sends nothing
+    /// before (see `Session::leave_if_due`).
+    drain_grace_end: Option<tokio::time::Instant>,
 }
+
+/// Draining: how long an idle client may stay silent before it is closed.
+/// A busy client sends its next transaction well within this and is
+/// closed right behind that transaction's ReadyForQuery, which it cannot
+/// race; an idle one is closed when it is least likely to be sending.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one client connection from accept to close.
 pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
@@ -205,6 +217,7 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
         welcomed: None,
         prep: Some(Box::new(prep)),
         local_ext: Default::default(),
+        drain_grace_end: None,
         ryw,
         split,
         classifier,

@@ -11,20 +11,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 
 use causeway_config::PoolMode;
 use causeway_metrics::DbStats;
 use causeway_pool::{ParamSet, ServerConn};
 use causeway_protocol::scan::{body, is_frontend_tag, Interest, Scanner, Step};
-use causeway_protocol::{backend, ProtocolError, HEADER_LEN};
+use causeway_protocol::{backend, sqlstate, ProtocolError, HEADER_LEN};
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
 use super::client::Client;
 use super::prepared::{ClientAction, Prep, ServerAction, MAX_HELD};
+use super::SHUTDOWN_MESSAGE;
 
 /// Stop reading a side while this many of its bytes wait to be written.
 const HIGH_WATER: usize = 256 * 1024;
@@ -129,9 +130,14 @@ pub struct Flow {
     /// next routing decision.
     release_seen: bool,
     terminate: bool,
-    /// Shutdown (SIGINT): end the attachment at the next idle
-    /// ReadyForQuery, also in session mode.
+    /// Shutdown (SIGINT, or SIGTERM with so_reuseport in transaction
+    /// mode): end the attachment at the next idle ReadyForQuery, also in
+    /// session mode.
     pub stop_when_idle: bool,
+    /// With `stop_when_idle`: the client's FATAL 57P01 went out right
+    /// behind that ReadyForQuery (see [`Flow::say_goodbye`]); the session
+    /// ends once it is written.
+    pub goodbye: bool,
     /// Replica units: client bytes of the unit still to be scanned; at 0
     /// nothing more is forwarded until the server answers (the next unit
     /// is routed afresh). None = no limit.
@@ -215,6 +221,7 @@ impl Flow {
             release_seen: false,
             terminate: false,
             stop_when_idle: false,
+            goodbye: false,
             unit_left: None,
             hold: false,
             c_sent: 0,
@@ -481,6 +488,9 @@ impl Flow {
             if let Err(e) = self.scan_client(client, conn) {
                 return Poll::Ready(End::ClientProtocol(e));
             }
+            if self.release_seen && self.stop_when_idle && !self.goodbye && client.buf.is_empty() {
+                self.say_goodbye(conn);
+            }
             // Newly checked bytes (or a Terminate/ReadyForQuery seen) need
             // another turn to be written out.
             progress |= before
@@ -525,6 +535,22 @@ impl Flow {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// Draining: the transaction is over and the client has sent nothing
+    /// more, so it is closed here. The FATAL goes into the same write as
+    /// the ReadyForQuery: a client reads both together and knows the
+    /// connection is gone before it sends its next query, instead of
+    /// sending it into a socket about to close. (Bytes the client sends
+    /// after this are never run.)
+    fn say_goodbye(&mut self, conn: &mut ServerConn) {
+        let mut msg = BytesMut::with_capacity(64);
+        backend::write_error(&mut msg, true, sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE);
+        let tail = conn.buf.split_off(self.s_ready);
+        conn.buf.extend_from_slice(&msg);
+        conn.buf.unsplit(tail);
+        self.s_ready += msg.len();
+        self.goodbye = true;
     }
 
     /// The server socket failed: a held read is retried, else the client

@@ -58,11 +58,7 @@ pub async fn negotiate(client: &mut Client, app: &App) -> Outcome {
                 }
             }
             Ok(StartupPacket::Cancel { pid, secret }) => {
-                if let Some(target) = app.cancels.lookup(pid, secret) {
-                    if let Err(e) = causeway_pool::forward_cancel(&target).await {
-                        tracing::warn!(error = %e, "forwarding cancel request failed");
-                    }
-                }
+                crate::peers::cancel(app, pid, secret).await;
                 return Outcome::Done;
             }
             Ok(StartupPacket::Startup {
