@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use causeway_integration::cluster::{free_ports, processes_in_dir};
+use causeway_integration::causeway::first_free_port;
+use causeway_integration::cluster::processes_in_dir;
 use causeway_integration::eventually;
 use common::*;
 
@@ -381,7 +382,7 @@ async fn follows_patroni_switchover_failover_and_new_member() {
         );
         return;
     }
-    let mut ports = free_ports(10).unwrap();
+    let mut ports = stable_ports(10);
     let mut ha = Ha::start(&mut ports);
     let net: Vec<(u16, u16)> = (0..4)
         .map(|_| (ports.pop().unwrap(), ports.pop().unwrap()))
@@ -613,6 +614,21 @@ async fn follows_patroni_switchover_failover_and_new_member() {
         reads.errors.lock().unwrap()
     );
     cw.stop().await;
+}
+
+/// `n` free loopback ports below the kernel's ephemeral range (32768 and
+/// up), so that the outgoing connections of etcd, Patroni and PostgreSQL
+/// cannot take one between this pick and the bind; the start is spread by
+/// pid so concurrent runs rarely look at the same ports.
+fn stable_ports(n: usize) -> Vec<u16> {
+    let mut from = 20000 + (std::process::id() % 500) as u16 * 20;
+    (0..n)
+        .map(|_| {
+            let p = first_free_port(from, 32000).expect("a free port below 32000");
+            from = p + 1;
+            p
+        })
+        .collect()
 }
 
 /// pgbench processes started by this test process (children of it).
