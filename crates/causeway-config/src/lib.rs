@@ -4,6 +4,7 @@
 pub mod ini;
 mod load;
 mod model;
+mod patroni;
 mod validate;
 
 pub use load::{
@@ -11,3 +12,4 @@ pub use load::{
     SYSTEM_CONFIG,
 };
 pub use model::*;
+pub use patroni::patroni_authority;

@@ -115,6 +115,17 @@ pub enum RoleHint {
     Replica,
 }
 
+/// The source of a database's server list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ServersFrom {
+    /// The `host`/`servers` entries of the configuration.
+    #[default]
+    Config,
+    /// The members Patroni reports (`patroni_url`).
+    Patroni,
+}
+
 /// How reads are spread over the routable replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -515,6 +526,12 @@ pub struct DatabaseConfig {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub servers: Vec<ServerConfig>,
+    /// Where the server list comes from: `config` (the entries above) or
+    /// `patroni` (the members of Patroni's `GET /cluster`, kept in sync;
+    /// `servers` above then only serve until Patroni first answers).
+    pub servers_from: ServersFrom,
+    /// Patroni REST API base addresses (`http://host:8008`), tried in turn.
+    pub patroni_url: Vec<String>,
     /// Force this server login user (PgBouncer's `user=`).
     pub user: Option<String>,
     pub password: Option<String>,

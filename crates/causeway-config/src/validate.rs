@@ -7,6 +7,42 @@ pub struct Invalid {
     pub reason: String,
 }
 
+/// `servers_from = "patroni"` needs loopback-or-not `http://` addresses
+/// (https is not supported yet); `patroni_url` alone is a mistake.
+fn patroni_source(name: &str, db: &crate::DatabaseConfig) -> Result<(), Invalid> {
+    let key = |k: &str| format!("databases.{name}.{k}");
+    if db.servers_from != crate::ServersFrom::Patroni {
+        if !db.patroni_url.is_empty() {
+            return bad(
+                key("patroni_url"),
+                "set servers_from = \"patroni\" to use it",
+            );
+        }
+        return Ok(());
+    }
+    if name == "*" {
+        return bad(
+            key("servers_from"),
+            "the `*` fallback cannot follow Patroni",
+        );
+    }
+    if db.patroni_url.is_empty() {
+        return bad(
+            key("patroni_url"),
+            "servers_from = \"patroni\" needs at least one http://host:port",
+        );
+    }
+    for u in &db.patroni_url {
+        if crate::patroni_authority(u).is_none() {
+            return bad(
+                key("patroni_url"),
+                format!("not http://host:port (https is not supported): {u:?}"),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn bad(key: impl Into<String>, reason: impl Into<String>) -> Result<(), Invalid> {
     Err(Invalid {
         key: key.into(),
@@ -116,7 +152,8 @@ pub fn check(c: &Config) -> Result<(), Invalid> {
     for (name, db) in &c.databases {
         let key = |k: &str| format!("databases.{name}.{k}");
         let servers = db.server_list();
-        if servers.is_empty() {
+        patroni_source(name, db)?;
+        if servers.is_empty() && db.servers_from != crate::ServersFrom::Patroni {
             return bad(
                 key("servers"),
                 "a database needs `host` or at least one [[servers]] entry",
@@ -242,6 +279,53 @@ mod tests {
 
     fn key_of(c: &Config) -> Option<String> {
         check(c).err().map(|e| e.key)
+    }
+
+    #[test]
+    fn patroni_source_needs_http_urls_and_no_servers() {
+        let with = |name: &str, db: crate::DatabaseConfig| Config {
+            databases: [(name.to_string(), db)].into_iter().collect(),
+            ..Config::default()
+        };
+        let patroni = crate::DatabaseConfig {
+            servers_from: crate::ServersFrom::Patroni,
+            patroni_url: vec!["http://127.0.0.1:8008".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            key_of(&with("app", patroni.clone())),
+            None,
+            "no servers needed"
+        );
+        let https = crate::DatabaseConfig {
+            patroni_url: vec!["https://127.0.0.1:8008".into()],
+            ..patroni.clone()
+        };
+        assert_eq!(
+            key_of(&with("app", https)).as_deref(),
+            Some("databases.app.patroni_url")
+        );
+        let none = crate::DatabaseConfig {
+            patroni_url: vec![],
+            ..patroni.clone()
+        };
+        assert_eq!(
+            key_of(&with("app", none)).as_deref(),
+            Some("databases.app.patroni_url")
+        );
+        assert_eq!(
+            key_of(&with("*", patroni.clone())).as_deref(),
+            Some("databases.*.servers_from")
+        );
+        let stray = crate::DatabaseConfig {
+            servers_from: crate::ServersFrom::Config,
+            host: Some("h".into()),
+            ..patroni
+        };
+        assert_eq!(
+            key_of(&with("app", stray)).as_deref(),
+            Some("databases.app.patroni_url")
+        );
     }
 
     #[test]

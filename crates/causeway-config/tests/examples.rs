@@ -71,6 +71,8 @@ fn all_keys() -> Vec<String> {
         server_tls_protocols: Some(String::new()),
         server_tls_ciphers: Some(String::new()),
         servers: vec![],
+        servers_from: Default::default(),
+        patroni_url: vec![],
     };
     k.extend(keys(&db));
     k.extend(keys(&ServerConfig {

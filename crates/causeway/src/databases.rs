@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use causeway_config::{
     Config, DatabaseConfig, LoadBalance, PrimaryReads, ReplicaUnavailable, RoleHint, Routing,
-    ServerConfig,
+    ServerConfig, ServersFrom,
 };
 use causeway_metrics::{DbStats, RouteStats, RywStats};
 use causeway_monitor::{Monitor, MonitorConfig, ServerAddr, Snapshot};
@@ -17,6 +17,10 @@ use causeway_routing::{Classifier, ReadWrite, Role, ServerState, SplitConfig, To
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::AtomicBool;
 use tokio::sync::watch;
+
+mod patroni;
+mod patroni_cluster;
+mod patroni_http;
 
 use crate::secrets::Secrets;
 use crate::security::Security;
@@ -67,11 +71,11 @@ impl Database {
     fn new(
         name: &str,
         cfg: &DatabaseConfig,
+        servers: Vec<ServerConfig>,
         config: &Config,
         secrets: &Secrets,
         security: &Security,
     ) -> Self {
-        let servers = cfg.server_list();
         let load = Arc::new(Load::new(servers.len()));
         let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
         let topo_version = Arc::new(watch::channel(0u64).0);
@@ -346,7 +350,9 @@ fn spawn_monitor(
 pub struct Databases {
     /// Server-side TLS handles (shared with the App).
     pub security: Arc<Security>,
-    map: RwLock<HashMap<String, Arc<Database>>>,
+    map: Arc<patroni::Map>,
+    /// `servers_from = "patroni"` databases: their watchers' views.
+    sources: Mutex<HashMap<String, Arc<patroni::Source>>>,
     user_limits: Mutex<HashMap<String, Arc<Limit>>>,
     /// The configuration of the last reload, set under the map's lock: a
     /// session still holding the older config must not recreate a database
@@ -378,9 +384,45 @@ impl Databases {
             None => (config, secrets),
         };
         let cfg = config.database(name)?;
-        let db = Arc::new(Database::new(name, cfg, config, secrets, &self.security));
+        let servers = self.servers_for(name, cfg);
+        let db = Arc::new(Database::new(
+            name,
+            cfg,
+            servers,
+            config,
+            secrets,
+            &self.security,
+        ));
         map.insert(name.to_string(), db.clone());
         Some(db)
+    }
+
+    /// The servers of a database entry: its configured ones, or the members
+    /// Patroni last reported (the configured ones until it first answers).
+    /// Starts following Patroni on first use. Called under the map's lock.
+    fn servers_for(&self, name: &str, cfg: &DatabaseConfig) -> Vec<ServerConfig> {
+        if cfg.servers_from != ServersFrom::Patroni {
+            return cfg.server_list();
+        }
+        let src = self
+            .sources
+            .lock()
+            .entry(name.to_string())
+            .and_modify(|s| {
+                if s.urls != cfg.patroni_url {
+                    *s = patroni::Source::start(
+                        name,
+                        cfg.patroni_url.clone(),
+                        Arc::downgrade(&self.map),
+                    );
+                }
+            })
+            .or_insert_with(|| {
+                patroni::Source::start(name, cfg.patroni_url.clone(), Arc::downgrade(&self.map))
+            })
+            .clone();
+        let known = src.servers.read().clone();
+        known.unwrap_or_else(|| cfg.server_list())
     }
 
     pub fn all(&self) -> Vec<Arc<Database>> {
@@ -452,7 +494,14 @@ impl Databases {
                 db.pools().iter().for_each(Pool::close);
                 return false;
             };
-            if cfg.server_list() != db.servers
+            let servers = self.servers_for(name, cfg);
+            let changed = if cfg.servers_from == ServersFrom::Patroni {
+                // Role hints follow Patroni without a rebuild.
+                !patroni_cluster::same_members(&servers, &db.servers)
+            } else {
+                servers != db.servers
+            };
+            if changed
                 || config.server_tls_for(cfg) != db.tls_key
                 || cfg.dbname != db.cfg.dbname
                 || cfg.user != db.cfg.user
@@ -491,6 +540,11 @@ impl Databases {
                 );
             }
             true
+        });
+        self.sources.lock().retain(|name, src| {
+            config.database(name).is_some_and(|cfg| {
+                cfg.servers_from == ServersFrom::Patroni && cfg.patroni_url == src.urls
+            })
         });
         for (user, limit) in self.user_limits.lock().iter() {
             limit.set_max(config.max_user_connections_for(user));
