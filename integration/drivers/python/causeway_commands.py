@@ -3,7 +3,7 @@
 
 Usage: python causeway_commands.py URL_A URL_B TAG
   URL_A, URL_B: two Causeway instances (transaction mode) in front of the
-  same primary and replicas; the replicas apply WAL about 300 ms late.
+  same primary and replicas; the replicas apply WAL 2 s late (long enough that the control read is stale even on a loaded machine).
 
 1. SET/SHOW/RESET causeway.* answer the same through psycopg 3 (the
    default prepare threshold, which prepares a statement after 5 runs, and
@@ -108,7 +108,7 @@ def tokens_psycopg(url_a, url_b, table):
         url_b, autocommit=True
     ) as b, psycopg.connect(url_b, autocommit=True) as c:
         # The control: plain lag-aware routing, so its reads show what a
-        # replica 300 ms late returns (with consistency = session a read
+        # replica 2 s late returns (with consistency = session a read
         # that once fell back to the primary would keep it there).
         c.execute("SET causeway.consistency = none")
         for i in range(1, TOKEN_LOOPS + 1):

@@ -133,17 +133,13 @@ impl Session {
     /// Reads `search_path` and `role` back: the client's own values (set
     /// in its session) are carried; defaults are forgotten.
     async fn read_back(&mut self, conn: &mut ServerConn) -> Result<(), ServerError> {
-        let mut sql = String::from(
-            "SELECT name || '=' || setting FROM pg_catalog.pg_settings WHERE source = 'session' AND name IN (",
-        );
-        for (i, n) in READ_BACK.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            quote_literal(&mut sql, n);
-        }
-        sql.push(')');
-        let rows = conn.query_column(&sql, 0).await?;
+        // `role` is not in pg_settings (GUC_NO_SHOW_ALL): current_setting
+        // says 'none' when no SET ROLE is in force.
+        const SQL: &str = "SELECT 'search_path=' || setting FROM pg_catalog.pg_settings \
+             WHERE source = 'session' AND name = 'search_path' \
+             UNION ALL SELECT 'role=' || pg_catalog.current_setting('role') \
+             WHERE pg_catalog.current_setting('role') <> 'none'";
+        let rows = conn.query_column(SQL, 0).await?;
         for name in READ_BACK {
             let value = rows.iter().flatten().find_map(|r| {
                 r.split_once('=')
