@@ -307,10 +307,10 @@ async fn causeway_commands_and_tokens_through_python_drivers() {
     let a = split_cw().await;
     let b = split_cw().await;
     let url = |cw: &Cw| format!("postgresql://app:app_pw@127.0.0.1:{}/app", cw.port());
-    // Replicas apply WAL 2 s late: without a token, a read right after
+    // Replicas apply WAL 1 s late: without a token, a read right after
     // a write misses it.
     for i in 0..2 {
-        tokio::task::spawn_blocking(move || c.set_apply_delay(i, Duration::from_secs(2)))
+        tokio::task::spawn_blocking(move || c.set_apply_delay(i, Duration::from_secs(1)))
             .await
             .unwrap()
             .expect("apply delay");

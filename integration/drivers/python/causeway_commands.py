@@ -3,7 +3,7 @@
 
 Usage: python causeway_commands.py URL_A URL_B TAG
   URL_A, URL_B: two Causeway instances (transaction mode) in front of the
-  same primary and replicas; the replicas apply WAL 2 s late (long enough that the control read is stale even on a loaded machine).
+  same primary and replicas; the replicas apply WAL 1 s late (long enough that the control read is stale even on a loaded machine).
 
 1. SET/SHOW/RESET causeway.* answer the same through psycopg 3 (the
    default prepare threshold, which prepares a statement after 5 runs, and
@@ -17,6 +17,7 @@ Prints one line per check; exits non-zero on the first failure.
 """
 
 import asyncio
+import time
 import sys
 
 import asyncpg
@@ -102,15 +103,31 @@ async def check_asyncpg(url, tok):
     ok("asyncpg", f"{ROUNDS} rounds of {len(expected(tok))} prepared commands, and execute()")
 
 
+def wait_replicated(read):
+    """Polls `read` (bounded, 15 s) until it is served by a replica that has
+    the table: the replicas are late and out of rotation at first."""
+    for _ in range(300):
+        try:
+            if read()[1]:
+                return
+        except psycopg.errors.UndefinedTable:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the control session never read from a replica")
+
+
 def tokens_psycopg(url_a, url_b, table):
     stale = control = on_replica = c_on_replica = 0
     with psycopg.connect(url_a, autocommit=True) as a, psycopg.connect(
         url_b, autocommit=True
     ) as b, psycopg.connect(url_b, autocommit=True) as c:
         # The control: plain lag-aware routing, so its reads show what a
-        # replica 2 s late returns (with consistency = session a read
+        # replica 1 s late returns (with consistency = session a read
         # that once fell back to the primary would keep it there).
         c.execute("SET causeway.consistency = none")
+        wait_replicated(
+            lambda: c.execute(f"SELECT v, pg_is_in_recovery() FROM {table} WHERE k = 1").fetchone()
+        )
         for i in range(1, TOKEN_LOOPS + 1):
             a.execute(f"UPDATE {table} SET v = %s WHERE k = 1", (i,))
             tok = a.execute("SHOW causeway.token", prepare=True).fetchone()[0]
@@ -132,11 +149,15 @@ async def tokens_asyncpg(url_a, url_b, table):
     c = await asyncpg.connect(url_b)
     await c.execute("SET causeway.consistency = none")  # the control, as above
     sql = f"SELECT v, pg_is_in_recovery() FROM {table} WHERE k = 1"
-    # asyncpg prepares with Parse/Describe/Flush: a unit without its Sync,
-    # which Causeway routes to the primary and takes a token after. Let the
-    # replicas pass that token, so that the control reads from them.
-    await c.fetchval(sql)
-    await asyncio.sleep(0.6)
+    for _ in range(300):  # as wait_replicated: until a replica with the table serves it
+        try:
+            if (await c.fetchrow(sql))[1]:
+                break
+        except asyncpg.exceptions.UndefinedTableError:
+            pass
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("asyncpg: the control session never read from a replica")
     try:
         for i in range(1, TOKEN_LOOPS + 1):
             await a.execute(f"UPDATE {table} SET v = {i} WHERE k = 1")
