@@ -373,6 +373,8 @@ pub struct Prep {
     /// The client's SQL-level prepared statements: name -> the PREPARE
     /// statement that made it (see sql_prepared.rs).
     pub sql_text: HashMap<String, Box<str>>,
+    /// Bytes of `sql_text` (bounded by `MAX_SQL_TEXT_BYTES`).
+    pub sql_text_bytes: usize,
     /// Those prepared on the attached server (deallocated at release).
     pub sql_here: Vec<String>,
     /// Single-statement PREPAREs seen, and PREPARE completions: more
@@ -395,6 +397,7 @@ impl Prep {
             stage: BytesMut::new(),
             counts: Counts::default(),
             sql_text: HashMap::new(),
+            sql_text_bytes: 0,
             sql_here: Vec::new(),
             sql_recognized: 0,
             sql_completed: 0,
@@ -953,6 +956,7 @@ impl Prep {
             cache.clear();
             self.map.clear();
             self.sql_text.clear();
+            self.sql_text_bytes = 0;
             self.sql_here.clear();
             // Requests sent after it still take effect.
             for p in &self.queue {
@@ -1562,5 +1566,36 @@ mod tests {
             q.client(b'P', &noname[..100], noname.len(), &mut s1),
             ClientAction::NeedMore
         );
+    }
+
+    #[test]
+    fn sql_prepare_texts_are_kept_within_a_byte_budget() {
+        use super::super::sql_prepared::MAX_SQL_TEXT_BYTES;
+        let mut p = prep(10);
+        let mut cache = StatementCache::default();
+        let body = "x".repeat(60 * 1024);
+        let mut kept = 0;
+        for i in 0..40 {
+            let q = frame(
+                b'Q',
+                format!("PREPARE s{i} AS SELECT '{body}'\0").as_bytes(),
+            );
+            p.query(&q, q.len(), &mut cache);
+            kept = p.sql_text.len();
+        }
+        // 40 x 60 KiB offered: only what fits in the budget is kept.
+        assert!(kept > 0 && kept < 40, "{kept}");
+        assert!(p.sql_text_bytes <= MAX_SQL_TEXT_BYTES);
+        assert_eq!(p.sql_recognized as usize, kept, "the rest run untracked");
+        // DEALLOCATE gives the bytes back: the next PREPARE is kept.
+        let d = frame(b'Q', b"DEALLOCATE s0\0");
+        p.query(&d, d.len(), &mut cache);
+        assert_eq!(p.sql_text.len(), kept - 1);
+        let q = frame(
+            b'Q',
+            format!("PREPARE again AS SELECT '{body}'\0").as_bytes(),
+        );
+        p.query(&q, q.len(), &mut cache);
+        assert!(p.sql_text.contains_key("again"));
     }
 }

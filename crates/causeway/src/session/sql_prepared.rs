@@ -98,17 +98,23 @@ impl Prep {
             if self.sql_text.contains_key(name) {
                 // The server then says 42P05, as directly.
                 self.recreate(name);
-            } else {
+            } else if self.sql_text_bytes + text.len() <= MAX_SQL_TEXT_BYTES {
                 self.sql_recognized += 1;
+                self.sql_text_bytes += text.len();
                 self.sql_text.insert(name.to_string(), text.trim().into());
                 self.sql_here.push(name.to_string());
             }
+            // Past the budget the PREPARE runs untracked: as in PgBouncer it
+            // lives until the transaction ends (the completion count sees
+            // it, and the server is cleared at release).
         } else if verb.is("execute") || (verb.is("deallocate") && name != "all") {
             let deallocate = verb.is("deallocate");
             if self.sql_text.contains_key(name) {
                 self.recreate(name);
                 if deallocate {
-                    self.sql_text.remove(name);
+                    if let Some(t) = self.sql_text.remove(name) {
+                        self.sql_text_bytes = self.sql_text_bytes.saturating_sub(t.len());
+                    }
                     self.sql_here.retain(|n| n != name);
                 }
             } else if let Some(stmt) = self.lookup(name.as_bytes()).cloned() {
@@ -149,6 +155,11 @@ impl Prep {
         }
     }
 }
+
+/// SQL PREPARE texts kept per client to re-create them on another server
+/// (a client holding more gets PgBouncer's behaviour for the rest: they
+/// end with the transaction).
+pub const MAX_SQL_TEXT_BYTES: usize = 1024 * 1024;
 
 /// Queries longer than this are not looked at (they are forwarded as they
 /// arrive, never held whole): SQL prepared statements are short.
