@@ -8,9 +8,9 @@ use std::time::Duration;
 use causeway_config::Config;
 use causeway_monitor::{check_server, CheckResult, Role};
 
-use crate::databases::monitor_setup;
-use crate::secrets::Secrets;
-use crate::security::Security;
+use causeway_frontend::databases::monitor_setup;
+use causeway_frontend::secrets::Secrets;
+use causeway_frontend::security::Security;
 
 /// Checks every server (databases with one server too: a single server
 /// has no monitor, but the same login shows whether it is reachable).

@@ -6,8 +6,8 @@ use std::time::Duration;
 use causeway_config::Config;
 use causeway_net::{bind_tcp, bind_unix, listen_addrs, Listener};
 
-use crate::app::{App, Phase};
-use crate::session;
+use causeway_frontend::app::{App, Phase};
+use causeway_frontend::session;
 
 /// Binds every configured address; any failure stops the start.
 pub fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {

@@ -1,21 +1,9 @@
 //! causeway: a PostgreSQL connection pooler and read/write router.
 
-mod admin;
-mod app;
-mod bufpool;
-mod cancel;
 mod check;
 mod cli;
-mod clients;
-mod databases;
 mod import;
 mod listener;
-mod login_slots;
-mod metrics;
-mod peers;
-mod secrets;
-mod security;
-mod session;
 mod signals;
 
 use std::io::IsTerminal;
@@ -26,10 +14,10 @@ use std::time::Duration;
 use causeway_config::{Config, LogFormat};
 use clap::Parser;
 
-use crate::app::{App, Phase};
 use crate::cli::{Cli, Command};
-use crate::secrets::Secrets;
-use crate::security::Security;
+use causeway_frontend::app::{App, Phase};
+use causeway_frontend::secrets::Secrets;
+use causeway_frontend::security::Security;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -146,7 +134,7 @@ async fn serve(
         causeway_config::AuthType::Md5
             | causeway_config::AuthType::ScramSha256
             | causeway_config::AuthType::Plain
-    ) && secrets.len() == 0
+    ) && secrets.is_empty()
     {
         tracing::warn!(
             "auth_type needs passwords but no auth_file entries are loaded: every login will fail"
@@ -171,7 +159,7 @@ async fn serve(
             .await
             .map_err(|e| format!("cannot listen for metrics on {metrics_addr}: {e}"))?;
         tracing::info!(addr = %metrics_addr, "metrics at /metrics, /health, /ready");
-        let source = Arc::new(metrics::MetricsSource {
+        let source = Arc::new(causeway_frontend::metrics::MetricsSource {
             app: app.clone(),
             started: std::time::Instant::now(),
         });

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::admin;
-use crate::app::{App, Phase};
+use causeway_frontend::admin;
+use causeway_frontend::app::{App, Phase};
 
 pub async fn run(app: Arc<App>) -> std::io::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;

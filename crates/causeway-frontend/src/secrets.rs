@@ -32,4 +32,8 @@ impl Secrets {
     pub fn len(&self) -> usize {
         self.by_user.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
 }

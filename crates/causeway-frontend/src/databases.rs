@@ -238,7 +238,7 @@ fn monitor_topology(snap: &Snapshot, servers: &[ServerConfig], weights: &[u32]) 
 }
 
 /// The monitor's settings and login for one database.
-pub(crate) fn monitor_setup(
+pub fn monitor_setup(
     cfg: &DatabaseConfig,
     servers: &[ServerConfig],
     config: &Config,
