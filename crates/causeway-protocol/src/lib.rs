@@ -42,6 +42,29 @@ pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The header of the typed message at the front of `buf`: its tag and its
+/// whole length on the wire (tag byte included). None until the 5 header
+/// bytes are there; `BadLength` when the length field is below 4 or the
+/// frame is longer than `max` bytes.
+#[inline]
+pub fn frame_header(buf: &[u8], max: usize) -> Option<Result<(u8, usize), ProtocolError>> {
+    let &[tag, a, b, c, d] = buf.get(..HEADER_LEN)? else {
+        return None;
+    };
+    let len = i32::from_be_bytes([a, b, c, d]);
+    if len < 4 {
+        return Some(Err(ProtocolError::BadLength {
+            tag: tag as char,
+            len: len.into(),
+        }));
+    }
+    let total = len as usize + 1;
+    if total > max {
+        return Some(Err(ProtocolError::TooLarge { len: total, max }));
+    }
+    Some(Ok((tag, total)))
+}
+
 /// Reads a big-endian i32 at `at`, if present.
 #[inline]
 pub(crate) fn read_i32(buf: &[u8], at: usize) -> Option<i32> {
@@ -54,4 +77,35 @@ pub(crate) fn read_cstr(buf: &[u8]) -> Option<(&str, &[u8])> {
     let nul = buf.iter().position(|&b| b == 0)?;
     let s = std::str::from_utf8(&buf[..nul]).ok()?;
     Some((s, &buf[nul + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_header_reads_tag_and_wire_length() {
+        let m = message(b'Q', b"SELECT 1\0");
+        assert_eq!(frame_header(&m[..4], 1 << 20), None);
+        assert_eq!(frame_header(&m, 1 << 20), Some(Ok((b'Q', m.len()))));
+    }
+
+    #[test]
+    fn frame_header_refuses_short_and_oversized_lengths() {
+        let short = [b'Q', 0, 0, 0, 3];
+        assert!(matches!(
+            frame_header(&short, 1 << 20),
+            Some(Err(ProtocolError::BadLength { tag: 'Q', len: 3 }))
+        ));
+        let negative = [b'P', 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            frame_header(&negative, 1 << 20),
+            Some(Err(ProtocolError::BadLength { len: -1, .. }))
+        ));
+        let m = message(b'Q', &[b'x'; 100]);
+        assert!(matches!(
+            frame_header(&m, 50),
+            Some(Err(ProtocolError::TooLarge { len: 106, max: 50 }))
+        ));
+    }
 }
