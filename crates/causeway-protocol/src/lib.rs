@@ -105,7 +105,7 @@ mod tests {
         let m = message(b'Q', &[b'x'; 100]);
         assert!(matches!(
             frame_header(&m, 50),
-            Some(Err(ProtocolError::TooLarge { len: 106, max: 50 }))
+            Some(Err(ProtocolError::TooLarge { len: 105, max: 50 }))
         ));
     }
 }
