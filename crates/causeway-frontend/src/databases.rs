@@ -75,9 +75,11 @@ impl Database {
         config: &Config,
         secrets: &Secrets,
         security: &Security,
+        carried: Option<Carried>,
     ) -> Self {
         let load = Arc::new(Load::new(servers.len()));
-        let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
+        let first = carry_over(static_topology(&servers), &servers, carried.as_ref());
+        let topology = Arc::new(RwLock::new(Arc::new(first)));
         let topo_version = Arc::new(watch::channel(0u64).0);
         let tls_key = config.server_tls_for(cfg);
         let tls = security.server_tls(&tls_key);
@@ -190,6 +192,62 @@ fn static_topology(servers: &[ServerConfig]) -> Topology {
         split_brain: false,
         generation: None,
     }
+}
+
+/// A rebuilt database's last routing view (the monitor's).
+pub struct Carried {
+    servers: Vec<ServerConfig>,
+    topology: Arc<Topology>,
+}
+
+impl Carried {
+    pub fn of(db: &Database) -> Carried {
+        Carried {
+            servers: db.servers.clone(),
+            topology: db.topology(),
+        }
+    }
+}
+
+/// A database rebuilt with a new server list (Patroni membership) starts
+/// with what its predecessor's monitor knew of the servers that stay
+/// (role, health, lag), instead of the hints alone until its own monitor
+/// has probed every server: reads keep their replicas and the primary
+/// stays known meanwhile. Without a carried primary, the hinted one is
+/// kept.
+fn carry_over(mut topo: Topology, servers: &[ServerConfig], carried: Option<&Carried>) -> Topology {
+    let Some(c) = carried else {
+        return topo;
+    };
+    if c.topology.split_brain {
+        return topo;
+    }
+    let hinted = topo.primary();
+    let mut known_primary = false;
+    for (i, s) in servers.iter().enumerate() {
+        let Some(j) = c
+            .servers
+            .iter()
+            .position(|o| o.host == s.host && o.port == s.port)
+        else {
+            continue;
+        };
+        let Some(old) = c.topology.servers.get(j) else {
+            continue;
+        };
+        topo.servers[i] = ServerState {
+            weight: s.weight,
+            ..old.clone()
+        };
+        known_primary |= old.role == Role::Primary;
+    }
+    if !known_primary {
+        if let Some(p) = hinted {
+            topo.servers[p].role = Role::Primary;
+            topo.servers[p].healthy = true;
+        }
+    }
+    topo
 }
 
 fn router_for(config: &Config, db: &DatabaseConfig, load: Arc<Load>) -> Router {
@@ -385,6 +443,11 @@ impl Databases {
         };
         let cfg = config.database(name)?;
         let servers = self.servers_for(name, cfg);
+        let carried = self
+            .sources
+            .lock()
+            .get(name)
+            .and_then(|s| s.carried.lock().take());
         let db = Arc::new(Database::new(
             name,
             cfg,
@@ -392,6 +455,7 @@ impl Databases {
             config,
             secrets,
             &self.security,
+            carried,
         ));
         map.insert(name.to_string(), db.clone());
         Some(db)
@@ -514,6 +578,9 @@ impl Databases {
                         &self.security.server_tls(&config.server_tls_for(cfg)),
                     )) != db.monitor_key)
             {
+                if let Some(src) = self.sources.lock().get(name) {
+                    *src.carried.lock() = Some(Carried::of(db));
+                }
                 db.pools().iter().for_each(Pool::close);
                 return false;
             }
@@ -620,5 +687,91 @@ pub fn settings_for(c: &Config, db: &DatabaseConfig, user: &str) -> PoolSettings
         tcp_keepalive: c.tcp_keepalive,
         internal_query_timeout: secs(c.internal_query_timeout)
             .unwrap_or(causeway_pool::INTERNAL_QUERY_TIMEOUT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(port: u16, role: RoleHint) -> ServerConfig {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port,
+            role,
+            weight: 1,
+        }
+    }
+
+    fn state(role: Role, healthy: bool, replay: Option<u64>) -> ServerState {
+        ServerState {
+            role,
+            healthy,
+            reads_at_floor: false,
+            time_lag: None,
+            weight: 1,
+            replay_lsn: replay,
+        }
+    }
+
+    /// pg1 (dead, the old leader) leaves; pg2 (promoted, confirmed by the
+    /// monitor) and pg3 stay; pg4 is new.
+    #[test]
+    fn a_rebuild_keeps_what_the_monitor_knew_of_servers_that_stay() {
+        let old = Carried {
+            servers: vec![
+                server(1, RoleHint::Primary),
+                server(2, RoleHint::Replica),
+                server(3, RoleHint::Replica),
+            ],
+            topology: Arc::new(Topology {
+                servers: vec![
+                    state(Role::Replica, false, None),
+                    state(Role::Primary, true, None),
+                    state(Role::Replica, true, Some(42)),
+                ],
+                split_brain: false,
+                generation: None,
+            }),
+        };
+        // Patroni has not yet named pg2 leader in this list: the hints
+        // alone would have no primary among the servers that stay.
+        let new = vec![
+            server(3, RoleHint::Replica),
+            server(2, RoleHint::Replica),
+            server(4, RoleHint::Replica),
+        ];
+        let t = carry_over(static_topology(&new), &new, Some(&old));
+        assert_eq!(t.primary(), Some(1), "pg2 stays the primary");
+        assert!(t.servers[0].healthy, "pg3 keeps taking reads");
+        assert_eq!(t.servers[0].replay_lsn, Some(42));
+        assert!(!t.servers[2].healthy, "pg4 waits for its first probe");
+        // Nothing carried: the hints.
+        assert_eq!(
+            carry_over(static_topology(&new), &new, None),
+            static_topology(&new)
+        );
+    }
+
+    #[test]
+    fn without_a_carried_primary_the_hinted_one_stays() {
+        let old = Carried {
+            servers: vec![server(1, RoleHint::Auto), server(2, RoleHint::Auto)],
+            topology: Arc::new(Topology {
+                servers: vec![
+                    state(Role::Replica, false, None),
+                    state(Role::Replica, true, None),
+                ],
+                split_brain: false,
+                generation: None,
+            }),
+        };
+        let new = vec![server(2, RoleHint::Auto), server(5, RoleHint::Primary)];
+        let t = carry_over(static_topology(&new), &new, Some(&old));
+        assert_eq!(t.primary(), Some(1));
+        assert!(
+            t.servers[0].healthy,
+            "the replica that stays keeps its reads"
+        );
     }
 }
