@@ -29,7 +29,13 @@ use crate::session::Credentials;
 pub struct Database {
     /// The name clients use.
     pub name: String,
-    pub cfg: DatabaseConfig,
+    /// Its entry; a reload that keeps the database swaps it in place (a
+    /// change of servers, dbname or user rebuilds the database instead).
+    cfg: RwLock<Arc<DatabaseConfig>>,
+    /// `dbname` and `user` of the entry it was built from (fixed: a change
+    /// rebuilds it).
+    server_dbname: String,
+    forced_user: Option<String>,
     pub servers: Vec<ServerConfig>,
     pub limit: Arc<Limit>,
     pub stats: Arc<DbStats>,
@@ -90,7 +96,9 @@ impl Database {
         });
         Database {
             name: name.to_string(),
-            cfg: cfg.clone(),
+            cfg: RwLock::new(Arc::new(cfg.clone())),
+            server_dbname: cfg.dbname.clone().unwrap_or_else(|| name.to_string()),
+            forced_user: cfg.user.clone(),
             router: RwLock::new(router_for(config, cfg, load.clone())),
             load,
             topology,
@@ -135,12 +143,17 @@ impl Database {
 
     /// The database name on the servers.
     pub fn dbname(&self) -> &str {
-        self.cfg.dbname.as_deref().unwrap_or(&self.name)
+        &self.server_dbname
+    }
+
+    /// Its entry as of the last reload.
+    pub fn cfg(&self) -> Arc<DatabaseConfig> {
+        self.cfg.read().clone()
     }
 
     /// The user Causeway logs in as for this client user.
     pub fn login_user<'a>(&'a self, client_user: &'a str) -> &'a str {
-        self.cfg.user.as_deref().unwrap_or(client_user)
+        self.forced_user.as_deref().unwrap_or(client_user)
     }
 
     pub fn topology(&self) -> Arc<Topology> {
@@ -525,7 +538,8 @@ impl Databases {
             Some((c, s)) => (&**c, &**s),
             None => (config, secrets),
         };
-        let db_cfg = config.database(&db.name).unwrap_or(&db.cfg);
+        let own = db.cfg();
+        let db_cfg = config.database(&db.name).unwrap_or(&own);
         let login_user = db.login_user(client_user);
         let pool = Pool::new(
             PoolKey {
@@ -567,8 +581,8 @@ impl Databases {
             };
             if changed
                 || config.server_tls_for(cfg) != db.tls_key
-                || cfg.dbname != db.cfg.dbname
-                || cfg.user != db.cfg.user
+                || cfg.dbname != db.cfg().dbname
+                || cfg.user != db.forced_user
                 || (db.servers.len() > 1
                     && Some(monitor_setup(
                         cfg,
@@ -584,6 +598,7 @@ impl Databases {
                 db.pools().iter().for_each(Pool::close);
                 return false;
             }
+            *db.cfg.write() = Arc::new(cfg.clone());
             db.limit
                 .set_max(cfg.max_db_connections.unwrap_or(config.max_db_connections));
             *db.router.write() = router_for(config, cfg, db.load.clone());
@@ -628,10 +643,10 @@ fn login_for(
     tls: causeway_net::ServerTls,
 ) -> Login {
     let s = &db.servers[server];
+    let cfg = db.cfg();
     // The database entry's password wins; else the auth_file's secret (a
     // plaintext password, or an md5 hash that works for md5 servers).
-    let password = db
-        .cfg
+    let password = cfg
         .password
         .clone()
         .or_else(|| match secrets.get(login_user) {
@@ -642,10 +657,10 @@ fn login_for(
         .or_else(|| client.password.clone());
     let mut startup = Vec::new();
     for (k, v) in [
-        ("client_encoding", &db.cfg.client_encoding),
-        ("datestyle", &db.cfg.datestyle),
-        ("timezone", &db.cfg.timezone),
-        ("application_name", &db.cfg.application_name),
+        ("client_encoding", &cfg.client_encoding),
+        ("datestyle", &cfg.datestyle),
+        ("timezone", &cfg.timezone),
+        ("application_name", &cfg.application_name),
     ] {
         if let Some(v) = v {
             startup.push((k.to_string(), v.clone()));

@@ -202,7 +202,7 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
     );
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
-    let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg, &l.user));
+    let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg(), &l.user));
     let prep = prepared::Prep::new(
         l.mode != PoolMode::Session && cfg.max_prepared_statements > 0,
         cfg.max_prepared_statements as usize,
