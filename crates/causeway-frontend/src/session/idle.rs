@@ -274,9 +274,14 @@ impl Session {
             let decision = self.db.router().policy.route(&req, &view, &topo);
             let (server, reason) = match decision {
                 Decision::Server { index, reason } => (index, reason),
-                Decision::Refuse { .. } if self.wait_for_topology(&retry).await => {
-                    // A read re-run after its server failed: the monitor
-                    // (or a rebuild) may soon name one that can take it.
+                // A read that nothing can take yet (its server failed, or
+                // no primary and no routable replica, as in a failover):
+                // the monitor (or a rebuild) may soon name one.
+                Decision::Refuse { sqlstate, .. }
+                    if (retry.cause.is_some()
+                        || (req.intent.is_read() && sqlstate == sqlstate::CONNECTION_FAILURE))
+                        && self.wait_for_topology(&mut retry).await =>
+                {
                     self.refresh_database_keeping(&mut retry);
                     continue;
                 }
@@ -333,7 +338,17 @@ impl Session {
                 self.db.routes.count(replica, why);
             }
             let pool = self.pool(server);
-            match self.acquire(&pool).await {
+            let got = match self.acquire(&pool).await {
+                // A pooled connection found dead and not replaced: as a
+                // failed connect.
+                Ok(conn) => match self.synced(conn, &pool).await {
+                    Ok(conn) => Ok(conn),
+                    Err(Ok(closed)) => return closed,
+                    Err(Err(e)) => Err(Acquire::Failed(e)),
+                },
+                Err(e) => Err(e),
+            };
+            match got {
                 Ok(conn) => break (conn, pool, server, replica),
                 Err(Acquire::Closed(why)) => return State::Closed(why),
                 Err(Acquire::Failed(causeway_pool::PoolError::Closed))
@@ -367,10 +382,7 @@ impl Session {
                 }
             }
         };
-        let mut conn = match self.synced(conn, &pool).await {
-            Ok(c) => c,
-            Err(closed) => return closed,
-        };
+        let mut conn = conn;
         if self.client.flush().await.is_err() {
             pool.release(conn);
             return State::Closed("client closed connection");

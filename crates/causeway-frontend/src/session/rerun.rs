@@ -63,14 +63,15 @@ impl Session {
         }
     }
 
-    /// A re-run read that no server can take now (its primary failed and
-    /// no replica is routable): waits for the monitor's next view, or for
+    /// A read that no server can take now (its server failed, or the
+    /// primary is lost and no replica is routable): waits for the monitor's next view, or for
     /// a rebuilt database. False when the wait is over (the read is
     /// refused as usual).
-    pub(super) async fn wait_for_topology(&mut self, retry: &Retry) -> bool {
-        let (Some(until), Some(_)) = (retry.until, retry.cause) else {
-            return false;
-        };
+    pub(super) async fn wait_for_topology(&mut self, retry: &mut Retry) -> bool {
+        let limit = self.rerun_limit();
+        let until = *retry
+            .until
+            .get_or_insert_with(|| tokio::time::Instant::now() + limit);
         if self.db.monitor.is_none() || tokio::time::Instant::now() >= until {
             return false;
         }
@@ -84,7 +85,9 @@ impl Session {
             _ = tokio::time::sleep_until(tick) => {}
             _ = self.info.info.wake.notified() => {}
         }
-        true
+        // KILL or shutdown: the read is refused and the session ends at
+        // its boundary.
+        !self.info.info.is_killed() && self.app.phase() != crate::app::Phase::Stopping
     }
 
     /// A server connection could not be had: `down` when the server looks
