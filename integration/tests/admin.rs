@@ -330,3 +330,56 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
     }
     cw.stop().await;
 }
+
+/// SHOW DATABASES after a RELOAD shows the entry as reloaded: settings
+/// applied in place (pool_size, pool_mode, max_db_connections) and a new
+/// host (the database rebuilt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_databases_follows_reload() {
+    let c = cluster().await;
+    let cw = start().await;
+    let app = cw.app().await;
+    simple_one(&app, "SELECT 1").await.unwrap();
+    let a = admin(&cw, "admin", "admin_pw").await;
+    let get = |r: &[SimpleQueryRow]| {
+        let r = r
+            .iter()
+            .find(|r| r.get("name") == Some("app"))
+            .expect("app in SHOW DATABASES");
+        ["host", "pool_size", "pool_mode", "max_connections"]
+            .map(|k| r.get(k).unwrap_or("").to_string())
+    };
+    assert_eq!(
+        get(&rows(&a, "SHOW DATABASES").await),
+        ["127.0.0.1", "2", "", "0"].map(String::from)
+    );
+    // The file as started (its userlist path filled in), with the entry swapped.
+    let started = std::fs::read_to_string(cw.config_path()).unwrap();
+    let plain = db_entry(c, "app", "");
+    assert!(started.contains(&plain));
+    let base = |db: &str| started.replace(&plain, db);
+    // Settings only: the database stays, its entry is swapped in place.
+    cw.rewrite_config(&base(&db_entry(
+        c,
+        "app",
+        "pool_size = 7\npool_mode = \"session\"\nmax_db_connections = 9",
+    )))
+    .unwrap();
+    rows(&a, "RELOAD").await;
+    assert_eq!(
+        get(&rows(&a, "SHOW DATABASES").await),
+        ["127.0.0.1", "7", "session", "9"].map(String::from)
+    );
+    // A new host: the database is rebuilt on it.
+    let moved = db_entry(c, "app", "pool_size = 5").replace("\"127.0.0.1\"", "\"localhost\"");
+    cw.rewrite_config(&base(&moved)).unwrap();
+    rows(&a, "RELOAD").await;
+    assert_eq!(
+        get(&rows(&a, "SHOW DATABASES").await),
+        ["localhost", "5", "", "0"].map(String::from)
+    );
+    // And clients reach it there.
+    let app = cw.app().await;
+    simple_one(&app, "SELECT 1").await.unwrap();
+    cw.stop().await;
+}

@@ -88,15 +88,17 @@ async fn setup() -> (&'static causeway_integration::Cluster, tempfile::TempDir) 
 
 /// An ini both poolers accept: several database shapes (renamed, forced
 /// user with startup parameters and connect_query, per-database limits,
-/// the `*` fallback), a [users] entry, and settings Causeway only warns
+/// the `*` fallback, a Unix socket directory as host), a [users] entry, and settings Causeway only warns
 /// about (logfile, pidfile).
-fn ini(dir: &Path, port: u16, pg: u16) -> String {
+fn ini(dir: &Path, port: u16, pg: u16, sock: &Path) -> String {
     let d = dir.display();
+    let sock = sock.display();
     format!(
         "[databases]
 mig = host=127.0.0.1 port={pg} dbname=migdb
 forced = host=127.0.0.1 port={pg} dbname=migdb user=mig_forced password=mig_forced_pw timezone=Asia/Tokyo datestyle='SQL, DMY' application_name=from_ini connect_query='SET work_mem = ''3MB''' pool_size=3 pool_mode=transaction
 other = host=127.0.0.1 port={pg} dbname=migdb2 pool_size=2 max_db_connections=2
+local = host={sock} port={pg} dbname=migdb
 * = host=127.0.0.1 port={pg}
 
 [users]
@@ -274,7 +276,12 @@ async fn same_ini_runs_pgbouncer_and_causeway() {
     };
     let (c, dir) = setup().await;
     let (pgb_port, cw_port) = (free_port().unwrap(), free_port().unwrap());
-    let ini_text = ini(dir.path(), pgb_port, c.primary().port());
+    let ini_text = ini(
+        dir.path(),
+        pgb_port,
+        c.primary().port(),
+        &c.primary().socket_dir(),
+    );
     let ini = write(dir.path(), "pgbouncer.ini", &ini_text);
 
     let pgb = {
@@ -309,11 +316,24 @@ async fn same_ini_runs_pgbouncer_and_causeway() {
 
     // Same databases reachable, landing on the same server state, and a
     // name only the * fallback knows.
-    for db in ["mig", "forced", "other", "migdb2"] {
+    for db in ["mig", "forced", "other", "local", "migdb2"] {
         let via_pgb = landing(pgb_port, db).await;
         let via_cw = landing(cw_port, db).await;
         eprintln!("{db}: pgbouncer {via_pgb:?}, causeway {via_cw:?}");
         assert_eq!(via_cw, via_pgb, "database {db}");
+    }
+    // host=/dir: both reach the server over its Unix socket.
+    for port in [pgb_port, cw_port] {
+        let c = connect(port, "mig_app", "mig_app_pw", "local")
+            .await
+            .unwrap();
+        let via = row(
+            &c,
+            "SELECT coalesce(inet_server_addr()::text, 'unix socket')",
+        )
+        .await
+        .unwrap();
+        assert_eq!(via, ["unix socket"], "port {port}");
     }
     // A name the server lacks fails in both (PgBouncer reports 08P01
     // "server login failed", Causeway passes on the server's 3D000).
@@ -418,7 +438,12 @@ async fn import_then_start_shows_the_same_config() {
     let (c, dir) = setup().await;
     let port = free_port().unwrap();
     let metrics = free_port().unwrap();
-    let mut ini_text = ini(dir.path(), port, c.primary().port());
+    let mut ini_text = ini(
+        dir.path(),
+        port,
+        c.primary().port(),
+        &c.primary().socket_dir(),
+    );
     ini_text.push_str(
         "max_prepared_statements = 50\nquery_wait_timeout = 30\nserver_lifetime = 0\n\
          server_check_query = <empty>\nstats_users = mig_app\nverbose = 1\ntcp_keepalive = 0\n",

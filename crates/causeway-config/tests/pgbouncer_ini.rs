@@ -171,6 +171,45 @@ fn every_mapped_key_arrives() {
         "untouched: Causeway's own"
     );
 
+    // TLS and the unix socket, under PgBouncer's names.
+    use causeway_config::{FileMode, SslMode};
+    assert_eq!(
+        (c.client_tls_sslmode, c.server_tls_sslmode),
+        (SslMode::Require, SslMode::VerifyFull)
+    );
+    let files = [
+        &c.client_tls_key_file,
+        &c.client_tls_cert_file,
+        &c.client_tls_ca_file,
+        &c.server_tls_ca_file,
+        &c.server_tls_key_file,
+        &c.server_tls_cert_file,
+    ]
+    .map(|p| p.as_deref().and_then(Path::to_str).unwrap_or(""));
+    assert_eq!(
+        files,
+        [
+            "/etc/pgbouncer/server.key",
+            "/etc/pgbouncer/server.crt",
+            "/etc/pgbouncer/clients-ca.crt",
+            "/etc/pgbouncer/root.crt",
+            "/etc/pgbouncer/client.key",
+            "/etc/pgbouncer/client.crt",
+        ]
+    );
+    assert_eq!(
+        [
+            c.client_tls_protocols.as_str(),
+            c.client_tls_ciphers.as_str(),
+            c.server_tls_protocols.as_str(),
+            c.server_tls_ciphers.as_str()
+        ],
+        ["tlsv1.3", "secure", "tlsv1.2,tlsv1.3", "HIGH:!aNULL"]
+    );
+    assert_eq!(c.unix_socket_dir, "/var/run/pgbouncer");
+    assert_eq!(c.unix_socket_mode, FileMode(0o770));
+    assert_eq!(c.unix_socket_group, "postgres");
+
     let app = &c.databases["app"];
     assert_eq!(
         (app.host.as_deref(), app.port),
@@ -227,18 +266,18 @@ fn every_mapped_key_arrives() {
     let f = "every-key.ini";
     warning(&l, f, 5, "[pgbouncer] listen_addr");
     for (line, key) in [
-        (48, "logfile"),
-        (49, "pidfile"),
-        (50, "unix_socket_dir"),
-        (51, "tcp_keepidle"),
-        (52, "dns_max_ttl"),
-        (53, "server_round_robin"),
-        (54, "client_tls_sslmode"),
+        (63, "logfile"),
+        (64, "pidfile"),
+        (65, "client_tls_ecdhcurve"),
+        (66, "tcp_keepidle"),
+        (67, "dns_max_ttl"),
+        (68, "server_round_robin"),
+        (69, "client_tls_dheparams"),
     ] {
         warning(&l, f, line, &format!("[pgbouncer] {key}"));
     }
-    warning(&l, f, 64, "[databases] ha");
-    warning(&l, f, 71, "[peers] 1");
+    warning(&l, f, 79, "[databases] ha");
+    warning(&l, f, 86, "[peers] 1");
     assert_eq!(l.warnings.len(), 10, "{:#?}", l.warnings);
 }
 
@@ -268,11 +307,10 @@ fn refused_settings_are_all_reported_with_file_line_and_key() {
     let e = error("refused.ini");
     let f = fixture("refused.ini").display().to_string();
     for (line, key, why) in [
-        (3, "[databases] local", "Unix socket"),
+        (3, "[databases] local", "unix_socket_dir is empty"),
         (4, "[databases] viahba", "auth_dbname"),
         (7, "[users] slow", "query_timeout"),
         (11, "[pgbouncer] auth_type", "hba"),
-        (12, "[pgbouncer] client_tls_sslmode", "require"),
         (13, "[pgbouncer] transaction_timeout", "not enforced"),
         (14, "[pgbouncer] disable_pqexec", "simple query"),
     ] {
@@ -283,7 +321,7 @@ fn refused_settings_are_all_reported_with_file_line_and_key() {
             .unwrap_or_else(|| panic!("no error for {at}:\n{e}"));
         assert!(l.contains(why), "{l}");
     }
-    assert_eq!(e.lines().count(), 7, "{e}");
+    assert_eq!(e.lines().count(), 6, "{e}");
 }
 
 fn temp_ini(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -489,4 +527,28 @@ fn a_key_given_twice_takes_the_later_line_whole() {
         "the whole entry replaced"
     );
     assert!(c.databases.contains_key("other"));
+}
+
+#[test]
+fn unix_socket_databases_keep_their_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let text = |dir_line: &str| {
+        format!(
+            "[databases]\nsock = host=/var/run/postgresql port=5433\nbare = dbname=x\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\n{dir_line}\n"
+        )
+    };
+    // No host: PgBouncer's unix_socket_dir (default /tmp).
+    let p = temp_ini(d.path(), "a.ini", &text(""));
+    let c = load(&layers(&[&p])).unwrap();
+    assert_eq!(
+        c.databases["sock"].host.as_deref(),
+        Some("/var/run/postgresql")
+    );
+    assert_eq!(c.databases["sock"].port, Some(5433));
+    assert_eq!(c.databases["bare"].host.as_deref(), Some("/tmp"));
+    let p = temp_ini(d.path(), "b.ini", &text("unix_socket_dir = /run/pgbouncer"));
+    let c = load(&layers(&[&p])).unwrap();
+    assert_eq!(c.databases["bare"].host.as_deref(), Some("/run/pgbouncer"));
+    assert_eq!(c.unix_socket_dir, "/run/pgbouncer");
 }

@@ -29,7 +29,13 @@ use crate::session::Credentials;
 pub struct Database {
     /// The name clients use.
     pub name: String,
-    pub cfg: DatabaseConfig,
+    /// Its entry; a reload that keeps the database swaps it in place (a
+    /// change of servers, dbname or user rebuilds the database instead).
+    cfg: RwLock<Arc<DatabaseConfig>>,
+    /// `dbname` and `user` of the entry it was built from (fixed: a change
+    /// rebuilds it).
+    server_dbname: String,
+    forced_user: Option<String>,
     pub servers: Vec<ServerConfig>,
     pub limit: Arc<Limit>,
     pub stats: Arc<DbStats>,
@@ -75,9 +81,11 @@ impl Database {
         config: &Config,
         secrets: &Secrets,
         security: &Security,
+        carried: Option<Carried>,
     ) -> Self {
         let load = Arc::new(Load::new(servers.len()));
-        let topology = Arc::new(RwLock::new(Arc::new(static_topology(&servers))));
+        let first = carry_over(static_topology(&servers), &servers, carried.as_ref());
+        let topology = Arc::new(RwLock::new(Arc::new(first)));
         let topo_version = Arc::new(watch::channel(0u64).0);
         let tls_key = config.server_tls_for(cfg);
         let tls = security.server_tls(&tls_key);
@@ -88,7 +96,9 @@ impl Database {
         });
         Database {
             name: name.to_string(),
-            cfg: cfg.clone(),
+            cfg: RwLock::new(Arc::new(cfg.clone())),
+            server_dbname: cfg.dbname.clone().unwrap_or_else(|| name.to_string()),
+            forced_user: cfg.user.clone(),
             router: RwLock::new(router_for(config, cfg, load.clone())),
             load,
             topology,
@@ -133,12 +143,17 @@ impl Database {
 
     /// The database name on the servers.
     pub fn dbname(&self) -> &str {
-        self.cfg.dbname.as_deref().unwrap_or(&self.name)
+        &self.server_dbname
+    }
+
+    /// Its entry as of the last reload.
+    pub fn cfg(&self) -> Arc<DatabaseConfig> {
+        self.cfg.read().clone()
     }
 
     /// The user Causeway logs in as for this client user.
     pub fn login_user<'a>(&'a self, client_user: &'a str) -> &'a str {
-        self.cfg.user.as_deref().unwrap_or(client_user)
+        self.forced_user.as_deref().unwrap_or(client_user)
     }
 
     pub fn topology(&self) -> Arc<Topology> {
@@ -190,6 +205,62 @@ fn static_topology(servers: &[ServerConfig]) -> Topology {
         split_brain: false,
         generation: None,
     }
+}
+
+/// A rebuilt database's last routing view (the monitor's).
+pub struct Carried {
+    servers: Vec<ServerConfig>,
+    topology: Arc<Topology>,
+}
+
+impl Carried {
+    pub fn of(db: &Database) -> Carried {
+        Carried {
+            servers: db.servers.clone(),
+            topology: db.topology(),
+        }
+    }
+}
+
+/// A database rebuilt with a new server list (Patroni membership) starts
+/// with what its predecessor's monitor knew of the servers that stay
+/// (role, health, lag), instead of the hints alone until its own monitor
+/// has probed every server: reads keep their replicas and the primary
+/// stays known meanwhile. Without a carried primary, the hinted one is
+/// kept.
+fn carry_over(mut topo: Topology, servers: &[ServerConfig], carried: Option<&Carried>) -> Topology {
+    let Some(c) = carried else {
+        return topo;
+    };
+    if c.topology.split_brain {
+        return topo;
+    }
+    let hinted = topo.primary();
+    let mut known_primary = false;
+    for (i, s) in servers.iter().enumerate() {
+        let Some(j) = c
+            .servers
+            .iter()
+            .position(|o| o.host == s.host && o.port == s.port)
+        else {
+            continue;
+        };
+        let Some(old) = c.topology.servers.get(j) else {
+            continue;
+        };
+        topo.servers[i] = ServerState {
+            weight: s.weight,
+            ..old.clone()
+        };
+        known_primary |= old.role == Role::Primary;
+    }
+    if !known_primary {
+        if let Some(p) = hinted {
+            topo.servers[p].role = Role::Primary;
+            topo.servers[p].healthy = true;
+        }
+    }
+    topo
 }
 
 fn router_for(config: &Config, db: &DatabaseConfig, load: Arc<Load>) -> Router {
@@ -385,6 +456,11 @@ impl Databases {
         };
         let cfg = config.database(name)?;
         let servers = self.servers_for(name, cfg);
+        let carried = self
+            .sources
+            .lock()
+            .get(name)
+            .and_then(|s| s.carried.lock().take());
         let db = Arc::new(Database::new(
             name,
             cfg,
@@ -392,6 +468,7 @@ impl Databases {
             config,
             secrets,
             &self.security,
+            carried,
         ));
         map.insert(name.to_string(), db.clone());
         Some(db)
@@ -461,7 +538,8 @@ impl Databases {
             Some((c, s)) => (&**c, &**s),
             None => (config, secrets),
         };
-        let db_cfg = config.database(&db.name).unwrap_or(&db.cfg);
+        let own = db.cfg();
+        let db_cfg = config.database(&db.name).unwrap_or(&own);
         let login_user = db.login_user(client_user);
         let pool = Pool::new(
             PoolKey {
@@ -503,8 +581,8 @@ impl Databases {
             };
             if changed
                 || config.server_tls_for(cfg) != db.tls_key
-                || cfg.dbname != db.cfg.dbname
-                || cfg.user != db.cfg.user
+                || cfg.dbname != db.cfg().dbname
+                || cfg.user != db.forced_user
                 || (db.servers.len() > 1
                     && Some(monitor_setup(
                         cfg,
@@ -514,9 +592,13 @@ impl Databases {
                         &self.security.server_tls(&config.server_tls_for(cfg)),
                     )) != db.monitor_key)
             {
+                if let Some(src) = self.sources.lock().get(name) {
+                    *src.carried.lock() = Some(Carried::of(db));
+                }
                 db.pools().iter().for_each(Pool::close);
                 return false;
             }
+            *db.cfg.write() = Arc::new(cfg.clone());
             db.limit
                 .set_max(cfg.max_db_connections.unwrap_or(config.max_db_connections));
             *db.router.write() = router_for(config, cfg, db.load.clone());
@@ -561,10 +643,10 @@ fn login_for(
     tls: causeway_net::ServerTls,
 ) -> Login {
     let s = &db.servers[server];
+    let cfg = db.cfg();
     // The database entry's password wins; else the auth_file's secret (a
     // plaintext password, or an md5 hash that works for md5 servers).
-    let password = db
-        .cfg
+    let password = cfg
         .password
         .clone()
         .or_else(|| match secrets.get(login_user) {
@@ -575,10 +657,10 @@ fn login_for(
         .or_else(|| client.password.clone());
     let mut startup = Vec::new();
     for (k, v) in [
-        ("client_encoding", &db.cfg.client_encoding),
-        ("datestyle", &db.cfg.datestyle),
-        ("timezone", &db.cfg.timezone),
-        ("application_name", &db.cfg.application_name),
+        ("client_encoding", &cfg.client_encoding),
+        ("datestyle", &cfg.datestyle),
+        ("timezone", &cfg.timezone),
+        ("application_name", &cfg.application_name),
     ] {
         if let Some(v) = v {
             startup.push((k.to_string(), v.clone()));
@@ -620,5 +702,91 @@ pub fn settings_for(c: &Config, db: &DatabaseConfig, user: &str) -> PoolSettings
         tcp_keepalive: c.tcp_keepalive,
         internal_query_timeout: secs(c.internal_query_timeout)
             .unwrap_or(causeway_pool::INTERNAL_QUERY_TIMEOUT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(port: u16, role: RoleHint) -> ServerConfig {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port,
+            role,
+            weight: 1,
+        }
+    }
+
+    fn state(role: Role, healthy: bool, replay: Option<u64>) -> ServerState {
+        ServerState {
+            role,
+            healthy,
+            reads_at_floor: false,
+            time_lag: None,
+            weight: 1,
+            replay_lsn: replay,
+        }
+    }
+
+    /// pg1 (dead, the old leader) leaves; pg2 (promoted, confirmed by the
+    /// monitor) and pg3 stay; pg4 is new.
+    #[test]
+    fn a_rebuild_keeps_what_the_monitor_knew_of_servers_that_stay() {
+        let old = Carried {
+            servers: vec![
+                server(1, RoleHint::Primary),
+                server(2, RoleHint::Replica),
+                server(3, RoleHint::Replica),
+            ],
+            topology: Arc::new(Topology {
+                servers: vec![
+                    state(Role::Replica, false, None),
+                    state(Role::Primary, true, None),
+                    state(Role::Replica, true, Some(42)),
+                ],
+                split_brain: false,
+                generation: None,
+            }),
+        };
+        // Patroni has not yet named pg2 leader in this list: the hints
+        // alone would have no primary among the servers that stay.
+        let new = vec![
+            server(3, RoleHint::Replica),
+            server(2, RoleHint::Replica),
+            server(4, RoleHint::Replica),
+        ];
+        let t = carry_over(static_topology(&new), &new, Some(&old));
+        assert_eq!(t.primary(), Some(1), "pg2 stays the primary");
+        assert!(t.servers[0].healthy, "pg3 keeps taking reads");
+        assert_eq!(t.servers[0].replay_lsn, Some(42));
+        assert!(!t.servers[2].healthy, "pg4 waits for its first probe");
+        // Nothing carried: the hints.
+        assert_eq!(
+            carry_over(static_topology(&new), &new, None),
+            static_topology(&new)
+        );
+    }
+
+    #[test]
+    fn without_a_carried_primary_the_hinted_one_stays() {
+        let old = Carried {
+            servers: vec![server(1, RoleHint::Auto), server(2, RoleHint::Auto)],
+            topology: Arc::new(Topology {
+                servers: vec![
+                    state(Role::Replica, false, None),
+                    state(Role::Replica, true, None),
+                ],
+                split_brain: false,
+                generation: None,
+            }),
+        };
+        let new = vec![server(2, RoleHint::Auto), server(5, RoleHint::Primary)];
+        let t = carry_over(static_topology(&new), &new, Some(&old));
+        assert_eq!(t.primary(), Some(1));
+        assert!(
+            t.servers[0].healthy,
+            "the replica that stays keeps its reads"
+        );
     }
 }

@@ -79,10 +79,18 @@ fn servers(
         .filter(|h| !h.is_empty())
         .map(str::to_string)
         .collect();
-    if hosts.is_empty() || hosts.iter().any(|h| h.starts_with(['/', '@'])) {
+    if hosts.is_empty() {
+        // PgBouncer's default: the Unix socket in its unix_socket_dir,
+        // filled in once the whole file is read (see `default_hosts`).
+        if let Some(p) = port {
+            t.insert("port".into(), Value::Integer(p));
+        }
+        return Ok(());
+    }
+    if hosts.iter().any(|h| h.starts_with('@')) {
         return Err(
-            "no TCP host: PgBouncer would connect over a Unix socket, Causeway \
-                    connects over TCP only (set host=ADDRESS)"
+            "an abstract Unix socket (`@name`) is not implemented: use a socket \
+             directory (host=/path) or host=ADDRESS"
                 .into(),
         );
     }
@@ -204,12 +212,21 @@ connect_query = "SET x = 'y'"
     }
 
     #[test]
+    fn unix_socket_directories_are_hosts() {
+        let (t, m) = table("local", "host=/var/run/postgresql port=5433 dbname=x");
+        assert_eq!(t["host"].as_str(), Some("/var/run/postgresql"));
+        assert_eq!(t["port"].as_integer(), Some(5433));
+        assert!(m.warnings.is_empty());
+        // No host: left for the file's unix_socket_dir (see ini::default_hosts).
+        let (t, _) = table("nohost", "dbname=x port=5433");
+        assert!(t.get("host").is_none() && t.get("servers").is_none());
+    }
+
+    #[test]
     fn refused_shapes() {
         for (connstr, want) in [
-            ("", "Unix socket"),
-            ("dbname=x", "Unix socket"),
-            ("host=/var/run/postgresql", "Unix socket"),
-            ("host=h,@abstract", "Unix socket"),
+            ("host=@abstract", "abstract Unix socket"),
+            ("host=h,@abstract", "abstract Unix socket"),
             ("host=h auth_dbname=x", "per-database auth_dbname"),
             ("host=h auth_query='SELECT 1'", "per-database auth_query"),
             ("host=h max_db_client_connections=5", "not enforced"),

@@ -108,6 +108,7 @@ pub fn read(path: &Path) -> Result<PgBouncerFile, ConfigError> {
         }
     }
     errors.extend(reserve_pool_off(&entries, &file.settings));
+    errors.extend(default_hosts(&entries, &mut file.settings));
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors.join("\n")));
     }
@@ -137,6 +138,38 @@ fn last_wins(entries: Vec<grammar::Entry>) -> Vec<grammar::Entry> {
         .filter(|(i, e)| last.get(&(e.section.clone(), e.key.clone())) == Some(i))
         .map(|(_, e)| e)
         .collect()
+}
+
+/// A `[databases]` entry without `host` connects, in PgBouncer, over the
+/// Unix socket in `unix_socket_dir` (default `/tmp`): the same directory
+/// becomes its host here. With `unix_socket_dir` empty there is none.
+fn default_hosts(entries: &[grammar::Entry], settings: &mut [Setting]) -> Vec<String> {
+    let dir = entries
+        .iter()
+        .find(|e| e.section == "pgbouncer" && e.key == "unix_socket_dir")
+        .map_or("/tmp", |e| e.value.as_str());
+    let mut errors = Vec::new();
+    for s in settings.iter_mut() {
+        let (Some("databases"), toml::Value::Table(t)) =
+            (s.path.first().map(String::as_str), &mut s.value)
+        else {
+            continue;
+        };
+        if t.contains_key("host") || t.contains_key("servers") {
+            continue;
+        }
+        if dir.is_empty() {
+            errors.push(format!(
+                "{}: {}: no host, and unix_socket_dir is empty: PgBouncer would have no \
+                 socket to connect to (set host=ADDRESS or host=/socket/dir)",
+                s.at, s.what
+            ));
+            continue;
+        }
+        t.insert("host".into(), toml::Value::String(dir.to_string()));
+        s.note = Some(format!("no host: the Unix socket in {dir}"));
+    }
+    errors
 }
 
 /// PgBouncer's `reserve_pool_timeout = 0` keeps the reserve pool closed;

@@ -182,6 +182,32 @@ fn same_meaning(key: &str, v: &str) -> Result<Option<Mapped>, String> {
             Mapped::set(key, list(v))
         }
         "pool_mode" => Mapped::set(key, lookup(v, POOL_MODES)?),
+        "client_tls_sslmode" | "server_tls_sslmode" => Mapped::set(key, lookup(v, SSL_MODES)?),
+        // Empty is PgBouncer's "no file".
+        "client_tls_key_file"
+        | "client_tls_cert_file"
+        | "client_tls_ca_file"
+        | "server_tls_key_file"
+        | "server_tls_cert_file"
+        | "server_tls_ca_file"
+            if v.is_empty() =>
+        {
+            Mapped::none()
+        }
+        // Same value syntax as PgBouncer's (checked when TLS is set up).
+        "client_tls_key_file"
+        | "client_tls_cert_file"
+        | "client_tls_ca_file"
+        | "server_tls_key_file"
+        | "server_tls_cert_file"
+        | "server_tls_ca_file"
+        | "client_tls_protocols"
+        | "server_tls_protocols"
+        | "client_tls_ciphers"
+        | "server_tls_ciphers" => Mapped::set(key, v),
+        // Empty: no unix socket, as in PgBouncer.
+        "unix_socket_dir" | "unix_socket_group" => Mapped::set(key, v),
+        "unix_socket_mode" => Mapped::set(key, file_mode(v)?),
         _ => return Ok(None),
     }))
 }
@@ -266,7 +292,6 @@ fn refused(key: &str, v: &str) -> Result<Option<Mapped>, String> {
         "disable_pqexec" => !boolean(v)?,
         "max_db_client_connections" | "max_user_client_connections" => int(v)? <= 0,
         "transaction_timeout" => seconds(v)? == 0.0,
-        "client_tls_sslmode" | "server_tls_sslmode" => return tls_mode(key, v).map(Some),
         _ => return Ok(None),
     };
     if off {
@@ -281,33 +306,22 @@ fn refused(key: &str, v: &str) -> Result<Option<Mapped>, String> {
     })
 }
 
-/// TLS is not in this build: plaintext where PgBouncer would insist on
-/// TLS is refused, a TLS that was optional anyway is a warning.
-fn tls_mode(key: &str, v: &str) -> Result<Mapped, String> {
-    let modes = [
-        "disable",
-        "allow",
-        "prefer",
-        "require",
-        "verify-ca",
-        "verify-full",
-    ];
-    Ok(match lookup(v, &modes)? {
-        "disable" => Mapped::none(),
-        "allow" | "prefer" => Mapped::warn(format!(
-            "{v}: TLS is not implemented; every connection {} is plaintext",
-            if key.starts_with("client") {
-                "from clients"
-            } else {
-                "to servers"
-            }
-        )),
-        m => {
-            return Err(format!(
-                "{m}: TLS is not implemented, so Causeway cannot insist on it"
-            ))
-        }
-    })
+/// PgBouncer's TLS modes, Causeway's `SslMode` names.
+const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// An octal file mode as PgBouncer reads it (`0777`, `777`).
+fn file_mode(v: &str) -> Result<String, String> {
+    match u32::from_str_radix(v, 8) {
+        Ok(m) if m <= 0o7777 => Ok(format!("{m:04o}")),
+        _ => Err(format!("{v:?} is not an octal file mode")),
+    }
 }
 
 /// Settings Causeway does not implement whose absence changes nothing a
@@ -335,8 +349,6 @@ fn not_implemented(key: &str) -> Option<(&'static [&'static str], &'static str)>
         ),
         "job_name" | "service_name" => (&["pgbouncer"], "a Windows service name"),
         "conffile" => (&[], "Causeway re-reads the --config files given at start"),
-        "unix_socket_dir" => (&[""], "Causeway listens on TCP only (listen_addr)"),
-        "unix_socket_mode" | "unix_socket_group" => (&["0777", ""], "Causeway has no Unix socket"),
         "listen_backlog" => (&[], "Causeway uses a listen backlog of 4096"),
         "sbuf_loopcnt" => (
             &[],
@@ -378,17 +390,14 @@ fn not_implemented(key: &str) -> Option<(&'static [&'static str], &'static str)>
             &[""],
             "only read with auth_type hba or ldap, which Causeway does not implement",
         ),
-        "client_tls_key_file"
-        | "client_tls_cert_file"
-        | "client_tls_ca_file"
-        | "client_tls13_ciphers"
-        | "server_tls_key_file"
-        | "server_tls_cert_file"
-        | "server_tls_ca_file"
-        | "server_tls13_ciphers" => (&[""], "TLS is not implemented"),
-        "client_tls_protocols" | "server_tls_protocols" => (&["secure"], "TLS is not implemented"),
-        "client_tls_ciphers" | "server_tls_ciphers" => (&["default"], "TLS is not implemented"),
-        "client_tls_ecdhcurve" | "client_tls_dheparams" => (&["auto"], "TLS is not implemented"),
+        "client_tls13_ciphers" | "server_tls13_ciphers" => (
+            &[""],
+            "not implemented: Causeway allows every TLS 1.3 cipher suite it has",
+        ),
+        "client_tls_ecdhcurve" | "client_tls_dheparams" => (
+            &["auto", "none"],
+            "not implemented: Causeway's TLS library picks the key exchange groups",
+        ),
         _ => return None,
     })
 }
@@ -487,19 +496,60 @@ mod tests {
             ("max_db_client_connections", "10", "0"),
             ("max_user_client_connections", "10", "0"),
             ("transaction_timeout", "30", "0"),
-            ("client_tls_sslmode", "require", "disable"),
-            ("server_tls_sslmode", "verify-full", "disable"),
             ("auth_type", "hba", "md5"),
         ] {
             assert!(setting(k, on).is_err(), "{k} = {on} accepted");
             assert!(setting(k, off).is_ok(), "{k} = {off} refused");
         }
+    }
+
+    #[test]
+    fn tls_settings_keep_their_names() {
+        for (k, v) in [
+            ("client_tls_sslmode", "verify-full"),
+            ("server_tls_sslmode", "require"),
+            ("client_tls_key_file", "/etc/pgbouncer/key.pem"),
+            ("client_tls_cert_file", "/etc/pgbouncer/cert.pem"),
+            ("client_tls_ca_file", "/etc/pgbouncer/ca.pem"),
+            ("client_tls_protocols", "tlsv1.2,tlsv1.3"),
+            ("client_tls_ciphers", "secure"),
+            ("server_tls_ca_file", "/etc/ssl/root.crt"),
+            ("server_tls_key_file", "/etc/ssl/client.key"),
+            ("server_tls_cert_file", "/etc/ssl/client.crt"),
+            ("server_tls_protocols", "secure"),
+            ("server_tls_ciphers", "HIGH:!aNULL"),
+        ] {
+            assert_eq!(one(k, v), toml::Value::from(v), "{k}");
+        }
         assert_eq!(
-            setting("server_tls_sslmode", "prefer")
-                .unwrap()
-                .warnings
-                .len(),
-            1
+            one("client_tls_sslmode", "Prefer"),
+            toml::Value::from("prefer")
+        );
+        assert!(setting("server_tls_sslmode", "sometimes").is_err());
+        // PgBouncer's "no file".
+        assert!(set("server_tls_ca_file", "").is_empty());
+        // Not implemented: one warning each, unless the value is what
+        // Causeway does anyway.
+        for k in ["client_tls_ecdhcurve", "client_tls_dheparams"] {
+            assert_eq!(setting(k, "prime256v1").unwrap().warnings.len(), 1, "{k}");
+            assert!(setting(k, "auto").unwrap().warnings.is_empty(), "{k}");
+        }
+    }
+
+    #[test]
+    fn unix_socket_settings_keep_their_names() {
+        assert_eq!(
+            one("unix_socket_dir", "/var/run/pgbouncer"),
+            toml::Value::from("/var/run/pgbouncer")
+        );
+        assert_eq!(one("unix_socket_dir", ""), toml::Value::from(""));
+        assert_eq!(one("unix_socket_mode", "0770"), toml::Value::from("0770"));
+        assert_eq!(one("unix_socket_mode", "777"), toml::Value::from("0777"));
+        assert!(setting("unix_socket_mode", "0999").is_err());
+        assert!(setting("unix_socket_mode", "rwx").is_err());
+        assert_eq!(
+            one("unix_socket_group", "postgres"),
+            toml::Value::from("postgres")
         );
     }
 
@@ -511,13 +561,12 @@ mod tests {
         );
         assert!(setting("syslog", "0").unwrap().warnings.is_empty());
         assert_eq!(setting("syslog", "1").unwrap().warnings.len(), 1);
-        assert!(setting("client_tls_protocols", "secure")
+        assert!(setting("client_tls13_ciphers", "")
             .unwrap()
             .warnings
             .is_empty());
-        assert!(setting("unix_socket_dir", "").unwrap().warnings.is_empty());
         assert_eq!(
-            setting("unix_socket_dir", "/var/run/postgresql")
+            setting("client_tls13_ciphers", "TLS_AES_128_GCM_SHA256")
                 .unwrap()
                 .warnings
                 .len(),

@@ -57,6 +57,7 @@ pub fn databases(app: &App) -> Table {
         let Some(db) = app.databases.get(&name, &cfg, &app.secrets()) else {
             continue;
         };
+        let dbc = db.cfg();
         let primary = db.topology().primary().unwrap_or(0);
         let server = db.servers.get(primary);
         let current: u32 = db.pools().iter().map(|p| p.snapshot().open).sum();
@@ -66,20 +67,20 @@ pub fn databases(app: &App) -> Table {
             Some(hosts.join(",")),
             server.map(|s| s.port.to_string()),
             v(db.dbname()),
-            db.cfg.user.clone(),
-            v(db.cfg.pool_size.unwrap_or(cfg.default_pool_size)),
-            v(db.cfg.min_pool_size.unwrap_or(cfg.min_pool_size)),
-            v(db.cfg.reserve_pool_size.unwrap_or(cfg.reserve_pool_size)),
-            v(db.cfg.server_lifetime.unwrap_or(cfg.server_lifetime) as u64),
-            db.cfg.pool_mode.map(|m| m.as_str().to_string()),
+            dbc.user.clone(),
+            v(dbc.pool_size.unwrap_or(cfg.default_pool_size)),
+            v(dbc.min_pool_size.unwrap_or(cfg.min_pool_size)),
+            v(dbc.reserve_pool_size.unwrap_or(cfg.reserve_pool_size)),
+            v(dbc.server_lifetime.unwrap_or(cfg.server_lifetime) as u64),
+            dbc.pool_mode.map(|m| m.as_str().to_string()),
             None,
-            v(db.cfg.max_db_connections.unwrap_or(cfg.max_db_connections)),
+            v(dbc.max_db_connections.unwrap_or(cfg.max_db_connections)),
             v(current),
             v(0),
             v(clients.iter().filter(|c| c.database == db.name).count()),
             v(u8::from(*db.paused.borrow())),
             v(u8::from(db.disabled.load(Relaxed))),
-            v(db.cfg.reserve_pool_size.unwrap_or(cfg.reserve_pool_size)),
+            v(dbc.reserve_pool_size.unwrap_or(cfg.reserve_pool_size)),
         ]);
     }
     t

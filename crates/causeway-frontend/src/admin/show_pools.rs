@@ -48,7 +48,7 @@ pub fn table(app: &App) -> Table {
         for pool in db.pools() {
             let user = pool.key().user.clone();
             let r = rows.entry((db.name.clone(), user.clone())).or_default();
-            r.mode = cfg.pool_mode_for(&db.cfg, &user).as_str();
+            r.mode = cfg.pool_mode_for(&db.cfg(), &user).as_str();
             r.pinned += u64::from(pool.pinned());
             for s in pool.servers() {
                 r.sv[s.state() as usize] += 1;

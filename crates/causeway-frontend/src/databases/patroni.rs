@@ -32,6 +32,9 @@ pub struct Source {
     pub urls: Vec<String>,
     /// The servers Patroni last reported (None until it first answers).
     pub servers: RwLock<Option<Vec<ServerConfig>>>,
+    /// The routing view of the database last rebuilt, until its successor
+    /// takes it over (see [`super::carry_over`]).
+    pub carried: parking_lot::Mutex<Option<super::Carried>>,
 }
 
 impl Source {
@@ -41,6 +44,7 @@ impl Source {
         let src = Arc::new(Source {
             urls,
             servers: RwLock::new(None),
+            carried: parking_lot::Mutex::new(None),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tracing::info!(database = %name, urls = ?src.urls, "following Patroni");
@@ -136,6 +140,7 @@ fn apply(name: &str, src: &Source, map: &Map, members: &[Member]) {
     if rebuild {
         tracing::info!(database = %name, ?leader, members = ?view, "Patroni membership changed; rebuilding the server list");
         if let Some(db) = map.remove(name) {
+            *src.carried.lock() = Some(super::Carried::of(&db));
             db.pools().iter().for_each(Pool::close);
         }
     } else if prev.is_none() {

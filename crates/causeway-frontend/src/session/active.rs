@@ -93,14 +93,14 @@ impl Session {
                 // The unit is still at the front of the client buffer and
                 // nothing of its reply reached the client: run it again.
                 let server = att.server;
-                tracing::info!(client = %self.client.peer, database = %self.db.name, server = %self.db.servers[server].host_port(), ?cause, "replica failed a read before replying; running it elsewhere");
+                tracing::info!(client = %self.client.peer, database = %self.db.name, server = %self.db.servers[server].host_port(), ?cause, "server failed a read before replying; running it elsewhere");
                 if cause != RetryCause::ReadOnly {
                     self.db.suspect(server);
                 }
                 self.sticky = None;
-                self.retry.exclude |= 1u64 << server.min(63);
+                let limit = self.rerun_limit();
+                self.retry.failed(server, cause, limit);
                 self.retry.to_primary |= cause == RetryCause::ReadOnly;
-                self.retry.cause = Some(cause);
                 self.detach(att, reusable).await;
                 State::Idle
             }

@@ -19,7 +19,11 @@ pub async fn lookup(
     db: &Arc<Database>,
     user: &str,
 ) -> Option<Secret> {
-    let auth_user = db.cfg.auth_user.as_deref().or(cfg.auth_user.as_deref())?;
+    let auth_user = db
+        .cfg()
+        .auth_user
+        .clone()
+        .or_else(|| cfg.auth_user.clone())?;
     let db = match &cfg.auth_dbname {
         Some(name) => app.databases.get(name, cfg, &app.secrets())?,
         None => db.clone(),
@@ -27,7 +31,7 @@ pub async fn lookup(
     let primary = db.topology().primary()?;
     let pool = app.databases.pool(
         &db,
-        auth_user,
+        &auth_user,
         primary,
         cfg,
         &app.secrets(),

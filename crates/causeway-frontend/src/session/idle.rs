@@ -9,7 +9,7 @@ use causeway_metrics::RouteReason;
 use causeway_pool::{Pool, ServerConn};
 use causeway_protocol::scan::is_frontend_tag;
 use causeway_protocol::{backend, sqlstate, HEADER_LEN};
-use causeway_routing::{Decision, Intent, Policy, Reason, Request, Role, SessionView, StaleCause};
+use causeway_routing::{Decision, Policy, Reason, Request, Role, SessionView, StaleCause};
 
 use super::consistency::Floor;
 use super::pump::{Flow, RetryCause, Timeouts};
@@ -274,6 +274,17 @@ impl Session {
             let decision = self.db.router().policy.route(&req, &view, &topo);
             let (server, reason) = match decision {
                 Decision::Server { index, reason } => (index, reason),
+                // A read that nothing can take yet (its server failed, or
+                // no primary and no routable replica, as in a failover):
+                // the monitor (or a rebuild) may soon name one.
+                Decision::Refuse { sqlstate, .. }
+                    if (retry.cause.is_some()
+                        || (req.intent.is_read() && sqlstate == sqlstate::CONNECTION_FAILURE))
+                        && self.wait_for_topology(&mut retry).await =>
+                {
+                    self.refresh_database_keeping(&mut retry);
+                    continue;
+                }
                 Decision::Refuse { sqlstate, message } => {
                     self.db.routes.count(false, RouteReason::Refused);
                     return self.refuse(unit, sqlstate, &message).await;
@@ -327,7 +338,17 @@ impl Session {
                 self.db.routes.count(replica, why);
             }
             let pool = self.pool(server);
-            match self.acquire(&pool).await {
+            let got = match self.acquire(&pool).await {
+                // A pooled connection found dead and not replaced: as a
+                // failed connect.
+                Ok(conn) => match self.synced(conn, &pool).await {
+                    Ok(conn) => Ok(conn),
+                    Err(Ok(closed)) => return closed,
+                    Err(Err(e)) => Err(Acquire::Failed(e)),
+                },
+                Err(e) => Err(e),
+            };
+            match got {
                 Ok(conn) => break (conn, pool, server, replica),
                 Err(Acquire::Closed(why)) => return State::Closed(why),
                 Err(Acquire::Failed(causeway_pool::PoolError::Closed))
@@ -339,12 +360,18 @@ impl Session {
                     continue;
                 }
                 Err(Acquire::Failed(e)) => {
-                    // A replica that cannot give a connection: try elsewhere.
-                    if replica && req.intent.is_read() && retry.attempts < self.max_retries() {
+                    // A server that cannot give a connection (a replica, or
+                    // a primary that is down): a read tries elsewhere.
+                    if super::rerun::reroutes_after_connect_failure(
+                        req.intent,
+                        replica,
+                        Session::server_down(&e),
+                        retry.attempts,
+                        self.max_retries(),
+                    ) {
                         self.db.suspect(server);
                         retry.attempts += 1;
-                        retry.exclude |= 1u64 << server.min(63);
-                        retry.cause = Some(RetryCause::Failure);
+                        retry.failed(server, RetryCause::Failure, self.rerun_limit());
                         continue;
                     }
                     if self.cfg.log_pooler_errors {
@@ -355,10 +382,7 @@ impl Session {
                 }
             }
         };
-        let mut conn = match self.synced(conn, &pool).await {
-            Ok(c) => c,
-            Err(closed) => return closed,
-        };
+        let mut conn = conn;
         if self.client.flush().await.is_err() {
             pool.release(conn);
             return State::Closed("client closed connection");
@@ -387,21 +411,28 @@ impl Session {
             prep,
         );
         let read = self.split && req.intent.is_read();
-        if replica && read && unit > 0 {
-            // Only this unit goes to the replica; an autocommit read is held
-            // so that it can run elsewhere if the replica fails it.
-            let hold = req.intent == Intent::Read && retry.attempts < self.max_retries();
-            if hold {
-                retry.attempts += 1;
-                self.retry = Retry {
-                    cause: None,
-                    ..retry
-                };
-            }
+        // An autocommit read is held so that it can run elsewhere if its
+        // server fails it (the primary too: it may die under the read).
+        let hold = super::rerun::holds(
+            self.split,
+            req.intent,
+            unit,
+            retry.attempts,
+            self.max_retries(),
+        );
+        if hold {
+            retry.attempts += 1;
+            self.retry = Retry {
+                cause: None,
+                ..retry
+            };
+        }
+        if (replica && read && unit > 0) || hold {
+            // Only this unit goes to the server.
             flow.limit_to_unit(unit, hold);
-            if self.db.router().routing.sticky_reads {
-                self.sticky = Some(server);
-            }
+        }
+        if replica && read && unit > 0 && self.db.router().routing.sticky_reads {
+            self.sticky = Some(server);
         }
         if read {
             self.db.load.start(server);
@@ -443,6 +474,20 @@ impl Session {
         self.retry = Retry::default();
         self.db = db;
         true
+    }
+
+    /// [`Session::refresh_database`] for a read that waits to be re-run:
+    /// on a rebuilt database the failed servers' indexes mean nothing, but
+    /// the read still waits within its bound.
+    fn refresh_database_keeping(&mut self, retry: &mut Retry) {
+        if self.refresh_database() {
+            *retry = Retry {
+                attempts: retry.attempts,
+                cause: retry.cause,
+                until: retry.until,
+                ..Retry::default()
+            };
+        }
     }
 
     fn max_retries(&self) -> u32 {

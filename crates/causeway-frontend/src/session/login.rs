@@ -117,7 +117,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
             .await;
         return None;
     };
-    let mode = cfg.pool_mode_for(&db.cfg, &info.user);
+    let mode = cfg.pool_mode_for(&db.cfg(), &info.user);
     let mut pools = vec![None; db.servers.len()];
     let (primary, pool, welcome) =
         match primary::find(app, &db, cfg, &secrets, &info.user, &creds).await {

@@ -27,6 +27,7 @@ mod plan;
 pub(crate) mod prepared;
 mod primary;
 mod pump;
+mod rerun;
 mod reset;
 mod ryw_wait;
 mod secure;
@@ -85,7 +86,7 @@ struct Attached {
     started: std::time::Instant,
 }
 
-/// A unit of work being re-run after a replica failed it.
+/// A unit of work being re-run after its server failed it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Retry {
     /// Servers that failed it (bit i = server i).
@@ -94,6 +95,9 @@ struct Retry {
     /// The replica refused it as a write: the primary runs it.
     to_primary: bool,
     cause: Option<pump::RetryCause>,
+    /// A failed server: until when the read may wait for another to take
+    /// it (see rerun.rs).
+    until: Option<tokio::time::Instant>,
 }
 
 struct Session {
@@ -198,7 +202,7 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
     );
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
-    let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg, &l.user));
+    let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg(), &l.user));
     let prep = prepared::Prep::new(
         l.mode != PoolMode::Session && cfg.max_prepared_statements > 0,
         cfg.max_prepared_statements as usize,

@@ -107,12 +107,15 @@ pub async fn sync(
 impl Session {
     /// Applies the client's parameters to a lent connection and tells the
     /// client of values the server spells differently.
+    /// Like [`Session::sync_or_replace`], but a pool that cannot replace a
+    /// lost connection is left to the caller (`Err(Err(e))`): a read may
+    /// go to another server.
     pub(super) async fn synced(
         &mut self,
         conn: ServerConn,
         pool: &Pool,
-    ) -> Result<ServerConn, State> {
-        let (conn, news) = self.sync_or_replace(conn, pool).await?;
+    ) -> Result<ServerConn, Result<State, causeway_pool::PoolError>> {
+        let (conn, news) = self.sync_or_lose(conn, pool).await?;
         for (k, v) in news {
             backend::write_parameter_status(&mut self.client.out, &k, &v);
         }
@@ -130,6 +133,21 @@ impl Session {
         conn: ServerConn,
         pool: &Pool,
     ) -> Result<(ServerConn, Vec<(String, String)>), State> {
+        match self.sync_or_lose(conn, pool).await {
+            Ok(r) => Ok(r),
+            Err(Ok(closed)) => Err(closed),
+            Err(Err(e)) => {
+                self.client.fatal(e.sqlstate(), &e.to_string()).await;
+                Err(State::Closed("no server connection"))
+            }
+        }
+    }
+
+    async fn sync_or_lose(
+        &mut self,
+        conn: ServerConn,
+        pool: &Pool,
+    ) -> Result<(ServerConn, Vec<(String, String)>), Result<State, causeway_pool::PoolError>> {
         let mut conn = conn;
         let mut attempt = 1;
         loop {
@@ -141,16 +159,13 @@ impl Session {
                     attempt += 1;
                     conn = match self.acquire(pool).await {
                         Ok(c) => c,
-                        Err(Acquire::Closed(why)) => return Err(State::Closed(why)),
-                        Err(Acquire::Failed(e)) => {
-                            self.client.fatal(e.sqlstate(), &e.to_string()).await;
-                            return Err(State::Closed("no server connection"));
-                        }
+                        Err(Acquire::Closed(why)) => return Err(Ok(State::Closed(why))),
+                        Err(Acquire::Failed(e)) => return Err(Err(e)),
                     };
                 }
                 Err(ServerError::Query { code, message }) => {
                     self.client.fatal(&code, &message).await;
-                    return Err(State::Closed("parameter refused by the server"));
+                    return Err(Ok(State::Closed("parameter refused by the server")));
                 }
                 Err(e) => {
                     self.client
@@ -159,7 +174,7 @@ impl Session {
                             &format!("could not apply session parameters: {e}"),
                         )
                         .await;
-                    return Err(State::Closed("parameter sync failed"));
+                    return Err(Ok(State::Closed("parameter sync failed")));
                 }
             }
         }

@@ -66,7 +66,7 @@ pub(super) async fn find(
 /// by now); not a refused login.
 /// A connect failure held back for server_login_retry counts too: the
 /// next login after a refused connect gets it at once.
-fn worth_waiting(e: &PoolError) -> bool {
+pub(super) fn worth_waiting(e: &PoolError) -> bool {
     match e {
         PoolError::Server(e) | PoolError::LoginRetry(e) => match e {
             ServerError::Login { code, .. } => code.starts_with("57P"),
