@@ -22,6 +22,8 @@ mod hold;
 mod meter;
 mod owed;
 mod server_side;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
