@@ -175,17 +175,20 @@ impl ServerConn {
         self.synced_fp
     }
 
+    #[inline]
     pub fn set_synced_fp(&mut self, fp: u64) {
         self.synced_fp = fp;
     }
 
     /// The connection must not go back to the pool.
+    #[inline]
     pub fn is_broken(&self) -> bool {
         self.broken
     }
 
     /// Its state is unknown (a FATAL, a failed internal query): it is
     /// closed instead of pooled.
+    #[inline]
     pub fn mark_broken(&mut self) {
         self.broken = true;
     }
@@ -195,28 +198,33 @@ impl ServerConn {
         &self.statements
     }
 
+    #[inline]
     pub fn statements_mut(&mut self) -> &mut crate::StatementCache {
         &mut self.statements
     }
 
     /// Bytes read from the server and not yet consumed (the pump forwards
     /// and edits them in place).
+    #[inline]
     pub fn buf(&self) -> &BytesMut {
         &self.buf
     }
 
+    #[inline]
     pub fn buf_mut(&mut self) -> &mut BytesMut {
         &mut self.buf
     }
 
     /// The read buffer and the statement cache at once: a reply is checked
     /// against the statements while it still sits in the buffer.
+    #[inline]
     pub fn buf_and_statements(&mut self) -> (&mut BytesMut, &mut crate::StatementCache) {
         (&mut self.buf, &mut self.statements)
     }
 
     /// Reads what the server sent into [`buf`](Self::buf), keeping at
     /// least `room` bytes free to read into. Ok(0): the server closed.
+    #[inline]
     pub fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<std::io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < room {
             self.buf.reserve(2 * room);
@@ -225,6 +233,7 @@ impl ServerConn {
     }
 
     /// Writes (part of) `bytes` to the server.
+    #[inline]
     pub fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
@@ -234,6 +243,7 @@ impl ServerConn {
     }
 
     /// Flushes what TLS holds (a no-op on plain sockets).
+    #[inline]
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_flush(cx)
     }
