@@ -55,20 +55,10 @@ impl ServerConn {
         r
     }
 
-    /// [`internal_query`](Self::internal_query) discarding rows; returns
-    /// the parameter changes.
-    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<(String, String)>, ServerError> {
-        self.internal_query(sql, None).await.map(|r| r.changed)
-    }
-
-    /// [`internal_query`](Self::internal_query) returning column `col` of
-    /// each row (auth_query, LSN lookups).
-    pub async fn query_column(
-        &mut self,
-        sql: &str,
-        col: usize,
-    ) -> Result<Vec<Option<String>>, ServerError> {
-        self.internal_query(sql, Some(col)).await.map(|r| r.rows)
+    /// The pool's shorthand for [`internal_query`](Self::internal_query)
+    /// without rows (server check, connect_query).
+    pub(crate) async fn simple_query(&mut self, sql: &str) -> Result<(), ServerError> {
+        self.internal_query(sql, None).await.map(drop)
     }
 
     async fn run_internal(

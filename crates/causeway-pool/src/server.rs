@@ -2,8 +2,11 @@
 //! Causeway's own small queries (reset, check, parameter sync), and hand
 //! the raw stream to a session.
 
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -12,7 +15,7 @@ use causeway_protocol::auth::md5::{md5_password_hash, md5_salted_response};
 use causeway_protocol::auth::messages::{self as authmsg, AuthRequest};
 use causeway_protocol::auth::{server_first_salt, ClientBinding, ScramKeys, ScramPassthrough};
 use causeway_protocol::{backend, frontend, scan::body, HEADER_LEN};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::cancel::CancelTarget;
 use crate::error::ServerError;
@@ -43,30 +46,32 @@ pub struct Login {
 /// Internal queries never return big results; a bigger frame is a bug.
 const MAX_INTERNAL_FRAME: usize = 1 << 20;
 
+/// Fields are private: the pool edits them directly, everyone else goes
+/// through the methods below (what a session and its pump need).
 pub struct ServerConn {
-    pub stream: Stream,
+    pub(crate) stream: Stream,
     /// Bytes read from the server and not yet consumed.
-    pub buf: BytesMut,
+    pub(crate) buf: BytesMut,
     /// Every ParameterStatus the server reported plus what we SET.
-    pub params: ParamSet,
+    pub(crate) params: ParamSet,
     /// Fingerprint of the client parameter set this server was last synced
     /// to (0 = unknown).
-    pub synced_fp: u64,
-    pub id: u64,
-    pub cancel: Arc<CancelTarget>,
-    pub created: Instant,
-    pub last_used: Instant,
+    pub(crate) synced_fp: u64,
+    pub(crate) id: u64,
+    pub(crate) cancel: Arc<CancelTarget>,
+    pub(crate) created: Instant,
+    pub(crate) last_used: Instant,
     /// `in_hot_standby` as last reported (PG14+).
-    pub in_hot_standby: Option<bool>,
+    pub(crate) in_hot_standby: Option<bool>,
     /// Set when the connection must not go back to the pool.
-    pub broken: bool,
+    pub(crate) broken: bool,
     pub(crate) slot: Option<SlotGuard>,
     /// What SHOW SERVERS reports.
-    pub info: Arc<ServerInfo>,
+    pub(crate) info: Arc<ServerInfo>,
     /// The pool's RECONNECT epoch when this connection was opened.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// Renamed prepared statements this server holds.
-    pub statements: Box<crate::StatementCache>,
+    pub(crate) statements: Box<crate::StatementCache>,
     /// Deadline of each internal query in ms (`internal.rs`; u32 keeps
     /// the struct small); set by the pool.
     pub(crate) internal_timeout_ms: u32,
@@ -106,9 +111,16 @@ impl ServerConn {
             })?;
         let (peer, local) = (c.peer, c.local);
         let tls = c.stream.tls_description();
+        let mut conn = Self::unlogged(c.stream, peer.clone(), local, tls.clone());
+        conn.login(login, &peer).await?;
+        conn.info = Arc::new(ServerInfo::new(conn.id, conn.cancel.pid, peer, local, tls));
+        Ok(conn)
+    }
+
+    fn unlogged(stream: Stream, peer: PeerAddr, local: Option<SocketAddr>, tls: String) -> Self {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut conn = ServerConn {
-            stream: c.stream,
+        ServerConn {
+            stream,
             buf: BytesMut::with_capacity(8192),
             params: ParamSet::new(),
             synced_fp: 0,
@@ -120,13 +132,120 @@ impl ServerConn {
             broken: false,
             statements: Box::default(),
             slot: None,
-            info: Arc::new(ServerInfo::new(id, 0, peer.clone(), local, tls.clone())),
+            info: Arc::new(ServerInfo::new(id, 0, peer, local, tls)),
             epoch: 0,
             internal_timeout_ms: crate::internal::DEFAULT_TIMEOUT.as_millis() as u32,
-        };
-        conn.login(login, &peer).await?;
-        conn.info = Arc::new(ServerInfo::new(id, conn.cancel.pid, peer, local, tls));
-        Ok(conn)
+        }
+    }
+
+    /// For tests and tools only: a connection around a stream that is
+    /// already past login (no StartupMessage is sent, nothing is read), in
+    /// no pool. Engine tests script the server's side of `stream`.
+    pub fn over_stream(stream: Stream, peer: PeerAddr) -> Self {
+        Self::unlogged(stream, peer, None, String::new())
+    }
+
+    /// The connection's number (SHOW SERVERS, logs).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Where a cancel request for this connection goes.
+    pub fn cancel(&self) -> &Arc<CancelTarget> {
+        &self.cancel
+    }
+
+    /// What SHOW SERVERS reports about it.
+    pub fn info(&self) -> &Arc<ServerInfo> {
+        &self.info
+    }
+
+    /// The parameters the server reported, plus what Causeway SET.
+    pub fn params(&self) -> &ParamSet {
+        &self.params
+    }
+
+    pub fn params_mut(&mut self) -> &mut ParamSet {
+        &mut self.params
+    }
+
+    /// Fingerprint of the client parameter set this server was last
+    /// synced to (0 = unknown).
+    pub fn synced_fp(&self) -> u64 {
+        self.synced_fp
+    }
+
+    #[inline]
+    pub fn set_synced_fp(&mut self, fp: u64) {
+        self.synced_fp = fp;
+    }
+
+    /// The connection must not go back to the pool.
+    #[inline]
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Its state is unknown (a FATAL, a failed internal query): it is
+    /// closed instead of pooled.
+    #[inline]
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Renamed prepared statements this server holds.
+    pub fn statements(&self) -> &crate::StatementCache {
+        &self.statements
+    }
+
+    #[inline]
+    pub fn statements_mut(&mut self) -> &mut crate::StatementCache {
+        &mut self.statements
+    }
+
+    /// Bytes read from the server and not yet consumed (the pump forwards
+    /// and edits them in place).
+    #[inline]
+    pub fn buf(&self) -> &BytesMut {
+        &self.buf
+    }
+
+    #[inline]
+    pub fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// The read buffer and the statement cache at once: a reply is checked
+    /// against the statements while it still sits in the buffer.
+    #[inline]
+    pub fn buf_and_statements(&mut self) -> (&mut BytesMut, &mut crate::StatementCache) {
+        (&mut self.buf, &mut self.statements)
+    }
+
+    /// Reads what the server sent into [`buf`](Self::buf), keeping at
+    /// least `room` bytes free to read into. Ok(0): the server closed.
+    #[inline]
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < room {
+            self.buf.reserve(2 * room);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    /// Writes (part of) `bytes` to the server.
+    #[inline]
+    pub fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, bytes)
+    }
+
+    /// Flushes what TLS holds (a no-op on plain sockets).
+    #[inline]
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     /// Writes `out` and flushes it through TLS, if any.

@@ -89,7 +89,7 @@ impl Session {
                 // Requests of the unit that were rewritten or prepared: the
                 // re-run starts from the client's own bytes again.
                 let reusable = reusable && att.flow.prep.queue.is_empty();
-                att.flow.prep.rollback(&mut att.conn.statements);
+                att.flow.prep.rollback(att.conn.statements_mut());
                 // The unit is still at the front of the client buffer and
                 // nothing of its reply reached the client: run it again.
                 let server = att.server;
@@ -113,7 +113,7 @@ impl Session {
                 if clean {
                     // Whatever complete messages the server sent still reach the client.
                     let ready = att.flow.server_ready();
-                    let pending = att.conn.buf.split_to(ready);
+                    let pending = att.conn.buf_mut().split_to(ready);
                     self.client.out.extend_from_slice(&pending);
                     if att.flow.fatal_seen {
                         // The server said why (57P01 terminated, ...): the
@@ -196,7 +196,7 @@ impl Session {
         prep.out.clear();
         let sql_release = prep.release_sql();
         self.info.info.set_prepared(prep.map.len());
-        conn.info.set_prepared(conn.statements.len());
+        conn.info().set_prepared(conn.statements().len());
         self.prep = Some(prep);
         if read {
             self.db.load.finish(server, started.elapsed());
@@ -220,7 +220,7 @@ impl Session {
         }
         if reset && !self.cfg.server_reset_query.is_empty() {
             if conn
-                .simple_query(&self.cfg.server_reset_query)
+                .internal_query(&self.cfg.server_reset_query, None)
                 .await
                 .is_err()
             {
@@ -233,19 +233,19 @@ impl Session {
             // with it (it gets them back wherever it next runs them); no
             // later client may EXECUTE them by mistake.
             let mut all = all;
-            if let Err(e) = conn.simple_query(&sql).await {
+            if let Err(e) = conn.internal_query(&sql, None).await {
                 // One of them was never created (its PREPARE failed):
                 // clear them all instead.
                 if !matches!(e, causeway_pool::ServerError::Query { .. })
-                    || conn.simple_query("DEALLOCATE ALL").await.is_err()
+                    || conn.internal_query("DEALLOCATE ALL", None).await.is_err()
                 {
                     return;
                 }
                 all = true;
             }
             if all {
-                conn.statements.clear();
-                conn.info.set_prepared(0);
+                conn.statements_mut().clear();
+                conn.info().set_prepared(0);
             }
         }
         if wrote {

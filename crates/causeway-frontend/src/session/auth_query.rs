@@ -48,7 +48,7 @@ pub async fn lookup(
     quote_literal(&mut user_literal, user);
     let sql = cfg.auth_query.replace("$1", &user_literal);
     // PgBouncer's shape: (user name, secret).
-    let rows = conn.query_column(&sql, 1).await;
+    let rows = conn.internal_query(&sql, Some(1)).await.map(|r| r.rows);
     pool.release(conn);
     match rows {
         Ok(rows) => rows

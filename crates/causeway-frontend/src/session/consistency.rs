@@ -351,15 +351,15 @@ impl Session {
         let db = self.db.clone();
         tokio::spawn(async move {
             let r = conn
-                .query_column(
+                .internal_query(
                     "SELECT pg_walfile_name(l) || ' ' || l::text FROM pg_current_wal_insert_lsn() l",
-                    0,
+                    Some(0),
                 )
                 .await;
-            let ok = r.is_ok() && !conn.broken;
+            let ok = r.is_ok() && !conn.is_broken();
             let token = r
                 .ok()
-                .and_then(|rows| rows.into_iter().next().flatten())
+                .and_then(|r| r.rows.into_iter().next().flatten())
                 .and_then(|s| parse_position(&s))
                 .map(|(timeline, lsn)| Token {
                     generation: Generation {

@@ -387,15 +387,15 @@ impl Session {
             pool.release(conn);
             return State::Closed("client closed connection");
         }
-        self.key.slot.attach(&conn.cancel);
-        self.info.info.active(conn.id, conn.cancel.pid);
-        conn.info.assign(self.info.info.id);
+        self.key.slot.attach(conn.cancel());
+        self.info.info.active(conn.id(), conn.cancel().pid);
+        conn.info().assign(self.info.info.id);
         let timeouts = Timeouts {
             query: secs(self.cfg.query_timeout),
             idle_transaction: secs(self.cfg.idle_transaction_timeout),
             client_idle: secs(self.cfg.client_idle_timeout),
         };
-        conn.statements.begin_pin();
+        conn.statements_mut().begin_pin();
         let prep = self.prep.take().unwrap_or_else(|| {
             Box::new(super::prepared::Prep::new(
                 false,

@@ -70,37 +70,37 @@ pub async fn sync(
     client: &mut ParamSet,
     conn: &mut ServerConn,
 ) -> Result<Vec<(String, String)>, ServerError> {
-    if conn.synced_fp == client.fingerprint() {
+    if conn.synced_fp() == client.fingerprint() {
         return Ok(Vec::new());
     }
     let mut news = Vec::new();
-    if let Some((sql, names)) = client.sync_sql(&conn.params) {
+    if let Some((sql, names)) = client.sync_sql(conn.params()) {
         // Record what we set before the server reports its own spelling.
         for (k, v) in client.iter() {
-            conn.params.set(k, v, false);
+            conn.params_mut().set(k, v, false);
         }
-        let values = match conn.query_column(&sql, 0).await {
-            Ok(v) => v,
+        let values = match conn.internal_query(&sql, Some(0)).await {
+            Ok(r) => r.rows,
             Err(e) => {
-                conn.broken = true;
+                conn.mark_broken();
                 return Err(e);
             }
         };
-        conn.params.drop_unreported_except(client);
+        conn.params_mut().drop_unreported_except(client);
         // set_config() returns each value as the server keeps it, reported
         // or not (a SET to the value it already had reports nothing).
         for (k, v) in names.iter().zip(values) {
             let Some(v) = v else { continue };
             if client.get(k) != Some(v.as_str()) {
                 client.set(k, &v, false);
-                conn.params.set(k, &v, false);
-                if conn.params.is_reported(k) {
+                conn.params_mut().set(k, &v, false);
+                if conn.params().is_reported(k) {
                     news.push((k.clone(), v));
                 }
             }
         }
     }
-    conn.synced_fp = client.fingerprint();
+    conn.set_synced_fp(client.fingerprint());
     Ok(news)
 }
 

@@ -16,11 +16,12 @@ use super::{Attached, Session, State};
 impl Session {
     pub(super) async fn restore_startup(&mut self, att: &mut Attached) -> Result<(), State> {
         // The held ReadyForQuery (and anything after it).
-        let held = att.conn.buf.split();
-        let changed = match att.conn.simple_query(&restore_sql(&self.startup)).await {
-            Ok(c) if !att.conn.broken => c,
+        let held = att.conn.buf_mut().split();
+        let sql = restore_sql(&self.startup);
+        let changed = match att.conn.internal_query(&sql, None).await {
+            Ok(r) if !att.conn.is_broken() => r.changed,
             Ok(_) | Err(_) => {
-                att.conn.broken = true;
+                att.conn.mark_broken();
                 self.client
                     .fatal(
                         causeway_protocol::sqlstate::CONNECTION_FAILURE,
@@ -35,7 +36,7 @@ impl Session {
             backend::write_parameter_status(&mut buf, k, v);
         }
         buf.extend_from_slice(&held);
-        att.conn.buf = buf;
+        *att.conn.buf_mut() = buf;
         att.flow.restored();
         Ok(())
     }

@@ -139,7 +139,7 @@ impl Session {
              WHERE source = 'session' AND name = 'search_path' \
              UNION ALL SELECT 'role=' || pg_catalog.current_setting('role') \
              WHERE pg_catalog.current_setting('role') <> 'none'";
-        let rows = conn.query_column(SQL, 0).await?;
+        let rows = conn.internal_query(SQL, Some(0)).await?.rows;
         for name in READ_BACK {
             let value = rows.iter().flatten().find_map(|r| {
                 r.split_once('=')
@@ -149,15 +149,15 @@ impl Session {
             match value {
                 Some(v) => {
                     self.params.set(name, &v, false);
-                    conn.params.set(name, &v, false);
+                    conn.params_mut().set(name, &v, false);
                 }
                 None => {
                     self.params.remove(name);
-                    conn.params.remove(name);
+                    conn.params_mut().remove(name);
                 }
             }
         }
-        conn.synced_fp = self.params.fingerprint();
+        conn.set_synced_fp(self.params.fingerprint());
         Ok(())
     }
 }
@@ -175,7 +175,7 @@ async fn pinnable_state(conn: &mut ServerConn, login_user: &str) -> Result<Strin
     );
     quote_literal(&mut sql, login_user);
     sql.push_str(" THEN 'SET SESSION AUTHORIZATION' END)");
-    let rows = conn.query_column(&sql, 0).await?;
+    let rows = conn.internal_query(&sql, Some(0)).await?.rows;
     Ok(rows.into_iter().flatten().next().unwrap_or_default())
 }
 

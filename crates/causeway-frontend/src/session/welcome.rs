@@ -33,13 +33,13 @@ impl Session {
                 return Err(State::Closed("no server connection"));
             }
         };
-        self.params = params::initial(&conn.params, &self.startup, &self.cfg).0;
+        self.params = params::initial(conn.params(), &self.startup, &self.cfg).0;
         let (conn, _) = self.sync_or_replace(conn, &pool).await?;
-        for (k, v) in conn.params.reported() {
+        for (k, v) in conn.params().reported() {
             let v = self.params.get(k).unwrap_or(v);
             backend::write_parameter_status(&mut self.client.out, k, v);
         }
-        self.key.repoint(conn.cancel.pid);
+        self.key.repoint(conn.cancel().pid);
         backend::write_backend_key_data(&mut self.client.out, self.key.pid, &self.key.secret);
         backend::write_ready_for_query(&mut self.client.out, b'I');
         self.welcomed = Some((conn, pool));

@@ -1,0 +1,271 @@
+//! The loop that polls both sockets: write what is due each way, see
+//! whether the attachment is over, check newly read bytes, read more.
+//! Each step says whether it made progress; with none, the flow waits
+//! for a socket or the deadline.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use causeway_config::PoolMode;
+use causeway_pool::{ParamSet, ServerConn};
+use causeway_protocol::{backend, sqlstate};
+use tokio::io::AsyncWrite;
+use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
+
+use super::{End, Flow, HIGH_WATER};
+use crate::session::client::Client;
+use crate::session::SHUTDOWN_MESSAGE;
+
+/// Keep at least this much room to read into.
+const READ_ROOM: usize = 8 * 1024;
+
+/// A step's outcome: whether it progressed, or how the flow ends.
+type Stepped = Result<bool, End>;
+
+impl Flow {
+    /// Runs until something needs the session's attention.
+    pub async fn run(
+        &mut self,
+        client: &mut Client,
+        conn: &mut ServerConn,
+        params: &mut ParamSet,
+        timer: &mut Pin<Box<Sleep>>,
+    ) -> End {
+        poll_fn(|cx| self.poll(cx, client, conn, params, timer.as_mut())).await
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut Client,
+        conn: &mut ServerConn,
+        params: &mut ParamSet,
+        timer: Pin<&mut Sleep>,
+    ) -> Poll<End> {
+        match self.turns(cx, client, conn, params) {
+            Ok(()) => self.wait(cx, timer),
+            Err(end) => Poll::Ready(end),
+        }
+    }
+
+    /// Turns until no step progresses (Ok) or the flow ends.
+    fn turns(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut Client,
+        conn: &mut ServerConn,
+        params: &mut ParamSet,
+    ) -> Result<(), End> {
+        loop {
+            let mut progress = self.write_to_client(cx, client, conn)?;
+            progress |= self.write_to_server(cx, client, conn)?;
+            let client_flushed = self.flush(cx, client, conn)?;
+            self.finished(client_flushed)?;
+            progress |= self.check(client, conn, params)?;
+            progress |= self.read_server(cx, conn)?;
+            progress |= self.read_client(cx, client)?;
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Nothing to do until a socket is ready, or the deadline passes.
+    fn wait(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Poll<End> {
+        if let Some(d) = self.clock.deadline() {
+            if timer.as_mut().deadline() != d {
+                timer.as_mut().reset(d);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(self.timeout_end());
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Checked server bytes go to the client.
+    fn write_to_client(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut Client,
+        conn: &mut ServerConn,
+    ) -> Stepped {
+        if self.s.ready == 0 {
+            return Ok(false);
+        }
+        match Pin::new(&mut client.stream).poll_write(cx, &conn.buf()[..self.s.ready]) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Err(End::ClientGone),
+            Poll::Ready(Ok(n)) => {
+                conn.buf_mut().advance(n);
+                self.s.ready -= n;
+                self.meter.bytes_out += n as u64;
+                Ok(true)
+            }
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Checked client bytes go to the server, then the rewritten requests
+    /// (and the client bytes queued behind them).
+    fn write_to_server(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut Client,
+        conn: &mut ServerConn,
+    ) -> Stepped {
+        let mut progress = false;
+        if self.c.due() > 0 {
+            match conn.poll_send(cx, &client.buf[self.c.kept..self.c.ready]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(self.server_gone()),
+                Poll::Ready(Ok(n)) => {
+                    self.c.wrote(&mut client.buf, n, self.hold.active());
+                    self.meter.bytes_in += n as u64;
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if !self.prep.out.is_empty() && self.c.due() == 0 {
+            match conn.poll_send(cx, &self.prep.out) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(self.server_gone()),
+                Poll::Ready(Ok(n)) => {
+                    self.prep.out.advance(n);
+                    self.meter.bytes_in += n as u64;
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// TLS may hold written bytes until flushed (a no-op on plain
+    /// sockets); a pending flush is woken by socket writability. True: the
+    /// client's side is flushed.
+    fn flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut Client,
+        conn: &mut ServerConn,
+    ) -> Stepped {
+        let client_flushed = match Pin::new(&mut client.stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(_)) => return Err(End::ClientGone),
+            Poll::Pending => false,
+        };
+        if let Poll::Ready(Err(_)) = conn.poll_flush(cx) {
+            return Err(self.server_gone());
+        }
+        Ok(client_flushed)
+    }
+
+    /// The attachment is over if the work is done and written out.
+    fn finished(&self, client_flushed: bool) -> Result<(), End> {
+        if self.release_seen
+            && self.s.ready == 0
+            && client_flushed
+            && self.server_idle()
+            && (self.mode != PoolMode::Session || self.stop_when_idle)
+        {
+            return Err(End::Release);
+        }
+        if self.c.terminate && self.c.ready == 0 {
+            return Err(End::ClientGone);
+        }
+        if self.restore_pending && self.s.ready == 0 {
+            return Err(End::Restore);
+        }
+        Ok(())
+    }
+
+    /// Checks the bytes read on both sides.
+    fn check(
+        &mut self,
+        client: &mut Client,
+        conn: &mut ServerConn,
+        params: &mut ParamSet,
+    ) -> Stepped {
+        let mut progress = self.scan_server(conn, params)?;
+        if !self.hold.active() {
+            // Committed: the held request bytes are done with.
+            progress |= self.c.drop_kept(&mut client.buf);
+        }
+        progress |= self
+            .scan_client(client, conn)
+            .map_err(End::ClientProtocol)?;
+        if self.release_seen && self.stop_when_idle && !self.goodbye && client.buf.is_empty() {
+            self.say_goodbye(conn);
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    fn read_server(&mut self, cx: &mut Context<'_>, conn: &mut ServerConn) -> Stepped {
+        if self.release_seen || self.s.ready >= HIGH_WATER {
+            return Ok(false);
+        }
+        match conn.poll_fill(cx, READ_ROOM) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Err(self.server_gone()),
+            Poll::Ready(Ok(_)) => Ok(true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    fn read_client(&mut self, cx: &mut Context<'_>, client: &mut Client) -> Stepped {
+        if self.c.terminate || client.buf.len() >= HIGH_WATER.max(self.c.need) {
+            return Ok(false);
+        }
+        if client.buf.capacity() - client.buf.len() < READ_ROOM {
+            client.buf.reserve(2 * READ_ROOM);
+        }
+        match poll_read_buf(Pin::new(&mut client.stream), cx, &mut client.buf) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Err(End::ClientGone),
+            Poll::Ready(Ok(_)) => Ok(true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Draining: the transaction is over and the client has sent nothing
+    /// more, so it is closed here. The FATAL goes into the same write as
+    /// the ReadyForQuery: a client reads both together and knows the
+    /// connection is gone before it sends its next query, instead of
+    /// sending it into a socket about to close. (Bytes the client sends
+    /// after this are never run.)
+    fn say_goodbye(&mut self, conn: &mut ServerConn) {
+        let mut msg = BytesMut::with_capacity(64);
+        backend::write_error(&mut msg, true, sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE);
+        let buf = conn.buf_mut();
+        let tail = buf.split_off(self.s.ready);
+        buf.extend_from_slice(&msg);
+        buf.unsplit(tail);
+        self.s.ready += msg.len();
+        self.goodbye = true;
+    }
+
+    /// The server socket failed: a held read is retried, else the client
+    /// is told (if at a message boundary).
+    fn server_gone(&self) -> End {
+        match self.hold.lost() {
+            Some(cause) => End::Retry {
+                cause,
+                reusable: false,
+            },
+            None => End::ServerGone {
+                clean: self.s.scan.at_boundary(),
+            },
+        }
+    }
+
+    fn timeout_end(&self) -> End {
+        if !self.owed.is_empty() {
+            End::Timeout("57014", "query_timeout")
+        } else if self.status != b'I' {
+            End::Timeout("25P03", "idle_transaction_timeout")
+        } else {
+            End::Timeout("57P05", "client_idle_timeout")
+        }
+    }
+}
