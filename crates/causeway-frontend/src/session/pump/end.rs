@@ -19,8 +19,9 @@ pub enum End {
     Timeout(&'static str, &'static str),
     /// statement pool mode: the client opened a transaction block.
     StatementModeTxn,
-    /// A replica failed a held read before anything but its description
-    /// was produced; the unit is still at the front of the client buffer.
+    /// The server failed a held read before any of its reply reached the
+    /// client (rows still held are dropped); the unit is still at the front
+    /// of the client buffer.
     /// `reusable`: the server finished the unit cleanly (back to the pool).
     Retry {
         cause: RetryCause,
