@@ -2,14 +2,16 @@
 //! are merged, and the checks that refuse an impossible setting at start.
 
 pub mod ini;
+mod error;
 mod load;
 mod model;
 mod patroni;
 mod validate;
 
 pub use load::{
-    is_secret_key, load, load_str, load_with_warnings, redact_text, ConfigError, Layers, Loaded,
+    is_secret_key, load, load_str, load_with_warnings, redact_text, Layers, Loaded,
     SYSTEM_CONFIG,
 };
+pub use error::ConfigError;
 pub use model::*;
 pub use patroni::patroni_authority;
