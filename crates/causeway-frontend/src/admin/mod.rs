@@ -17,7 +17,7 @@ use std::sync::Arc;
 use causeway_protocol::{backend, scan::body, sqlstate, HEADER_LEN};
 
 use crate::app::App;
-use crate::session::Client;
+use crate::client::Client;
 use command::Command;
 pub use control::{pause, resume};
 use table::Table;

@@ -7,16 +7,16 @@ use causeway_pool::{ParamSet, Pool};
 use causeway_protocol::{backend, sqlstate};
 
 use super::access::{self, Method};
-use super::client::Client;
 use super::startup::{self, StartupInfo};
 use super::{auth, auth_query, params, primary, Credentials};
 use crate::admin;
 use crate::app::{App, ClientPermit, UserPermit};
 use crate::cancel::ClientKey;
+use crate::client::Client;
 use crate::databases::Database;
 
 /// What a successful login established.
-pub(super) struct LoggedIn {
+pub(crate) struct LoggedIn {
     pub _user_permit: UserPermit,
     /// Its place in max_client_conn.
     pub _client_permit: ClientPermit,
@@ -32,7 +32,7 @@ pub(super) struct LoggedIn {
 }
 
 /// Where a successful login leads.
-pub(super) enum Login {
+pub(crate) enum Login {
     Session(Box<LoggedIn>),
     /// The admin console, with its place in max_client_conn (+ reserve).
     Admin(admin::Role, ClientPermit),
@@ -44,7 +44,7 @@ pub(super) enum Login {
 /// unknown database, a user who may not use the admin console, a user
 /// whose secret cannot do the method all go through the same exchange as
 /// anyone else and are refused after it.
-pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<Login> {
+pub(crate) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<Login> {
     let info: StartupInfo = match startup::negotiate(client, app).await {
         startup::Outcome::Login(info) => info,
         _ => return None,
