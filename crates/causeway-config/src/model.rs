@@ -126,20 +126,8 @@ pub enum ServersFrom {
     Patroni,
 }
 
-/// How reads are spread over the routable replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LoadBalance {
-    #[default]
-    RoundRobin,
-    Random,
-    /// By each server's `weight`.
-    Weighted,
-    /// Fewest queries in flight.
-    LeastOutstanding,
-    /// Lowest EWMA response time x (in flight + 1).
-    Latency,
-}
+/// How reads are spread over the routable replicas: routing's own type.
+pub use causeway_routing::balance::Strategy as LoadBalance;
 
 /// Whether the primary takes reads too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

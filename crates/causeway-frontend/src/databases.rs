@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use causeway_config::{
-    Config, DatabaseConfig, LoadBalance, PrimaryReads, ReplicaUnavailable, RoleHint, Routing,
-    ServerConfig, ServersFrom,
+    Config, DatabaseConfig, PrimaryReads, ReplicaUnavailable, RoleHint, Routing, ServerConfig,
+    ServersFrom,
 };
 use causeway_metrics::{DbStats, RouteStats, RywStats};
 use causeway_monitor::{Monitor, MonitorConfig, ServerAddr, Snapshot};
 use causeway_pool::{Limit, Login, Pool, PoolKey, PoolSettings};
 use causeway_protocol::auth::Secret;
-use causeway_routing::balance::{Load, Strategy};
+use causeway_routing::balance::Load;
 use causeway_routing::{Classifier, ReadWrite, Role, ServerState, SplitConfig, Token, Topology};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::AtomicBool;
@@ -195,15 +195,8 @@ fn static_topology(servers: &[ServerConfig]) -> Topology {
 
 fn router_for(config: &Config, db: &DatabaseConfig, load: Arc<Load>) -> Router {
     let routing = config.routing_for(db);
-    let strategy = match routing.load_balance {
-        LoadBalance::RoundRobin => Strategy::RoundRobin,
-        LoadBalance::Random => Strategy::Random,
-        LoadBalance::Weighted => Strategy::Weighted,
-        LoadBalance::LeastOutstanding => Strategy::LeastOutstanding,
-        LoadBalance::Latency => Strategy::Latency,
-    };
     let split = SplitConfig {
-        strategy,
+        strategy: routing.load_balance,
         primary_reads: match routing.primary_reads {
             PrimaryReads::Never => causeway_routing::PrimaryReads::Never,
             PrimaryReads::WhenNoReplica => causeway_routing::PrimaryReads::WhenNoReplica,

@@ -98,9 +98,7 @@ impl Session {
                     self.db.suspect(server);
                 }
                 self.sticky = None;
-                self.retry.exclude |= 1u64 << server.min(63);
-                self.retry.to_primary |= cause == RetryCause::ReadOnly;
-                self.retry.cause = Some(cause);
+                self.retry.failed(server, cause);
                 self.detach(att, reusable).await;
                 State::Idle
             }

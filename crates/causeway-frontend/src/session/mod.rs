@@ -12,12 +12,15 @@
 
 mod access;
 mod active;
+mod attach;
 mod auth;
 mod auth_query;
 mod consistency;
 mod database_ddl;
+mod decide;
 mod encoding;
 mod idle;
+mod lease;
 mod local;
 mod local_ext;
 mod login;
@@ -52,6 +55,7 @@ use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
 
+use decide::Retry;
 use pump::Flow;
 
 pub(crate) use crate::client::Client;
@@ -86,17 +90,6 @@ struct Attached {
     /// when it ends.
     wrote: bool,
     started: std::time::Instant,
-}
-
-/// A unit of work being re-run after a replica failed it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Retry {
-    /// Servers that failed it (bit i = server i).
-    exclude: u64,
-    attempts: u32,
-    /// The replica refused it as a write: the primary runs it.
-    to_primary: bool,
-    cause: Option<pump::RetryCause>,
 }
 
 struct Session {

@@ -37,10 +37,35 @@ pub(super) enum Plan<'a> {
     },
 }
 
+/// A planned unit of work.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unit {
+    /// Its first message's tag.
+    pub tag: u8,
+    pub req: Request,
+    /// Its length when the whole unit is in the buffer, else 0 (see
+    /// [`Plan::Route`]).
+    pub len: usize,
+}
+
 impl Session {
-    /// Plans the unit at the front of the buffer (its first message's
-    /// header is there). Ok(None): a Causeway command was answered here.
-    pub(super) async fn plan(&mut self, tag: u8) -> Result<Option<(Request, usize)>, State> {
+    /// Step one of a unit of work: what the request at the front of the
+    /// buffer is (its first message's header is there). Err(Idle): a
+    /// Causeway command was answered here; Err(Closed): the session ends.
+    /// Without read/write splitting every unit is a write of unknown length.
+    pub(super) async fn plan(&mut self, tag: u8) -> Result<Unit, State> {
+        if !self.split {
+            let req = Request::write();
+            return Ok(Unit { tag, req, len: 0 });
+        }
+        match self.classify_unit(tag).await? {
+            Some((req, len)) => Ok(Unit { tag, req, len }),
+            None => Err(State::Idle),
+        }
+    }
+
+    /// Classifies the unit. Ok(None): a Causeway command was answered here.
+    async fn classify_unit(&mut self, tag: u8) -> Result<Option<(Request, usize)>, State> {
         let steer = Steer {
             route: self.route,
             default_read_only: self
