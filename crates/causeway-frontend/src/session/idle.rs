@@ -5,7 +5,7 @@
 use bytes::Buf;
 use causeway_config::PoolMode;
 use causeway_protocol::scan::is_frontend_tag;
-use causeway_protocol::{sqlstate, HEADER_LEN};
+use causeway_protocol::{sqlstate, ProtocolError, HEADER_LEN};
 
 use super::{secs, sleep_or_forever, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
@@ -18,96 +18,114 @@ impl Session {
                 return closed;
             }
             if self.client.buf.len() >= HEADER_LEN {
-                let tag = self.client.buf[0];
-                if tag == b'X' {
-                    return State::Closed("client terminated");
-                }
-                if !is_frontend_tag(tag) {
-                    // Never forwarded: the server would end its connection.
-                    let e = causeway_protocol::ProtocolError::UnknownMessageType(tag as char);
-                    self.client
-                        .fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())
-                        .await;
-                    return State::Closed("client protocol violation");
-                }
-                let len = i32::from_be_bytes([
-                    self.client.buf[1],
-                    self.client.buf[2],
-                    self.client.buf[3],
-                    self.client.buf[4],
-                ]);
-                if len < 4 || len as u64 > u64::from(self.cfg.max_packet_size) {
-                    self.client
-                        .fatal(
-                            sqlstate::PROTOCOL_VIOLATION,
-                            &format!(
-                                "invalid message length {len} (max_packet_size {})",
-                                self.cfg.max_packet_size
-                            ),
-                        )
-                        .await;
-                    return State::Closed("bad packet");
-                }
-                if tag == b'P' {
-                    if let Some(p) = self.prep.as_deref_mut().filter(|p| p.on) {
-                        if let Some(n) = p.answer_parses(&self.client.buf, &mut self.client.out) {
-                            self.client.buf.advance(n);
-                            self.info.info.set_prepared(p.map.len());
-                            if self.client.flush().await.is_err() {
-                                return State::Closed("client closed connection");
-                            }
-                            continue;
-                        }
+                match self.next_request().await {
+                    Ok(Some(tag)) => {
+                        self.drain_grace_end = None;
+                        return self.attach(tag).await;
                     }
-                }
-                self.drain_grace_end = None;
-                return self.attach(tag).await;
-            }
-            // An idle client holds no buffer: it goes back to the thread's
-            // free list until the client speaks again.
-            if self.client.buf.is_empty() {
-                self.client.park_buffer();
-            }
-            let idle_timeout = secs(self.cfg.client_idle_timeout);
-            // Draining: the idle client's grace ends (leave_if_due closes it).
-            let grace_end = self.drain_grace_end;
-            // A write's token arriving while the client is idle is reported
-            // at once (ParameterStatus causeway.token).
-            let mut pending = self.ryw.pending.take();
-            let token = async {
-                match pending.as_mut() {
-                    Some(rx) => rx.await.ok().flatten(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                t = token => {
-                    pending = None;
-                    self.settle_token(t);
-                    if self.client.flush().await.is_err() {
-                        return State::Closed("client closed connection");
-                    }
-                }
-                r = self.client.stream.readable() => {
-                    if r.is_err() {
-                        return State::Closed("client closed connection");
-                    }
-                    match self.client.try_read_more() {
-                        Ok(Some(0)) | Err(_) => return State::Closed("client closed connection"),
-                        Ok(_) => {}
-                    }
-                },
-                _ = self.info.info.wake.notified() => {}
-                _ = sleep_until_or_forever(grace_end) => {}
-                _ = sleep_or_forever(idle_timeout) => {
-                    self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
-                    return State::Closed("client_idle_timeout");
+                    Ok(None) => continue,
+                    Err(state) => return state,
                 }
             }
-            if pending.is_some() {
-                self.ryw.pending = pending;
+            if let Err(closed) = self.wait_for_client().await {
+                return closed;
             }
         }
+    }
+
+    /// The message at the front of the buffer (its header is there) is
+    /// checked. Ok(Some(tag)): it starts a unit of work. Ok(None): answered
+    /// here (Parses of statements known everywhere).
+    async fn next_request(&mut self) -> Result<Option<u8>, State> {
+        let tag = self.client.buf[0];
+        if tag == b'X' {
+            return Err(State::Closed("client terminated"));
+        }
+        if !is_frontend_tag(tag) {
+            // Never forwarded: the server would end its connection.
+            let e = ProtocolError::UnknownMessageType(tag as char);
+            self.client
+                .fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())
+                .await;
+            return Err(State::Closed("client protocol violation"));
+        }
+        let max = self.cfg.max_packet_size as usize + 1;
+        if let Some(Err(e)) = causeway_protocol::frame_header(&self.client.buf, max) {
+            // The length field, as the client sent it.
+            let len = match e {
+                ProtocolError::BadLength { len, .. } => len,
+                ProtocolError::TooLarge { len, .. } => len as i64 - 1,
+                _ => 0,
+            };
+            let max = self.cfg.max_packet_size;
+            let e = format!("invalid message length {len} (max_packet_size {max})");
+            self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e).await;
+            return Err(State::Closed("bad packet"));
+        }
+        if tag == b'P' {
+            if let Some(p) = self.prep.as_deref_mut().filter(|p| p.on) {
+                if let Some(n) = p.answer_parses(&self.client.buf, &mut self.client.out) {
+                    self.client.buf.advance(n);
+                    self.info.info.set_prepared(p.map.len());
+                    if self.client.flush().await.is_err() {
+                        return Err(State::Closed("client closed connection"));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(tag))
+    }
+
+    /// Nothing to do until the client speaks, a write's token arrives,
+    /// the session is woken (KILL, shutdown) or a timeout passes.
+    async fn wait_for_client(&mut self) -> Result<(), State> {
+        // An idle client holds no buffer: it goes back to the thread's
+        // free list until the client speaks again.
+        if self.client.buf.is_empty() {
+            self.client.park_buffer();
+        }
+        let idle_timeout = secs(self.cfg.client_idle_timeout);
+        // Draining: the idle client's grace ends (leave_if_due closes it).
+        let grace_end = self.drain_grace_end;
+        // A write's token arriving while the client is idle is reported
+        // at once (ParameterStatus causeway.token).
+        let mut pending = self.ryw.pending.take();
+        let token = async {
+            match pending.as_mut() {
+                Some(rx) => rx.await.ok().flatten(),
+                None => std::future::pending().await,
+            }
+        };
+        let gone = State::Closed("client closed connection");
+        tokio::select! {
+            t = token => {
+                pending = None;
+                self.settle_token(t);
+                if self.client.flush().await.is_err() {
+                    return Err(gone);
+                }
+            }
+            r = self.client.stream.readable() => {
+                if r.is_err() {
+                    return Err(gone);
+                }
+                match self.client.try_read_more() {
+                    Ok(Some(0)) | Err(_) => return Err(gone),
+                    Ok(_) => {}
+                }
+            },
+            _ = self.info.info.wake.notified() => {}
+            _ = sleep_until_or_forever(grace_end) => {}
+            _ = sleep_or_forever(idle_timeout) => {
+                self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
+                return Err(State::Closed("client_idle_timeout"));
+            }
+        }
+        if pending.is_some() {
+            self.ryw.pending = pending;
+        }
+        Ok(())
     }
 
     /// Whether this client is closed at its next transaction boundary.

@@ -30,6 +30,7 @@ mod prepared;
 mod primary;
 mod pump;
 mod refuse;
+mod release;
 mod reset;
 mod ryw_wait;
 mod secure;

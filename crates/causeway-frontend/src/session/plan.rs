@@ -77,7 +77,7 @@ impl Session {
             b'Q' => {
                 self.local_ext.abandon_unit();
                 let len = frame_len(&self.client.buf);
-                if len > MAX_HELD {
+                if len > MAX_HELD || len < causeway_protocol::HEADER_LEN {
                     // Never held whole: unsure, so the primary (forwarded
                     // as it arrives; Causeway commands are short).
                     return Ok(Some((Request::write(), 0)));
@@ -170,7 +170,10 @@ impl Session {
 /// Length of the frame at the front of `buf` (its header is there and was
 /// checked against max_packet_size).
 fn frame_len(buf: &[u8]) -> usize {
-    i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize + 1
+    match causeway_protocol::frame_header(buf, usize::MAX) {
+        Some(Ok((_, len))) => len,
+        _ => 0,
+    }
 }
 
 /// Session facts that steer the plan.
