@@ -216,74 +216,25 @@ pub(super) fn plan_extended(
     prep: Option<&Prep>,
 ) -> Plan<'static> {
     let mut frames = Frames::new(buf);
-    let mut parsed: [&[u8]; 8] = [b""; 8];
-    let mut n_parsed = 0;
-    let mut first_hint = None;
-    let mut token = None;
+    let mut scan = UnitScan::new(classifier, prep);
     let mut read = true;
     let mut unit = None;
     for (tag, body) in frames.by_ref() {
-        match tag {
-            b'P' => {
-                // A named statement outlives the unit: untracked, it is
-                // prepared where writes go; tracked, it is prepared on
-                // demand wherever it later runs.
-                let sql = parse_statement(body).and_then(|(name, q)| {
-                    if (name.is_empty() || prep.is_some()) && n_parsed < parsed.len() {
-                        parsed[n_parsed] = name;
-                        n_parsed += 1;
-                        std::str::from_utf8(q).ok()
-                    } else {
-                        None
-                    }
-                });
-                let Some(sql) = sql else {
-                    read = false;
-                    break;
-                };
-                let c = classifier.classify(sql);
-                if first_hint.is_none() {
-                    if let Some(Hint::Token(t)) = c.hint {
-                        token = Some(Token::decode(t));
-                    }
-                    first_hint = Some(c.hint.map(own_hint));
-                }
-                if !c.class.is_read() {
-                    read = false;
-                    break;
-                }
-            }
-            // A Bind may only use a statement parsed in this unit (one
-            // parsed earlier may live on another server), or a tracked one
-            // that is read-only (classified once, cached with it).
-            b'B' => {
-                let known = bind_names(body).is_some_and(|(_, stmt)| {
-                    parsed[..n_parsed].contains(&stmt)
-                        || (!stmt.is_empty()
-                            && prep.and_then(|p| p.lookup(stmt)).is_some_and(|s| {
-                                s.is_read(|sql| {
-                                    let c = classifier.classify(sql);
-                                    c.class.is_read() && !matches!(c.hint, Some(Hint::Primary))
-                                })
-                            }))
-                });
-                if !known {
-                    read = false;
-                    break;
-                }
-            }
-            b'D' | b'E' | b'H' | b'C' => {}
+        let still_read = match tag {
+            b'P' => scan.parse(body),
+            b'B' => scan.bind(body),
+            b'D' | b'E' | b'H' | b'C' => true,
             b'S' => {
                 unit = Some(frames.consumed());
                 break;
             }
-            _ => {
-                read = false;
-                break;
-            }
+            _ => false,
+        };
+        if !still_read {
+            read = false;
+            break;
         }
     }
-    let hint = first_hint.flatten();
     if unit.is_none() {
         // Find the unit's end anyway, so a refusal can skip it.
         for (tag, _) in frames.by_ref() {
@@ -293,14 +244,87 @@ pub(super) fn plan_extended(
             }
         }
     }
+    let hint = scan.first_hint.flatten();
     let plan = match unit {
         Some(len) if read => route(Intent::Read, hint, steer, len),
         Some(len) => route(Intent::Write, hint, steer, len),
         None => route(Intent::Write, hint, steer, 0),
     };
     match plan {
-        Plan::Route { req, unit, .. } => Plan::Route { req, unit, token },
+        Plan::Route { req, unit, .. } => Plan::Route {
+            req,
+            unit,
+            token: scan.token,
+        },
         p => p,
+    }
+}
+
+/// What the messages of an extended-protocol unit so far say.
+struct UnitScan<'b, 'c> {
+    classifier: &'c Classifier,
+    prep: Option<&'c Prep>,
+    /// Statements parsed in this unit (at most 8 are followed).
+    parsed: [&'b [u8]; 8],
+    n_parsed: usize,
+    /// The first Parse's hint (Some(None): it had none).
+    first_hint: Option<Option<Hint<'static>>>,
+    token: Option<Result<Token, TokenError>>,
+}
+
+impl<'b, 'c> UnitScan<'b, 'c> {
+    fn new(classifier: &'c Classifier, prep: Option<&'c Prep>) -> Self {
+        UnitScan {
+            classifier,
+            prep,
+            parsed: [b""; 8],
+            n_parsed: 0,
+            first_hint: None,
+            token: None,
+        }
+    }
+
+    /// A Parse: false when the unit cannot be a read. A named statement
+    /// outlives the unit: untracked, it is prepared where writes go;
+    /// tracked, it is prepared on demand wherever it later runs.
+    fn parse(&mut self, body: &'b [u8]) -> bool {
+        let sql = parse_statement(body).and_then(|(name, q)| {
+            if (name.is_empty() || self.prep.is_some()) && self.n_parsed < self.parsed.len() {
+                self.parsed[self.n_parsed] = name;
+                self.n_parsed += 1;
+                std::str::from_utf8(q).ok()
+            } else {
+                None
+            }
+        });
+        let Some(sql) = sql else {
+            return false;
+        };
+        let c = self.classifier.classify(sql);
+        if self.first_hint.is_none() {
+            if let Some(Hint::Token(t)) = c.hint {
+                self.token = Some(Token::decode(t));
+            }
+            self.first_hint = Some(c.hint.map(own_hint));
+        }
+        c.class.is_read()
+    }
+
+    /// A Bind may only use a statement parsed in this unit (one parsed
+    /// earlier may live on another server), or a tracked one that is
+    /// read-only (classified once, cached with it).
+    fn bind(&self, body: &[u8]) -> bool {
+        let classifier = self.classifier;
+        bind_names(body).is_some_and(|(_, stmt)| {
+            self.parsed[..self.n_parsed].contains(&stmt)
+                || (!stmt.is_empty()
+                    && self.prep.and_then(|p| p.lookup(stmt)).is_some_and(|s| {
+                        s.is_read(|sql| {
+                            let c = classifier.classify(sql);
+                            c.class.is_read() && !matches!(c.hint, Some(Hint::Primary))
+                        })
+                    }))
+        })
     }
 }
 

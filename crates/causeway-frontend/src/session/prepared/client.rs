@@ -72,147 +72,160 @@ impl Prep {
                 ClientAction::Pass
             }
             b'P' if total > MAX_HELD => self.parse_streamed(avail, total, cache),
-            b'P' => {
-                let Some(frame) = avail.get(..total) else {
-                    return ClientAction::NeedMore;
-                };
-                self.counts.client_parses += 1;
-                let Some((name, identity)) = split_parse(&frame[HEADER_LEN..]) else {
-                    // Malformed: the server rejects it.
-                    self.queue.push_back(Pending::Parse {
-                        stmt: None,
-                        hide: false,
-                        client: None,
-                    });
-                    return ClientAction::Pass;
-                };
-                if name.is_empty() {
-                    self.counts.server_parses += 1;
-                    self.queue.push_back(Pending::Parse {
-                        stmt: None,
-                        hide: false,
-                        client: None,
-                    });
-                    return ClientAction::Pass;
-                }
-                if self.map.contains_key(name) {
-                    write_parse(&mut self.stage, DUP_NAME, DUP_IDENTITY);
-                    self.queue.push_back(Pending::Dup { name: name.into() });
-                    return ClientAction::Took(total);
-                }
-                let Some(stmt) = self.registry.get(identity) else {
-                    // Beyond the byte budget: forwarded without keeping it.
-                    let name_len = name.len();
-                    return self.parse_unkept(frame, name_len, total, cache);
-                };
-                self.map.insert(name.into(), stmt.clone());
-                if cache.contains(stmt.id) {
-                    cache.touch(stmt.id);
-                    write_target(&mut self.stage, b'C', b'S', NONE_NAME);
-                    self.queue.push_back(Pending::ParseLocal {
-                        client: name.into(),
-                        stmt,
-                    });
-                } else {
-                    self.prepare(cache, &stmt, false, Some(name.into()));
-                }
-                ClientAction::Took(total)
-            }
-            b'B' => {
-                let end = total.min(avail.len());
-                let Some((portal, name, names_len)) = bind_prefix(&avail[HEADER_LEN.min(end)..end])
-                else {
-                    if avail.len() >= total.min(MAX_HELD) {
-                        self.queue.push_back(Pending::Bind { stmt: None }); // malformed: rejected
-                        return ClientAction::Pass;
-                    }
-                    return ClientAction::NeedMore;
-                };
-                self.counts.binds += 1;
-                if name.is_empty() {
-                    self.queue.push_back(Pending::Bind { stmt: None });
-                    return ClientAction::Pass;
-                }
-                let body_len = total - HEADER_LEN;
-                match self.usable(name, cache) {
-                    Err(why) => {
-                        write_bind_prefix(&mut self.stage, body_len, names_len, portal, NONE_NAME);
-                        self.queue.push_back(Pending::Missing {
-                            name: name.into(),
-                            why,
-                        });
-                    }
-                    Ok(stmt) => {
-                        self.ensure(cache, &stmt);
-                        let sn = ServerName::new(stmt.id);
-                        write_bind_prefix(
-                            &mut self.stage,
-                            body_len,
-                            names_len,
-                            portal,
-                            sn.as_bytes(),
-                        );
-                        self.queue.push_back(Pending::Bind { stmt: Some(stmt) });
-                    }
-                }
-                ClientAction::Took(HEADER_LEN + names_len)
-            }
-            b'D' | b'C' => {
-                let plain = if tag == b'D' {
-                    Pending::Describe { stmt: None }
-                } else {
-                    Pending::Close {
-                        evicted: 0,
-                        stale: false,
-                        restore: None,
-                    }
-                };
-                if total > MAX_HELD {
-                    // A name that long was never prepared through Causeway.
-                    self.queue.push_back(plain);
-                    return ClientAction::Pass;
-                }
-                let Some(frame) = avail.get(..total) else {
-                    return ClientAction::NeedMore;
-                };
-                let name = match target(&frame[HEADER_LEN..]) {
-                    Some((b'S', name)) if !name.is_empty() => name,
-                    _ => {
-                        self.queue.push_back(plain);
-                        return ClientAction::Pass;
-                    }
-                };
-                if tag == b'D' {
-                    match self.usable(name, cache) {
-                        Err(why) => {
-                            write_target(&mut self.stage, b'D', b'S', NONE_NAME);
-                            self.queue.push_back(Pending::Missing {
-                                name: name.into(),
-                                why,
-                            });
-                        }
-                        Ok(stmt) => {
-                            self.ensure(cache, &stmt);
-                            let sn = ServerName::new(stmt.id);
-                            write_target(&mut self.stage, b'D', b'S', sn.as_bytes());
-                            self.queue.push_back(Pending::Describe { stmt: Some(stmt) });
-                        }
-                    }
-                } else {
-                    // Answered by a no-op Close, in order; the server keeps
-                    // the statement for other clients.
-                    let restore = self.map.remove_entry(name);
-                    write_target(&mut self.stage, b'C', b'S', NONE_NAME);
-                    self.queue.push_back(Pending::Close {
-                        evicted: 0,
-                        stale: false,
-                        restore,
-                    });
-                }
-                ClientAction::Took(total)
-            }
+            b'P' => match avail.get(..total) {
+                Some(frame) => self.parse(frame, cache),
+                None => ClientAction::NeedMore,
+            },
+            b'B' => self.bind(avail, total, cache),
+            b'D' | b'C' => self.describe_or_close(tag, avail, total, cache),
             _ => ClientAction::Pass,
         }
+    }
+
+    /// A whole Parse (`frame`): renamed, answered by a no-op Close when
+    /// the server holds its statement already, or made to fail with 42P05
+    /// when its name is in use.
+    fn parse(&mut self, frame: &[u8], cache: &mut StatementCache) -> ClientAction {
+        let total = frame.len();
+        self.counts.client_parses += 1;
+        let Some((name, identity)) = split_parse(&frame[HEADER_LEN..]) else {
+            // Malformed: the server rejects it.
+            self.queue.push_back(Pending::Parse {
+                stmt: None,
+                hide: false,
+                client: None,
+            });
+            return ClientAction::Pass;
+        };
+        if name.is_empty() {
+            self.counts.server_parses += 1;
+            self.queue.push_back(Pending::Parse {
+                stmt: None,
+                hide: false,
+                client: None,
+            });
+            return ClientAction::Pass;
+        }
+        if self.map.contains_key(name) {
+            write_parse(&mut self.stage, DUP_NAME, DUP_IDENTITY);
+            self.queue.push_back(Pending::Dup { name: name.into() });
+            return ClientAction::Took(total);
+        }
+        let Some(stmt) = self.registry.get(identity) else {
+            // Beyond the byte budget: forwarded without keeping it.
+            let name_len = name.len();
+            return self.parse_unkept(frame, name_len, total, cache);
+        };
+        self.map.insert(name.into(), stmt.clone());
+        if cache.contains(stmt.id) {
+            cache.touch(stmt.id);
+            write_target(&mut self.stage, b'C', b'S', NONE_NAME);
+            self.queue.push_back(Pending::ParseLocal {
+                client: name.into(),
+                stmt,
+            });
+        } else {
+            self.prepare(cache, &stmt, false, Some(name.into()));
+        }
+        ClientAction::Took(total)
+    }
+
+    /// A Bind: its statement name is renamed (the statement prepared here
+    /// first if this server lacks it); only its front is rewritten.
+    fn bind(&mut self, avail: &[u8], total: usize, cache: &mut StatementCache) -> ClientAction {
+        let end = total.min(avail.len());
+        let Some((portal, name, names_len)) = bind_prefix(&avail[HEADER_LEN.min(end)..end]) else {
+            if avail.len() >= total.min(MAX_HELD) {
+                self.queue.push_back(Pending::Bind { stmt: None }); // malformed: rejected
+                return ClientAction::Pass;
+            }
+            return ClientAction::NeedMore;
+        };
+        self.counts.binds += 1;
+        if name.is_empty() {
+            self.queue.push_back(Pending::Bind { stmt: None });
+            return ClientAction::Pass;
+        }
+        let body_len = total - HEADER_LEN;
+        match self.usable(name, cache) {
+            Err(why) => {
+                write_bind_prefix(&mut self.stage, body_len, names_len, portal, NONE_NAME);
+                self.queue.push_back(Pending::Missing {
+                    name: name.into(),
+                    why,
+                });
+            }
+            Ok(stmt) => {
+                self.ensure(cache, &stmt);
+                let sn = ServerName::new(stmt.id);
+                write_bind_prefix(&mut self.stage, body_len, names_len, portal, sn.as_bytes());
+                self.queue.push_back(Pending::Bind { stmt: Some(stmt) });
+            }
+        }
+        ClientAction::Took(HEADER_LEN + names_len)
+    }
+
+    /// A Describe or Close of a named statement: Describe renamed (and
+    /// prepared first if need be), Close answered by a no-op Close in order.
+    fn describe_or_close(
+        &mut self,
+        tag: u8,
+        avail: &[u8],
+        total: usize,
+        cache: &mut StatementCache,
+    ) -> ClientAction {
+        let plain = if tag == b'D' {
+            Pending::Describe { stmt: None }
+        } else {
+            Pending::Close {
+                evicted: 0,
+                stale: false,
+                restore: None,
+            }
+        };
+        if total > MAX_HELD {
+            // A name that long was never prepared through Causeway.
+            self.queue.push_back(plain);
+            return ClientAction::Pass;
+        }
+        let Some(frame) = avail.get(..total) else {
+            return ClientAction::NeedMore;
+        };
+        let name = match target(&frame[HEADER_LEN..]) {
+            Some((b'S', name)) if !name.is_empty() => name,
+            _ => {
+                self.queue.push_back(plain);
+                return ClientAction::Pass;
+            }
+        };
+        if tag == b'D' {
+            match self.usable(name, cache) {
+                Err(why) => {
+                    write_target(&mut self.stage, b'D', b'S', NONE_NAME);
+                    self.queue.push_back(Pending::Missing {
+                        name: name.into(),
+                        why,
+                    });
+                }
+                Ok(stmt) => {
+                    self.ensure(cache, &stmt);
+                    let sn = ServerName::new(stmt.id);
+                    write_target(&mut self.stage, b'D', b'S', sn.as_bytes());
+                    self.queue.push_back(Pending::Describe { stmt: Some(stmt) });
+                }
+            }
+        } else {
+            // Answered by a no-op Close, in order; the server keeps
+            // the statement for other clients.
+            let restore = self.map.remove_entry(name);
+            write_target(&mut self.stage, b'C', b'S', NONE_NAME);
+            self.queue.push_back(Pending::Close {
+                evicted: 0,
+                stale: false,
+                restore,
+            });
+        }
+        ClientAction::Took(total)
     }
 
     /// The statement a Bind/Describe of client name `name` may use here.

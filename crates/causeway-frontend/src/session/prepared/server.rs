@@ -21,26 +21,7 @@ impl Prep {
             return ServerAction::Swallow;
         }
         match tag {
-            b'1' => match self.queue.front() {
-                Some(Pending::Parse { hide, stmt, .. }) => {
-                    let hide = *hide;
-                    if let Some(s) = stmt {
-                        s.verified.store(true, Ordering::Relaxed);
-                    }
-                    self.queue.pop_front();
-                    if hide {
-                        ServerAction::Swallow
-                    } else {
-                        ServerAction::Forward
-                    }
-                }
-                Some(Pending::Dup { .. }) => {
-                    // Cannot happen (the Parse is invalid SQL); keep step.
-                    self.queue.pop_front();
-                    ServerAction::Forward
-                }
-                _ => ServerAction::Forward,
-            },
+            b'1' => self.parse_complete(),
             b'2' => {
                 if matches!(
                     self.queue.front(),
@@ -50,22 +31,7 @@ impl Prep {
                 }
                 ServerAction::Forward
             }
-            b'3' => match self.queue.front() {
-                Some(Pending::Close { evicted, .. }) => {
-                    let hide = *evicted != 0;
-                    self.queue.pop_front();
-                    if hide {
-                        ServerAction::Swallow
-                    } else {
-                        ServerAction::Forward
-                    }
-                }
-                Some(Pending::ParseLocal { .. }) => {
-                    self.queue.pop_front();
-                    ServerAction::Retag(b'1')
-                }
-                _ => ServerAction::Forward,
-            },
+            b'3' => self.close_complete(),
             b'T' | b'n' => {
                 if matches!(
                     self.queue.front(),
@@ -84,60 +50,112 @@ impl Prep {
                 }
                 ServerAction::Forward
             }
-            b'Z' => {
-                while let Some(p) = self.queue.pop_front() {
-                    if matches!(p, Pending::Sync | Pending::Query) {
-                        break;
-                    }
-                    self.undo(p, cache);
-                    if matches!(self.queue.front(), Some(Pending::Hidden)) {
-                        // An injected Parse failed: its Sync's ReadyForQuery.
-                        self.queue.pop_front();
-                        return ServerAction::Swallow;
-                    }
+            b'Z' => self.ready_for_query(cache),
+            b'E' => self.error(body, cache),
+            _ => ServerAction::Forward,
+        }
+    }
+
+    /// ParseComplete: of an injected Parse (hidden) or the client's.
+    fn parse_complete(&mut self) -> ServerAction {
+        match self.queue.front() {
+            Some(Pending::Parse { hide, stmt, .. }) => {
+                let hide = *hide;
+                if let Some(s) = stmt {
+                    s.verified.store(true, Ordering::Relaxed);
                 }
-                ServerAction::Forward
+                self.queue.pop_front();
+                if hide {
+                    ServerAction::Swallow
+                } else {
+                    ServerAction::Forward
+                }
             }
-            b'E' => {
-                let mut action = ServerAction::Forward;
-                match self.queue.front() {
-                    None | Some(Pending::Query) | Some(Pending::Sync) => return action,
-                    _ => {}
-                }
-                // The failed request, then everything up to the Sync: the
-                // server skips them.
-                if let Some(p) = self.queue.pop_front() {
-                    match &p {
-                        Pending::Dup { name } => {
-                            let msg = format!(
-                                "prepared statement \"{}\" already exists",
-                                String::from_utf8_lossy(name)
-                            );
-                            backend::write_error(&mut self.stage, false, "42P05", &msg);
-                            action = ServerAction::Replace;
-                        }
-                        Pending::Missing { name, why } => {
-                            missing_error(&mut self.stage, name, *why);
-                            action = ServerAction::Replace;
-                        }
-                        Pending::Bind { stmt: Some(stmt) }
-                        | Pending::Describe { stmt: Some(stmt) } => {
-                            self.statement_failed(body, stmt, cache)
-                        }
-                        _ => {}
-                    }
-                    self.undo(p, cache);
-                }
-                while matches!(self.queue.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query | Pending::Hidden))
-                {
-                    if let Some(p) = self.queue.pop_front() {
-                        self.undo(p, cache);
-                    }
-                }
-                action
+            Some(Pending::Dup { .. }) => {
+                // Cannot happen (the Parse is invalid SQL); keep step.
+                self.queue.pop_front();
+                ServerAction::Forward
             }
             _ => ServerAction::Forward,
         }
+    }
+
+    /// CloseComplete: of an evicting Close (hidden), of the no-op Close
+    /// that answers a client Parse (relabelled), or the client's.
+    fn close_complete(&mut self) -> ServerAction {
+        match self.queue.front() {
+            Some(Pending::Close { evicted, .. }) => {
+                let hide = *evicted != 0;
+                self.queue.pop_front();
+                if hide {
+                    ServerAction::Swallow
+                } else {
+                    ServerAction::Forward
+                }
+            }
+            Some(Pending::ParseLocal { .. }) => {
+                self.queue.pop_front();
+                ServerAction::Retag(b'1')
+            }
+            _ => ServerAction::Forward,
+        }
+    }
+
+    /// ReadyForQuery: requests not answered by then were skipped.
+    fn ready_for_query(&mut self, cache: &mut StatementCache) -> ServerAction {
+        while let Some(p) = self.queue.pop_front() {
+            if matches!(p, Pending::Sync | Pending::Query) {
+                break;
+            }
+            self.undo(p, cache);
+            if matches!(self.queue.front(), Some(Pending::Hidden)) {
+                // An injected Parse failed: its Sync's ReadyForQuery.
+                self.queue.pop_front();
+                return ServerAction::Swallow;
+            }
+        }
+        ServerAction::Forward
+    }
+
+    /// ErrorResponse: the failed request (its error replaced when it was
+    /// Causeway's doing), then everything up to the Sync, which the server
+    /// skips.
+    fn error(&mut self, body: &[u8], cache: &mut StatementCache) -> ServerAction {
+        let mut action = ServerAction::Forward;
+        match self.queue.front() {
+            None | Some(Pending::Query) | Some(Pending::Sync) => return action,
+            _ => {}
+        }
+        // The failed request, then everything up to the Sync: the
+        // server skips them.
+        if let Some(p) = self.queue.pop_front() {
+            match &p {
+                Pending::Dup { name } => {
+                    let msg = format!(
+                        "prepared statement \"{}\" already exists",
+                        String::from_utf8_lossy(name)
+                    );
+                    backend::write_error(&mut self.stage, false, "42P05", &msg);
+                    action = ServerAction::Replace;
+                }
+                Pending::Missing { name, why } => {
+                    missing_error(&mut self.stage, name, *why);
+                    action = ServerAction::Replace;
+                }
+                Pending::Bind { stmt: Some(stmt) } | Pending::Describe { stmt: Some(stmt) } => {
+                    self.statement_failed(body, stmt, cache)
+                }
+                _ => {}
+            }
+            self.undo(p, cache);
+        }
+        while matches!(self.queue.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query | Pending::Hidden))
+        {
+            if let Some(p) = self.queue.pop_front() {
+                self.undo(p, cache);
+            }
+        }
+        action
     }
 
     /// A request that got no success reply (failed, or skipped after an
