@@ -228,3 +228,195 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use causeway_routing::balance::Load;
+    use causeway_routing::{Generation, Intent, ServerState, SplitConfig};
+
+    use super::*;
+
+    /// A primary (server 0) and two replicas that replayed up to 1000.
+    fn topo() -> Topology {
+        let server = |role| ServerState {
+            role,
+            healthy: true,
+            reads_at_floor: true,
+            time_lag: None,
+            weight: 1,
+            replay_lsn: Some(1000),
+        };
+        Topology {
+            servers: vec![
+                server(Role::Primary),
+                server(Role::Replica),
+                server(Role::Replica),
+            ],
+            split_brain: false,
+            generation: Some(Generation {
+                system_id: 1,
+                timeline: 1,
+            }),
+        }
+    }
+
+    fn policy() -> ReadWrite {
+        ReadWrite::new(SplitConfig::default(), Arc::new(Load::new(3)))
+    }
+
+    fn ask(req: Request) -> Ask {
+        Ask::new(req, Retry::default(), None, Floor::default())
+    }
+
+    fn placed(route: Route) -> Placed {
+        match route {
+            Route::Server(p) => p,
+            other => panic!("not placed: {other:?}"),
+        }
+    }
+
+    /// A session whose writes reached `lsn`.
+    fn floor(lsn: u64) -> Floor {
+        Floor {
+            lsn: Some(lsn),
+            ..Floor::default()
+        }
+    }
+
+    #[test]
+    fn a_read_goes_to_a_replica() {
+        let p = placed(choose(&policy(), &topo(), &ask(Request::read())));
+        assert!(p.replica && p.server != 0);
+        assert_eq!((p.why, p.fell_back), (RouteReason::Read, false));
+    }
+
+    #[test]
+    fn a_write_goes_to_the_primary() {
+        let p = placed(choose(&policy(), &topo(), &ask(Request::write())));
+        assert_eq!((p.server, p.replica, p.why), (0, false, RouteReason::Write));
+    }
+
+    #[test]
+    fn a_hint_sends_a_read_to_the_primary() {
+        let req = Request {
+            force_primary: true,
+            ..Request::read()
+        };
+        let p = placed(choose(&policy(), &topo(), &ask(req)));
+        assert_eq!((p.server, p.why), (0, RouteReason::Hint));
+    }
+
+    #[test]
+    fn a_floor_no_replica_reached_makes_the_read_wait() {
+        let a = Ask::new(Request::read(), Retry::default(), None, floor(5000));
+        assert_eq!(choose(&policy(), &topo(), &a), Route::Wait);
+    }
+
+    #[test]
+    fn after_the_wait_the_read_falls_back_to_the_primary() {
+        let a = Ask {
+            waited: true,
+            ..Ask::new(Request::read(), Retry::default(), None, floor(5000))
+        };
+        let p = placed(choose(&policy(), &topo(), &a));
+        assert_eq!(
+            (p.server, p.why, p.fell_back),
+            (0, RouteReason::Behind, true)
+        );
+    }
+
+    #[test]
+    fn ryw_fallback_error_refuses_with_57p03() {
+        let a = Ask {
+            waited: true,
+            fallback: RywFallback::Error,
+            ..Ask::new(Request::read(), Retry::default(), None, floor(5000))
+        };
+        match choose(&policy(), &topo(), &a) {
+            Route::Refuse {
+                sqlstate,
+                fell_back,
+                ..
+            } => assert_eq!((sqlstate, fell_back), ("57P03", true)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replica_sampled_past_the_floor_takes_the_read_without_waiting() {
+        let f = Floor {
+            reached: 1 << 2,
+            ..floor(5000)
+        };
+        let a = Ask::new(Request::read(), Retry::default(), None, f);
+        let p = placed(choose(&policy(), &topo(), &a));
+        assert_eq!((p.server, p.why), (2, RouteReason::Read));
+    }
+
+    #[test]
+    fn a_floor_the_replicas_replayed_lets_reads_spread() {
+        let a = Ask::new(Request::read(), Retry::default(), None, floor(900));
+        assert!(placed(choose(&policy(), &topo(), &a)).replica);
+    }
+
+    #[test]
+    fn a_retry_skips_the_replica_that_failed() {
+        let mut retry = Retry::default();
+        retry.failed(1, RetryCause::Failure);
+        for _ in 0..10 {
+            let a = Ask::new(Request::read(), retry, None, Floor::default());
+            let p = placed(choose(&policy(), &topo(), &a));
+            assert_eq!((p.server, p.why), (2, RouteReason::RetryFailure));
+        }
+    }
+
+    #[test]
+    fn a_read_a_replica_refused_as_a_write_reruns_on_the_primary() {
+        let mut retry = Retry::default();
+        retry.failed(2, RetryCause::ReadOnly);
+        let a = Ask::new(Request::read(), retry, None, Floor::default());
+        let p = placed(choose(&policy(), &topo(), &a));
+        assert_eq!((p.server, p.why), (0, RouteReason::RetryReadOnly));
+    }
+
+    #[test]
+    fn sticky_reads_stay_on_their_replica() {
+        for _ in 0..10 {
+            let a = Ask::new(Request::read(), Retry::default(), Some(2), Floor::default());
+            assert_eq!(placed(choose(&policy(), &topo(), &a)).server, 2);
+        }
+    }
+
+    #[test]
+    fn a_token_from_before_a_failover_reads_on_the_primary() {
+        let f = Floor {
+            stale: Some(StaleCause::Failover),
+            ..Floor::default()
+        };
+        let a = Ask::new(Request::read(), Retry::default(), None, f);
+        let p = placed(choose(&policy(), &topo(), &a));
+        assert_eq!((p.server, p.why), (0, RouteReason::Stale));
+    }
+
+    #[test]
+    fn writes_without_a_primary_are_refused_with_08006() {
+        let mut t = topo();
+        t.servers[0].role = Role::Replica;
+        match choose(&policy(), &t, &ask(Request::write())) {
+            Route::Refuse {
+                sqlstate,
+                fell_back,
+                ..
+            } => assert_eq!((sqlstate, fell_back), ("08006", false)),
+            other => panic!("{other:?}"),
+        }
+        // Reads still have replicas.
+        let read = Request {
+            intent: Intent::Read,
+            ..Request::write()
+        };
+        assert!(placed(choose(&policy(), &t, &ask(read))).replica);
+    }
+}

@@ -37,31 +37,24 @@ impl Session {
     /// checked. Ok(Some(tag)): it starts a unit of work. Ok(None): answered
     /// here (Parses of statements known everywhere).
     async fn next_request(&mut self) -> Result<Option<u8>, State> {
-        let tag = self.client.buf[0];
-        if tag == b'X' {
-            return Err(State::Closed("client terminated"));
-        }
-        if !is_frontend_tag(tag) {
-            // Never forwarded: the server would end its connection.
-            let e = ProtocolError::UnknownMessageType(tag as char);
-            self.client
-                .fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())
-                .await;
-            return Err(State::Closed("client protocol violation"));
-        }
-        let max = self.cfg.max_packet_size as usize + 1;
-        if let Some(Err(e)) = causeway_protocol::frame_header(&self.client.buf, max) {
-            // The length field, as the client sent it.
-            let len = match e {
-                ProtocolError::BadLength { len, .. } => len,
-                ProtocolError::TooLarge { len, .. } => len as i64 - 1,
-                _ => 0,
-            };
-            let max = self.cfg.max_packet_size;
-            let e = format!("invalid message length {len} (max_packet_size {max})");
-            self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e).await;
-            return Err(State::Closed("bad packet"));
-        }
+        let tag = match front(&self.client.buf, self.cfg.max_packet_size) {
+            Front::Request(tag) => tag,
+            Front::Terminate => return Err(State::Closed("client terminated")),
+            Front::Unknown(tag) => {
+                // Never forwarded: the server would end its connection.
+                let e = ProtocolError::UnknownMessageType(tag as char);
+                self.client
+                    .fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())
+                    .await;
+                return Err(State::Closed("client protocol violation"));
+            }
+            Front::BadLength(len) => {
+                let max = self.cfg.max_packet_size;
+                let e = format!("invalid message length {len} (max_packet_size {max})");
+                self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e).await;
+                return Err(State::Closed("bad packet"));
+            }
+        };
         if tag == b'P' {
             if let Some(p) = self.prep.as_deref_mut().filter(|p| p.on) {
                 if let Some(n) = p.answer_parses(&self.client.buf, &mut self.client.out) {
@@ -223,9 +216,56 @@ impl Session {
     }
 }
 
+/// What the message at the front of an idle client's buffer is (its
+/// header is there).
+#[derive(Debug, PartialEq, Eq)]
+enum Front {
+    /// A message that starts a unit of work.
+    Request(u8),
+    Terminate,
+    /// Not a frontend message type.
+    Unknown(u8),
+    /// Its length field, below 4 or past max_packet_size.
+    BadLength(i64),
+}
+
+fn front(buf: &[u8], max_packet_size: u32) -> Front {
+    let tag = buf[0];
+    if tag == b'X' {
+        return Front::Terminate;
+    }
+    if !is_frontend_tag(tag) {
+        return Front::Unknown(tag);
+    }
+    match causeway_protocol::frame_header(buf, max_packet_size as usize + 1) {
+        Some(Err(ProtocolError::BadLength { len, .. })) => Front::BadLength(len),
+        Some(Err(ProtocolError::TooLarge { len, .. })) => Front::BadLength(len as i64 - 1),
+        _ => Front::Request(tag),
+    }
+}
+
 async fn sleep_until_or_forever(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_front_message_is_checked_before_any_server_sees_it() {
+        let q = causeway_protocol::message(b'Q', b"select 1\0");
+        assert_eq!(front(&q, 1024), Front::Request(b'Q'));
+        assert_eq!(front(b"X\0\0\0\x04", 1024), Front::Terminate);
+        // A backend message type from a client: never forwarded.
+        assert_eq!(front(b"Z\0\0\0\x05I", 1024), Front::Unknown(b'Z'));
+        assert_eq!(front(b"Q\0\0\0\x03", 1024), Front::BadLength(3));
+        // Oversized: refused by its header, before it is read.
+        assert_eq!(front(b"Q\0\0\x10\x00", 1024), Front::BadLength(4096));
+        assert_eq!(front(b"Q\0\0\x04\x00", 1024), Front::Request(b'Q'));
+        assert_eq!(front(b"Q\0\0\x04\x01", 1024), Front::BadLength(1025));
     }
 }

@@ -517,4 +517,70 @@ mod tests {
             Intent::Write
         );
     }
+
+    fn token_of(p: &Plan<'_>) -> Option<Result<Token, TokenError>> {
+        match p {
+            Plan::Route { token, .. } => token.clone(),
+            Plan::Local { .. } => panic!("local"),
+        }
+    }
+
+    fn a_token() -> Token {
+        Token {
+            generation: causeway_routing::Generation {
+                system_id: 7,
+                timeline: 2,
+            },
+            lsn: causeway_routing::lsn::Lsn(0x3000060),
+        }
+    }
+
+    #[test]
+    fn a_token_comment_travels_with_the_unit() {
+        let c = Classifier::default();
+        let t = a_token();
+        let f = q(&format!("/* causeway:token={} */ select 1", t.encode()));
+        let p = plan_query(&c, &f, AUTO);
+        assert_eq!(intent(&p), (Intent::Read, f.len(), false));
+        assert_eq!(token_of(&p), Some(Ok(t)));
+        // A bad one is carried as such: the unit fails with 22023.
+        let f = q("/* causeway:token=nonsense */ select 1");
+        assert!(matches!(token_of(&plan_query(&c, &f, AUTO)), Some(Err(_))));
+        // Extended protocol: the first Parse's comment.
+        let mut u = parse("", &format!("/* causeway:token={} */ select 1", t.encode()));
+        u.extend(bind(""));
+        u.extend(frame(b'S', b""));
+        let p = plan_extended(&c, &u, AUTO, None);
+        assert_eq!(intent(&p), (Intent::Read, u.len(), false));
+        assert_eq!(token_of(&p), Some(Ok(t)));
+    }
+
+    #[test]
+    fn a_causeway_command_is_answered_here_whole() {
+        let c = Classifier::default();
+        let mut buf = q("SHOW causeway.token");
+        let len = buf.len();
+        buf.extend(q("select 1"));
+        match plan_query(&c, &buf[..len], AUTO) {
+            Plan::Local { len: l, .. } => assert_eq!(l, len),
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_extended_unit_knows_its_end() {
+        // A write unit still has its length, so a refusal skips it whole
+        // and the session goes on with the next unit.
+        let c = Classifier::default();
+        let mut u = parse("", "delete from t");
+        u.extend(bind(""));
+        u.extend(frame(b'E', b"\0\0\0\0\0"));
+        u.extend(frame(b'S', b""));
+        let unit = u.len();
+        u.extend(q("select 1"));
+        assert_eq!(
+            intent(&plan_extended(&c, &u, AUTO, None)),
+            (Intent::Write, unit, false)
+        );
+    }
 }
