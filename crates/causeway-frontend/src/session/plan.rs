@@ -77,7 +77,7 @@ impl Session {
             b'Q' => {
                 self.local_ext.abandon_unit();
                 let len = frame_len(&self.client.buf);
-                if len > MAX_HELD || len < causeway_protocol::HEADER_LEN {
+                if !(causeway_protocol::HEADER_LEN..=MAX_HELD).contains(&len) {
                     // Never held whole: unsure, so the primary (forwarded
                     // as it arrives; Causeway commands are short).
                     return Ok(Some((Request::write(), 0)));
