@@ -10,6 +10,7 @@ use figment2::providers::{Env, Format, Serialized, Toml};
 use figment2::value::{Dict, Map};
 use figment2::{Figment, Metadata, Profile, Provider, Source};
 
+use crate::error::ConfigError;
 use crate::model::Config;
 use crate::validate;
 
@@ -40,21 +41,6 @@ impl Default for Layers {
             overrides: Vec::new(),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration file {0} not found")]
-    Missing(PathBuf),
-    /// A parse, unknown-key or type error; figment's text names the key and source.
-    #[error("{0}")]
-    Invalid(String),
-    #[error("invalid value for `{key}` ({source_name}): {reason}")]
-    Value {
-        key: String,
-        source_name: String,
-        reason: String,
-    },
 }
 
 /// A merged, valid configuration and the warnings reading it gave

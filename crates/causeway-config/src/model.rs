@@ -126,20 +126,8 @@ pub enum ServersFrom {
     Patroni,
 }
 
-/// How reads are spread over the routable replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LoadBalance {
-    #[default]
-    RoundRobin,
-    Random,
-    /// By each server's `weight`.
-    Weighted,
-    /// Fewest queries in flight.
-    LeastOutstanding,
-    /// Lowest EWMA response time x (in flight + 1).
-    Latency,
-}
+/// How reads are spread over the routable replicas: routing's own type.
+pub use causeway_routing::balance::Strategy as LoadBalance;
 
 /// Whether the primary takes reads too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -277,7 +265,6 @@ pub struct Config {
 
     /// Largest protocol message accepted from a client, bytes.
     pub max_packet_size: u32,
-    pub pkt_buf: u32,
     /// Parameters re-applied on server switches besides PgBouncer's fixed five.
     pub track_extra_parameters: Vec<String>,
     /// Transaction/statement mode: keep a client on its server while it
@@ -435,7 +422,6 @@ impl Default for Config {
             // PostgreSQL's own limit for a Query or Parse
             // (PQ_LARGE_MESSAGE_LIMIT = MaxAllocSize - 1).
             max_packet_size: 1_073_741_822,
-            pkt_buf: 4096,
             track_extra_parameters: vec!["IntervalStyle".into()],
             ignore_startup_parameters: Vec::new(),
             tcp_keepalive: true,

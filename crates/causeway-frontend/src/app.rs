@@ -43,7 +43,7 @@ pub struct App {
     client_count: AtomicU32,
     /// Logins in progress: in all, per source address, and connections
     /// being refused for want of a login slot (login_slots.rs).
-    pub(crate) logins: crate::login_slots::LoginSlots,
+    pub(crate) logins: Arc<crate::login_slots::LoginSlots>,
     /// Connected clients per user (max_user_client_connections).
     user_clients: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
     phase: watch::Sender<Phase>,

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use causeway_config::{
-    Config, DatabaseConfig, LoadBalance, PrimaryReads, ReplicaUnavailable, RoleHint, Routing,
-    ServerConfig, ServersFrom,
+    Config, DatabaseConfig, PrimaryReads, ReplicaUnavailable, RoleHint, Routing, ServerConfig,
+    ServersFrom,
 };
 use causeway_metrics::{DbStats, RouteStats, RywStats};
 use causeway_monitor::{Monitor, MonitorConfig, ServerAddr, Snapshot};
 use causeway_pool::{Limit, Login, Pool, PoolKey, PoolSettings};
 use causeway_protocol::auth::Secret;
-use causeway_routing::balance::{Load, Strategy};
+use causeway_routing::balance::Load;
 use causeway_routing::{Classifier, ReadWrite, Role, ServerState, SplitConfig, Token, Topology};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::AtomicBool;
@@ -21,10 +21,11 @@ use tokio::sync::watch;
 mod patroni;
 mod patroni_cluster;
 mod patroni_http;
+pub mod statements;
 
+use crate::credentials::Credentials;
 use crate::secrets::Secrets;
 use crate::security::Security;
-use crate::session::Credentials;
 
 pub struct Database {
     /// The name clients use.
@@ -63,7 +64,7 @@ pub struct Database {
     tls_key: causeway_config::ServerTls,
     pools: RwLock<HashMap<(String, usize), Pool>>,
     /// Distinct prepared statements of this database's clients.
-    pub statements: Arc<crate::session::prepared::Registry>,
+    pub statements: Arc<statements::Registry>,
 }
 
 /// The routing settings in force, swapped on reload.
@@ -117,7 +118,7 @@ impl Database {
             paused: watch::channel(false).0,
             disabled: AtomicBool::new(false),
             pools: RwLock::new(HashMap::new()),
-            statements: Arc::new(crate::session::prepared::Registry::with_budget(
+            statements: Arc::new(statements::Registry::with_budget(
                 usize::try_from(config.max_prepared_statement_bytes).unwrap_or(usize::MAX),
             )),
         }
@@ -265,15 +266,8 @@ fn carry_over(mut topo: Topology, servers: &[ServerConfig], carried: Option<&Car
 
 fn router_for(config: &Config, db: &DatabaseConfig, load: Arc<Load>) -> Router {
     let routing = config.routing_for(db);
-    let strategy = match routing.load_balance {
-        LoadBalance::RoundRobin => Strategy::RoundRobin,
-        LoadBalance::Random => Strategy::Random,
-        LoadBalance::Weighted => Strategy::Weighted,
-        LoadBalance::LeastOutstanding => Strategy::LeastOutstanding,
-        LoadBalance::Latency => Strategy::Latency,
-    };
     let split = SplitConfig {
-        strategy,
+        strategy: routing.load_balance,
         primary_reads: match routing.primary_reads {
             PrimaryReads::Never => causeway_routing::PrimaryReads::Never,
             PrimaryReads::WhenNoReplica => causeway_routing::PrimaryReads::WhenNoReplica,
@@ -345,17 +339,17 @@ pub fn monitor_setup(
             tls: tls.clone(),
         })
         .collect();
-    let secs = std::time::Duration::from_secs_f64;
+    let seconds = std::time::Duration::from_secs_f64;
     let mcfg = MonitorConfig {
-        interval: secs(config.monitor_interval),
-        probe_timeout: secs(config.monitor_timeout),
+        interval: seconds(config.monitor_interval),
+        probe_timeout: seconds(config.monitor_timeout),
         max_replica_lag_bytes: cfg
             .max_replica_lag_bytes
             .unwrap_or(config.max_replica_lag_bytes),
-        max_replica_lag: secs(cfg.max_replica_lag.unwrap_or(config.max_replica_lag)),
-        hold_down: secs(config.replica_hold_down),
+        max_replica_lag: seconds(cfg.max_replica_lag.unwrap_or(config.max_replica_lag)),
+        hold_down: seconds(config.replica_hold_down),
         force_flush: config.ryw_force_flush,
-        position_poll: secs(config.ryw_poll_interval.max(0.00005)),
+        position_poll: seconds(config.ryw_poll_interval.max(0.00005)),
         ..MonitorConfig::default()
     };
     (addrs, mcfg)
@@ -684,7 +678,7 @@ fn login_for(
 }
 
 pub fn settings_for(c: &Config, db: &DatabaseConfig, user: &str) -> PoolSettings {
-    use causeway_pool::settings_secs as secs;
+    use causeway_config::secs;
     PoolSettings {
         pool_size: c.pool_size_for(db, user),
         min_pool_size: db.min_pool_size.unwrap_or(c.min_pool_size),

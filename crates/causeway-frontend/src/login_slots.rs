@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::app::App;
+use causeway_config::Config;
 
 #[derive(Default)]
 pub struct LoginSlots {
@@ -33,13 +33,13 @@ pub enum Full {
 
 /// A login in progress; frees its slot when dropped.
 pub struct LoginSlot {
-    app: Arc<App>,
+    slots: Arc<LoginSlots>,
     addr: Option<IpAddr>,
 }
 
 /// A connection being refused; frees its place when dropped.
 pub struct Refusing {
-    app: Arc<App>,
+    slots: Arc<LoginSlots>,
 }
 
 /// Takes one from `counter` if it is below `max`.
@@ -53,9 +53,11 @@ fn take(counter: &AtomicU32, max: u32) -> bool {
 
 /// A login slot for a connection from `addr` (None: unix socket, counted
 /// in the total only).
-pub fn acquire(app: &Arc<App>, addr: Option<IpAddr>) -> Result<LoginSlot, Full> {
-    let cfg = app.config();
-    let slots = &app.logins;
+pub fn acquire(
+    slots: &Arc<LoginSlots>,
+    cfg: &Config,
+    addr: Option<IpAddr>,
+) -> Result<LoginSlot, Full> {
     if !take(&slots.total, cfg.client_login_slots) {
         return Err(Full::Total);
     }
@@ -73,21 +75,22 @@ pub fn acquire(app: &Arc<App>, addr: Option<IpAddr>) -> Result<LoginSlot, Full> 
         *n += 1;
     }
     Ok(LoginSlot {
-        app: app.clone(),
+        slots: slots.clone(),
         addr,
     })
 }
 
 /// A place to answer a connection that got no login slot; None past the
 /// bound (`client_login_slots` of them): close it without a reply.
-pub fn refusing(app: &Arc<App>) -> Option<Refusing> {
-    let max = app.config().client_login_slots;
-    take(&app.logins.refusing, max).then(|| Refusing { app: app.clone() })
+pub fn refusing(slots: &Arc<LoginSlots>, cfg: &Config) -> Option<Refusing> {
+    take(&slots.refusing, cfg.client_login_slots).then(|| Refusing {
+        slots: slots.clone(),
+    })
 }
 
 impl Drop for LoginSlot {
     fn drop(&mut self) {
-        let slots = &self.app.logins;
+        let slots = &self.slots;
         if let Some(ip) = self.addr {
             let mut map = slots.per_addr.lock();
             if let Some(n) = map.get_mut(&ip) {
@@ -103,6 +106,6 @@ impl Drop for LoginSlot {
 
 impl Drop for Refusing {
     fn drop(&mut self) {
-        self.app.logins.refusing.fetch_sub(1, Ordering::AcqRel);
+        self.slots.refusing.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -91,9 +91,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::histogram::HistogramSnapshot;
-use crate::server::Source;
-use crate::snapshot::{DbRow, RywRow, ServerRow, Snapshot};
-use crate::stats::StatsTotals;
+use crate::snapshot::{DbRow, RywRow, ServerRow, Snapshot, Source, StatsTotals};
 
 /// The two text formats `/metrics` can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,8 @@ mod stats;
 pub use exporter::{render, Exporter, Format, SnapshotCollector, SourceCollector};
 pub use histogram::{AtomicHistogram, HistogramSnapshot, DURATION_BUCKETS};
 pub use route::{RouteReason, RouteStats, RywStats};
-pub use server::{serve, serve_with, Limits, Source, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
-pub use snapshot::{DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot, TlsRow};
-pub use stats::{Averages, DbStats, StatsTotals};
+pub use server::{serve, serve_with, Limits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+pub use snapshot::{
+    DbRow, PoolRow, RouteRow, RywRow, ServerRow, Snapshot, Source, StatsTotals, TlsRow,
+};
+pub use stats::{Averages, DbStats};

@@ -4,7 +4,7 @@
 //! scrapers do not use h2c). Bounded on every side: at most
 //! [`MAX_CONNECTIONS`] connections at once, request heads must arrive within
 //! [`HEADER_READ_TIMEOUT`] and fit the 16 KiB read buffer, request bodies are
-//! never read. Failures are logged with `tracing`; a panicking [`Source`]
+//! never read. Failures are logged with `tracing`; a panicking [`crate::Source`]
 //! costs one 500, not the process.
 //!
 //! A full house never starves `/health`: the listener keeps accepting, and a
@@ -32,20 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::exporter::{Exporter, Format};
-use crate::snapshot::Snapshot;
-
-/// What the endpoint reads. Implemented by the binary.
-pub trait Source: Send + Sync + 'static {
-    /// A fresh copy of everything to expose; called once per scrape.
-    fn snapshot(&self) -> Snapshot;
-    /// Whether the pooler is ready for traffic (`/ready`).
-    fn ready(&self) -> bool;
-    /// Problems that leave it ready but need an operator (one line each,
-    /// listed in the `/ready` body).
-    fn ready_notes(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
+use crate::snapshot::Source;
 
 /// Connections served at once; one more closes the oldest.
 pub const MAX_CONNECTIONS: usize = 1024;

@@ -6,7 +6,6 @@
 //! owned `String`s; the exporter escapes them.
 
 use crate::histogram::HistogramSnapshot;
-use crate::stats::StatsTotals;
 
 /// Everything one scrape exposes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -132,4 +131,33 @@ pub struct TlsRow {
     /// `protocol`, `io`.
     pub result: String,
     pub count: u64,
+}
+
+/// A plain copy of the counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatsTotals {
+    pub server_assignments: u64,
+    pub xacts: u64,
+    pub queries: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub xact_time_us: u64,
+    pub query_time_us: u64,
+    pub wait_time_us: u64,
+    pub client_parses: u64,
+    pub server_parses: u64,
+    pub binds: u64,
+}
+
+/// What the endpoint reads. Implemented by the binary.
+pub trait Source: Send + Sync + 'static {
+    /// A fresh copy of everything to expose; called once per scrape.
+    fn snapshot(&self) -> Snapshot;
+    /// Whether the pooler is ready for traffic (`/ready`).
+    fn ready(&self) -> bool;
+    /// Problems that leave it ready but need an operator (one line each,
+    /// listed in the `/ready` body).
+    fn ready_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

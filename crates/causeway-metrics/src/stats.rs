@@ -6,7 +6,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::histogram::AtomicHistogram;
-use crate::snapshot::DbRow;
+use crate::snapshot::{DbRow, StatsTotals};
 
 /// Totals since start. Times in microseconds, as PgBouncer reports them.
 #[derive(Debug, Default)]
@@ -30,22 +30,6 @@ pub struct DbStats {
     pub xact_hist: AtomicHistogram,
     /// Per-second averages over the last stats period.
     averages: Mutex<(StatsTotals, Averages)>,
-}
-
-/// A plain copy of the counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct StatsTotals {
-    pub server_assignments: u64,
-    pub xacts: u64,
-    pub queries: u64,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    pub xact_time_us: u64,
-    pub query_time_us: u64,
-    pub wait_time_us: u64,
-    pub client_parses: u64,
-    pub server_parses: u64,
-    pub binds: u64,
 }
 
 /// PgBouncer's avg_* columns: per second, except the times, which are per

@@ -27,5 +27,5 @@ pub use limits::Limit;
 pub use params::ParamSet;
 pub use pool::{PinGuard, Pool, PoolKey, PoolSnapshot};
 pub use server::{Login, ServerConn, ServerSink};
-pub use settings::{secs as settings_secs, PoolSettings};
+pub use settings::PoolSettings;
 pub use statements::StatementCache;

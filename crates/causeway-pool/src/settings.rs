@@ -42,8 +42,3 @@ impl Default for PoolSettings {
         }
     }
 }
-
-/// PgBouncer's convention: 0 seconds = disabled.
-pub fn secs(v: f64) -> Option<Duration> {
-    (v > 0.0).then(|| Duration::from_secs_f64(v))
-}

@@ -5,7 +5,14 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+/// How reads are spread over the routable replicas (the `load_balance`
+/// setting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum Strategy {
     #[default]
     RoundRobin,
@@ -14,7 +21,7 @@ pub enum Strategy {
     Weighted,
     /// Fewest queries in flight.
     LeastOutstanding,
-    /// Lowest EWMA response time x (in-flight + 1).
+    /// Lowest EWMA response time x (in flight + 1).
     Latency,
 }
 

@@ -2,10 +2,6 @@
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
-    /// This policy routes everything to the primary.
-    PrimaryOnly,
-    /// The session is pinned (session pool mode, open transaction...).
-    Pinned,
     /// Not provably read-only: the primary.
     Write,
     /// A read forced to the primary by a hint or `causeway.route`.
@@ -34,24 +30,6 @@ pub enum StaleCause {
     /// What the session's last read saw could not be bounded (its server
     /// did not answer a position query in time).
     Unbounded,
-}
-
-impl Reason {
-    /// The label used in metrics (`reason`).
-    pub fn label(self) -> &'static str {
-        match self {
-            Reason::PrimaryOnly => "primary_only",
-            Reason::Pinned => "pinned",
-            Reason::Write => "write",
-            Reason::Forced => "hint",
-            Reason::Read => "read",
-            Reason::NoReplica => "no_replica",
-            Reason::Behind => "behind",
-            Reason::Stale(StaleCause::Failover) => "stale_token",
-            Reason::Stale(StaleCause::TokenUnknown) => "token_unknown",
-            Reason::Stale(StaleCause::Unbounded) => "unbounded_read",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

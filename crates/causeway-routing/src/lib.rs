@@ -2,8 +2,8 @@
 //! its own state and a snapshot of the topology, and gets back a server
 //! index. No sockets, no locks, so every decision is unit-testable.
 //!
-//! [`PrimaryOnly`] is PgBouncer's behaviour; [`ReadWrite`] splits reads
-//! over replicas. Both implement [`Policy`].
+//! [`ReadWrite`] sends writes to the primary and spreads reads over the
+//! replicas by a [`balance::Strategy`].
 
 pub mod balance;
 pub mod classify;
@@ -11,7 +11,7 @@ mod decision;
 pub mod health;
 pub mod lag;
 pub mod lsn;
-mod policy;
+mod request;
 mod split;
 pub mod token;
 mod topology;
@@ -21,7 +21,7 @@ pub use classify::{
     RouteOverride, TxnControl,
 };
 pub use decision::{Decision, Reason, StaleCause};
-pub use policy::{Intent, Policy, PrimaryOnly, Request, SessionView};
+pub use request::{Intent, Request, SessionView};
 pub use split::{PrimaryReads, ReadWrite, SplitConfig};
 pub use token::{Generation, Token, TokenError};
 pub use topology::{Role, ServerState, Topology};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::balance::{pick, Candidate, Load, Strategy};
 use crate::lag::replay_reached;
 use crate::lsn::Lsn;
-use crate::{Decision, Intent, Policy, Reason, Request, Role, SessionView, Topology};
+use crate::{Decision, Intent, Reason, Request, Role, SessionView, Topology};
 
 /// Whether the primary takes reads too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,14 +52,9 @@ const WAL_BLOCK_SIZE: u64 = 8192;
 /// At most this many servers per database (the `exclude` bit set).
 const MAX_SERVERS: usize = 64;
 
-impl Policy for ReadWrite {
-    fn route(&self, req: &Request, session: &SessionView, topo: &Topology) -> Decision {
-        if let Some(index) = session.pinned {
-            return Decision::Server {
-                index,
-                reason: Reason::Pinned,
-            };
-        }
+impl ReadWrite {
+    /// Where `req` goes, and why.
+    pub fn route(&self, req: &Request, session: &SessionView, topo: &Topology) -> Decision {
         let primary = topo.primary().filter(|&p| !session.excluded(p));
         let to_primary = |reason| match primary {
             Some(index) => Decision::Server { index, reason },
@@ -155,7 +150,7 @@ impl Policy for ReadWrite {
 }
 
 /// The refusal when writes have nowhere to go.
-pub(crate) fn no_primary(topo: &Topology) -> Decision {
+fn no_primary(topo: &Topology) -> Decision {
     let message = if topo.split_brain {
         "no primary server: more than one server claims to be primary (split brain); \
          writes are refused until exactly one remains"

@@ -7,7 +7,7 @@ use causeway_config::Config;
 use causeway_net::{bind_tcp, bind_unix, listen_addrs, Listener};
 
 use causeway_frontend::app::{App, Phase};
-use causeway_frontend::session;
+use causeway_frontend::connection;
 
 /// Binds every configured address; any failure stops the start.
 pub fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
@@ -46,7 +46,7 @@ async fn accept_loop(app: Arc<App>, listener: Listener) {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    tokio::spawn(session::serve(app.clone(), stream, peer));
+                    tokio::spawn(connection::serve(app.clone(), stream, peer));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -77,7 +77,7 @@ async fn take_queued(app: &Arc<App>, listener: &Listener) -> usize {
         // `timeout` polls the accept once before the zero delay expires.
         match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
             Ok(Ok((stream, peer))) => {
-                tokio::spawn(session::serve(app.clone(), stream, peer));
+                tokio::spawn(connection::serve(app.clone(), stream, peer));
                 n += 1;
             }
             _ => break,

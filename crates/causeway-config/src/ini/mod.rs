@@ -18,7 +18,7 @@ mod values;
 
 use std::path::{Path, PathBuf};
 
-use crate::load::ConfigError;
+use crate::error::ConfigError;
 pub use grammar::Origin;
 pub use pgbouncer::KEYS as PGBOUNCER_KEYS;
 

@@ -146,8 +146,11 @@ fn same_meaning(key: &str, v: &str) -> Result<Option<Mapped>, String> {
         | "max_db_connections"
         | "max_user_connections"
         | "max_prepared_statements"
-        | "pkt_buf"
         | "max_packet_size" => Mapped::set(key, int(v)?),
+        "pkt_buf" => {
+            int(v)?;
+            Mapped::none().with_note("Causeway sizes its buffers itself")
+        }
         "reserve_pool_timeout" if seconds(v)? == 0.0 => {
             // PgBouncer: 0 turns the reserve pool off; Causeway would open
             // it at once. Checked against every reserve_pool_size later.

@@ -4,6 +4,7 @@
 
 mod command;
 mod control;
+mod show;
 mod show_databases;
 mod show_info;
 mod show_peers;
@@ -17,10 +18,9 @@ use std::sync::Arc;
 use causeway_protocol::{backend, scan::body, sqlstate, HEADER_LEN};
 
 use crate::app::App;
-use crate::session::Client;
+use crate::client::Client;
 use command::Command;
 pub use control::{pause, resume};
-use table::Table;
 
 /// Names of the admin console's virtual database.
 pub fn is_admin_db(name: &str) -> bool {
@@ -126,7 +126,7 @@ async fn answer(app: &Arc<App>, client: &mut Client, role: Role, sql: &str) {
     };
     match cmd {
         Command::Empty => backend::write_empty_query(&mut client.out),
-        Command::Show(what) => match show(app, &what) {
+        Command::Show(what) => match show::table(app, &what) {
             Some(t) => t.write(&mut client.out, "SHOW"),
             None if what == "HELP" => {
                 backend::write_notice(&mut client.out, "00000", show_info::HELP);
@@ -158,28 +158,4 @@ async fn answer(app: &Arc<App>, client: &mut Client, role: Role, sql: &str) {
             ),
         },
     }
-}
-
-fn show(app: &App, what: &str) -> Option<Table> {
-    Some(match what {
-        "POOLS" => show_pools::table(app),
-        "STATS" => show_stats::table(app, show_stats::Kind::Stats),
-        "STATS_TOTALS" => show_stats::table(app, show_stats::Kind::Totals),
-        "STATS_AVERAGES" => show_stats::table(app, show_stats::Kind::Averages),
-        "REPLICAS" | "TOPOLOGY" => show_topology::topology(app),
-        "ROUTING" => show_topology::routing(app),
-        "CLIENTS" => show_peers::clients(app),
-        "SERVERS" => show_peers::servers(app),
-        "DATABASES" => show_databases::databases(app),
-        "USERS" => show_databases::users(app),
-        "LISTS" => show_info::lists(app),
-        "CONFIG" => show_info::config(app),
-        "STATE" => show_info::state(app),
-        "VERSION" => {
-            let mut t = Table::new(&["version"]);
-            t.row(vec![table::v(show_info::version())]);
-            t
-        }
-        _ => return None,
-    })
 }

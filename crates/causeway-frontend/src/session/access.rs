@@ -7,8 +7,8 @@ use causeway_config::{AuthType, Config};
 use causeway_net::hba::{self, ClientCert, Request};
 use causeway_protocol::sqlstate;
 
-use super::client::Client;
 use crate::app::App;
+use crate::client::Client;
 
 /// How to authenticate one login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,19 +14,11 @@ use causeway_protocol::auth::{
 use causeway_protocol::{scan::body, sqlstate, HEADER_LEN};
 
 use super::access::{Access, Method};
-use super::client::Client;
+use crate::client::Client;
+use crate::credentials::Credentials;
 
 /// Auth messages are small; anything larger is refused.
 const MAX_AUTH_MESSAGE: usize = 16 * 1024;
-
-/// What the client proved, reusable towards the servers.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials {
-    /// The plaintext password, when the client sent one (auth_type plain).
-    pub password: Option<String>,
-    /// SCRAM keys recovered from the client's proof against a stored verifier.
-    pub scram_keys: Option<ScramKeys>,
-}
 
 pub enum Outcome {
     Ok(Credentials),

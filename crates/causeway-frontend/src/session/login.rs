@@ -7,16 +7,17 @@ use causeway_pool::{ParamSet, Pool};
 use causeway_protocol::{backend, sqlstate};
 
 use super::access::{self, Method};
-use super::client::Client;
 use super::startup::{self, StartupInfo};
 use super::{auth, auth_query, params, primary, Credentials};
 use crate::admin;
 use crate::app::{App, ClientPermit, UserPermit};
 use crate::cancel::ClientKey;
+use crate::client::Client;
 use crate::databases::Database;
+use crate::secrets::Secrets;
 
 /// What a successful login established.
-pub(super) struct LoggedIn {
+pub(crate) struct LoggedIn {
     pub _user_permit: UserPermit,
     /// Its place in max_client_conn.
     pub _client_permit: ClientPermit,
@@ -32,7 +33,7 @@ pub(super) struct LoggedIn {
 }
 
 /// Where a successful login leads.
-pub(super) enum Login {
+pub(crate) enum Login {
     Session(Box<LoggedIn>),
     /// The admin console, with its place in max_client_conn (+ reserve).
     Admin(admin::Role, ClientPermit),
@@ -44,7 +45,7 @@ pub(super) enum Login {
 /// unknown database, a user who may not use the admin console, a user
 /// whose secret cannot do the method all go through the same exchange as
 /// anyone else and are refused after it.
-pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<Login> {
+pub(crate) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client) -> Option<Login> {
     let info: StartupInfo = match startup::negotiate(client, app).await {
         startup::Outcome::Login(info) => info,
         _ => return None,
@@ -62,6 +63,23 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
     }
     let secrets = app.secrets();
     let db = app.databases.get(&info.database, cfg, &secrets);
+    let creds = authenticate(app, cfg, client, db.as_ref(), &secrets, &info).await?;
+    let admitted = admit(app, cfg, client, db, &info).await?;
+    welcome(app, cfg, client, &secrets, admitted, creds, info)
+        .await
+        .map(|l| Login::Session(Box::new(l)))
+}
+
+/// Authenticating: the method hba/auth_type asks for, against the
+/// auth_file's secret or auth_query's. None: refused (told) or gone.
+async fn authenticate(
+    app: &Arc<App>,
+    cfg: &Arc<Config>,
+    client: &mut Client,
+    db: Option<&Arc<Database>>,
+    secrets: &Secrets,
+    info: &StartupInfo,
+) -> Option<Credentials> {
     let access = access::decide(app, cfg, client, &info.database, &info.user)
         .await
         .ok()?;
@@ -71,15 +89,33 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         access.method,
         Method::Md5 | Method::ScramSha256 | Method::Password | Method::Trust
     );
-    let looked_up = match (&db, secrets.get(&info.user)) {
+    let looked_up = match (db, secrets.get(&info.user)) {
         (Some(db), None) if needs_secret => auth_query::lookup(app, cfg, db, &info.user).await,
         _ => None,
     };
     let secret = secrets.get(&info.user).or(looked_up.as_ref());
-    let creds = match auth::authenticate(client, access, &info.user, secret).await {
-        auth::Outcome::Ok(creds) => creds,
-        auth::Outcome::Failed => return None,
-    };
+    match auth::authenticate(client, access, &info.user, secret).await {
+        auth::Outcome::Ok(creds) => Some(creds),
+        auth::Outcome::Failed => None,
+    }
+}
+
+/// An authenticated client's database, and its places among the clients.
+struct Admitted {
+    db: Arc<Database>,
+    client_permit: ClientPermit,
+    user_permit: UserPermit,
+}
+
+/// The database exists and is enabled, and there is room for the client
+/// (max_client_conn, max_user_client_connections). None: refused (told).
+async fn admit(
+    app: &Arc<App>,
+    cfg: &Config,
+    client: &mut Client,
+    db: Option<Arc<Database>>,
+    info: &StartupInfo,
+) -> Option<Admitted> {
     let Some(db) = db else {
         if cfg.log_pooler_errors {
             tracing::info!(client = %client.peer, database = %info.database, "unknown database");
@@ -117,10 +153,34 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
             .await;
         return None;
     };
+    Some(Admitted {
+        db,
+        client_permit,
+        user_permit,
+    })
+}
+
+/// The welcome: the primary's parameters (merged with the client's), a
+/// cancel key, ReadyForQuery (session mode: once its server is attached,
+/// welcome.rs). None: no primary (told) or the client left.
+async fn welcome(
+    app: &Arc<App>,
+    cfg: &Arc<Config>,
+    client: &mut Client,
+    secrets: &Secrets,
+    admitted: Admitted,
+    creds: Credentials,
+    info: StartupInfo,
+) -> Option<LoggedIn> {
+    let Admitted {
+        db,
+        client_permit,
+        user_permit,
+    } = admitted;
     let mode = cfg.pool_mode_for(&db.cfg(), &info.user);
     let mut pools = vec![None; db.servers.len()];
     let (primary, pool, welcome) =
-        match primary::find(app, &db, cfg, &secrets, &info.user, &creds).await {
+        match primary::find(app, &db, cfg, secrets, &info.user, &creds).await {
             Ok(w) => w,
             Err(e) => {
                 client.fatal(e.sqlstate(), &e.to_string()).await;
@@ -131,7 +191,6 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
     let (params, report) = params::initial(&welcome, &info.params, cfg);
     let key = app.cancels.register(cfg.peer_id);
     if mode != PoolMode::Session {
-        // Session mode is welcomed once its server is attached (welcome.rs).
         for (k, v) in &report {
             backend::write_parameter_status(&mut client.out, k, v);
         }
@@ -142,7 +201,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
     if cfg.log_connections {
         tracing::info!(client = %client.peer, database = %info.database, user = %info.user, mode = mode.as_str(), "login");
     }
-    Some(Login::Session(Box::new(LoggedIn {
+    Some(LoggedIn {
         _user_permit: user_permit,
         _client_permit: client_permit,
         creds,
@@ -153,7 +212,7 @@ pub(super) async fn login(app: &Arc<App>, cfg: &Arc<Config>, client: &mut Client
         key,
         pools,
         startup: info.params,
-    })))
+    })
 }
 
 /// The admin console: authenticated like anyone, then the role checked.

@@ -12,21 +12,25 @@
 
 mod access;
 mod active;
+mod attach;
 mod auth;
 mod auth_query;
-mod client;
 mod consistency;
 mod database_ddl;
+mod decide;
 mod encoding;
 mod idle;
+mod lease;
 mod local;
 mod local_ext;
 mod login;
 mod params;
 mod plan;
-pub(crate) mod prepared;
+mod prepared;
 mod primary;
 mod pump;
+mod refuse;
+mod release;
 mod rerun;
 mod reset;
 mod ryw_wait;
@@ -38,14 +42,13 @@ mod state;
 mod verifiers;
 mod welcome;
 
+use causeway_config::secs;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_config::{Config, PoolMode};
-use causeway_net::{PeerAddr, Stream};
 use causeway_pool::{ParamSet, Pool, ServerConn};
-use causeway_protocol::sqlstate;
 use causeway_routing::{Classifier, RouteOverride};
 use tokio::time::Sleep;
 
@@ -55,9 +58,14 @@ use crate::clients::Registered;
 use crate::databases::Database;
 
 use pump::Flow;
+use rerun::Retry;
 
-pub use auth::Credentials;
-pub(crate) use client::Client;
+pub(crate) use crate::client::Client;
+pub use crate::credentials::Credentials;
+pub(crate) use login::{login, Login};
+pub(crate) use refuse::refuse_no_slot;
+// `super::client::Client` keeps naming the client type in session files.
+use crate::client;
 
 /// What a client closed by a shutdown is told (FATAL 57P01).
 const SHUTDOWN_MESSAGE: &str = "pooler is shutting down";
@@ -84,20 +92,6 @@ struct Attached {
     /// when it ends.
     wrote: bool,
     started: std::time::Instant,
-}
-
-/// A unit of work being re-run after its server failed it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Retry {
-    /// Servers that failed it (bit i = server i).
-    exclude: u64,
-    attempts: u32,
-    /// The replica refused it as a write: the primary runs it.
-    to_primary: bool,
-    cause: Option<pump::RetryCause>,
-    /// A failed server: until when the read may wait for another to take
-    /// it (see rerun.rs).
-    until: Option<tokio::time::Instant>,
 }
 
 struct Session {
@@ -156,38 +150,9 @@ struct Session {
 /// race; an idle one is closed when it is least likely to be sending.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
-/// Serves one client connection from accept to close.
-pub async fn serve(app: Arc<App>, stream: Stream, peer: PeerAddr) {
+/// A logged-in client's session, from the welcome to close.
+pub(crate) async fn run(app: Arc<App>, client: Client, l: Box<login::LoggedIn>) {
     let cfg = app.config();
-    let mut client = Client::new(stream, peer);
-    let slot = match crate::login_slots::acquire(&app, client.peer.ip()) {
-        Ok(slot) => slot,
-        Err(full) => return refuse_no_slot(&app, client, full).await,
-    };
-    let login = login::login(&app, &cfg, &mut client);
-    // The login future borrows the client; it ends before the session takes it.
-    let session = match secs(cfg.client_login_timeout) {
-        Some(t) => match tokio::time::timeout(t, login).await {
-            Ok(s) => s,
-            Err(_) => {
-                client
-                    .fatal(sqlstate::PROTOCOL_VIOLATION, "client_login_timeout")
-                    .await;
-                return;
-            }
-        },
-        None => login.await,
-    };
-    // Logged in (or refused): the slot goes to the next login.
-    drop(slot);
-    let l = match session {
-        Some(login::Login::Session(l)) => l,
-        Some(login::Login::Admin(role, _permit)) => {
-            crate::admin::serve(&app, &mut client, role).await;
-            return;
-        }
-        None => return,
-    };
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
     let registered = app.clients.register(
         l.key.id,
@@ -273,43 +238,6 @@ impl Session {
             tracing::info!(client = %self.client.peer, database = %self.db.name, user = %self.user, reason, "client closed");
         }
     }
-}
-
-/// Time a connection without a login slot has to say what it wants
-/// before it is closed without a reply.
-const REFUSAL_DEADLINE: Duration = Duration::from_secs(5);
-
-/// No login slot: the SSLRequest is still answered (so libpq shows the
-/// reason) and a cancel request still forwarded, then 53300; within
-/// [`REFUSAL_DEADLINE`], and closed at once past the refusal bound.
-async fn refuse_no_slot(app: &Arc<App>, mut client: Client, full: crate::login_slots::Full) {
-    let cfg = app.config();
-    let setting = match full {
-        crate::login_slots::Full::Total => "client_login_slots",
-        crate::login_slots::Full::Addr => "client_login_slots_per_addr",
-    };
-    // Logged only for connections that are answered: past the refusal
-    // bound a flood would otherwise flood the log too.
-    let Some(_refusing) = crate::login_slots::refusing(app) else {
-        return;
-    };
-    if cfg.log_pooler_errors {
-        tracing::warn!(client = %client.peer, setting, "too many logins in progress, refusing client");
-    }
-    let negotiated = tokio::time::timeout(REFUSAL_DEADLINE, startup::negotiate(&mut client, app));
-    if let Ok(startup::Outcome::Login(_)) = negotiated.await {
-        client
-            .fatal(
-                sqlstate::TOO_MANY_CONNECTIONS,
-                &format!("too many logins in progress ({setting})"),
-            )
-            .await;
-    }
-}
-
-/// PgBouncer's convention: 0 = off.
-fn secs(v: f64) -> Option<Duration> {
-    (v > 0.0).then(|| Duration::from_secs_f64(v))
 }
 
 async fn sleep_or_forever(d: Option<Duration>) {

@@ -4,7 +4,7 @@ use causeway_config::Config;
 use causeway_pool::{ParamSet, Pool, ServerConn, ServerError};
 use causeway_protocol::backend;
 
-use super::idle::Acquire;
+use super::lease::Acquire;
 use super::{Session, State};
 
 /// Connections that die while being set up are replaced this many times.

@@ -37,10 +37,35 @@ pub(super) enum Plan<'a> {
     },
 }
 
+/// A planned unit of work.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unit {
+    /// Its first message's tag.
+    pub tag: u8,
+    pub req: Request,
+    /// Its length when the whole unit is in the buffer, else 0 (see
+    /// [`Plan::Route`]).
+    pub len: usize,
+}
+
 impl Session {
-    /// Plans the unit at the front of the buffer (its first message's
-    /// header is there). Ok(None): a Causeway command was answered here.
-    pub(super) async fn plan(&mut self, tag: u8) -> Result<Option<(Request, usize)>, State> {
+    /// Step one of a unit of work: what the request at the front of the
+    /// buffer is (its first message's header is there). Err(Idle): a
+    /// Causeway command was answered here; Err(Closed): the session ends.
+    /// Without read/write splitting every unit is a write of unknown length.
+    pub(super) async fn plan(&mut self, tag: u8) -> Result<Unit, State> {
+        if !self.split {
+            let req = Request::write();
+            return Ok(Unit { tag, req, len: 0 });
+        }
+        match self.classify_unit(tag).await? {
+            Some((req, len)) => Ok(Unit { tag, req, len }),
+            None => Err(State::Idle),
+        }
+    }
+
+    /// Classifies the unit. Ok(None): a Causeway command was answered here.
+    async fn classify_unit(&mut self, tag: u8) -> Result<Option<(Request, usize)>, State> {
         let steer = Steer {
             route: self.route,
             default_read_only: self
@@ -52,7 +77,7 @@ impl Session {
             b'Q' => {
                 self.local_ext.abandon_unit();
                 let len = frame_len(&self.client.buf);
-                if len > MAX_HELD {
+                if !(causeway_protocol::HEADER_LEN..=MAX_HELD).contains(&len) {
                     // Never held whole: unsure, so the primary (forwarded
                     // as it arrives; Causeway commands are short).
                     return Ok(Some((Request::write(), 0)));
@@ -145,7 +170,10 @@ impl Session {
 /// Length of the frame at the front of `buf` (its header is there and was
 /// checked against max_packet_size).
 fn frame_len(buf: &[u8]) -> usize {
-    i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize + 1
+    match causeway_protocol::frame_header(buf, usize::MAX) {
+        Some(Ok((_, len))) => len,
+        _ => 0,
+    }
 }
 
 /// Session facts that steer the plan.
@@ -188,74 +216,25 @@ pub(super) fn plan_extended(
     prep: Option<&Prep>,
 ) -> Plan<'static> {
     let mut frames = Frames::new(buf);
-    let mut parsed: [&[u8]; 8] = [b""; 8];
-    let mut n_parsed = 0;
-    let mut first_hint = None;
-    let mut token = None;
+    let mut scan = UnitScan::new(classifier, prep);
     let mut read = true;
     let mut unit = None;
     for (tag, body) in frames.by_ref() {
-        match tag {
-            b'P' => {
-                // A named statement outlives the unit: untracked, it is
-                // prepared where writes go; tracked, it is prepared on
-                // demand wherever it later runs.
-                let sql = parse_statement(body).and_then(|(name, q)| {
-                    if (name.is_empty() || prep.is_some()) && n_parsed < parsed.len() {
-                        parsed[n_parsed] = name;
-                        n_parsed += 1;
-                        std::str::from_utf8(q).ok()
-                    } else {
-                        None
-                    }
-                });
-                let Some(sql) = sql else {
-                    read = false;
-                    break;
-                };
-                let c = classifier.classify(sql);
-                if first_hint.is_none() {
-                    if let Some(Hint::Token(t)) = c.hint {
-                        token = Some(Token::decode(t));
-                    }
-                    first_hint = Some(c.hint.map(own_hint));
-                }
-                if !c.class.is_read() {
-                    read = false;
-                    break;
-                }
-            }
-            // A Bind may only use a statement parsed in this unit (one
-            // parsed earlier may live on another server), or a tracked one
-            // that is read-only (classified once, cached with it).
-            b'B' => {
-                let known = bind_names(body).is_some_and(|(_, stmt)| {
-                    parsed[..n_parsed].contains(&stmt)
-                        || (!stmt.is_empty()
-                            && prep.and_then(|p| p.lookup(stmt)).is_some_and(|s| {
-                                s.is_read(|sql| {
-                                    let c = classifier.classify(sql);
-                                    c.class.is_read() && !matches!(c.hint, Some(Hint::Primary))
-                                })
-                            }))
-                });
-                if !known {
-                    read = false;
-                    break;
-                }
-            }
-            b'D' | b'E' | b'H' | b'C' => {}
+        let still_read = match tag {
+            b'P' => scan.parse(body),
+            b'B' => scan.bind(body),
+            b'D' | b'E' | b'H' | b'C' => true,
             b'S' => {
                 unit = Some(frames.consumed());
                 break;
             }
-            _ => {
-                read = false;
-                break;
-            }
+            _ => false,
+        };
+        if !still_read {
+            read = false;
+            break;
         }
     }
-    let hint = first_hint.flatten();
     if unit.is_none() {
         // Find the unit's end anyway, so a refusal can skip it.
         for (tag, _) in frames.by_ref() {
@@ -265,14 +244,87 @@ pub(super) fn plan_extended(
             }
         }
     }
+    let hint = scan.first_hint.flatten();
     let plan = match unit {
         Some(len) if read => route(Intent::Read, hint, steer, len),
         Some(len) => route(Intent::Write, hint, steer, len),
         None => route(Intent::Write, hint, steer, 0),
     };
     match plan {
-        Plan::Route { req, unit, .. } => Plan::Route { req, unit, token },
+        Plan::Route { req, unit, .. } => Plan::Route {
+            req,
+            unit,
+            token: scan.token,
+        },
         p => p,
+    }
+}
+
+/// What the messages of an extended-protocol unit so far say.
+struct UnitScan<'b, 'c> {
+    classifier: &'c Classifier,
+    prep: Option<&'c Prep>,
+    /// Statements parsed in this unit (at most 8 are followed).
+    parsed: [&'b [u8]; 8],
+    n_parsed: usize,
+    /// The first Parse's hint (Some(None): it had none).
+    first_hint: Option<Option<Hint<'static>>>,
+    token: Option<Result<Token, TokenError>>,
+}
+
+impl<'b, 'c> UnitScan<'b, 'c> {
+    fn new(classifier: &'c Classifier, prep: Option<&'c Prep>) -> Self {
+        UnitScan {
+            classifier,
+            prep,
+            parsed: [b""; 8],
+            n_parsed: 0,
+            first_hint: None,
+            token: None,
+        }
+    }
+
+    /// A Parse: false when the unit cannot be a read. A named statement
+    /// outlives the unit: untracked, it is prepared where writes go;
+    /// tracked, it is prepared on demand wherever it later runs.
+    fn parse(&mut self, body: &'b [u8]) -> bool {
+        let sql = parse_statement(body).and_then(|(name, q)| {
+            if (name.is_empty() || self.prep.is_some()) && self.n_parsed < self.parsed.len() {
+                self.parsed[self.n_parsed] = name;
+                self.n_parsed += 1;
+                std::str::from_utf8(q).ok()
+            } else {
+                None
+            }
+        });
+        let Some(sql) = sql else {
+            return false;
+        };
+        let c = self.classifier.classify(sql);
+        if self.first_hint.is_none() {
+            if let Some(Hint::Token(t)) = c.hint {
+                self.token = Some(Token::decode(t));
+            }
+            self.first_hint = Some(c.hint.map(own_hint));
+        }
+        c.class.is_read()
+    }
+
+    /// A Bind may only use a statement parsed in this unit (one parsed
+    /// earlier may live on another server), or a tracked one that is
+    /// read-only (classified once, cached with it).
+    fn bind(&self, body: &[u8]) -> bool {
+        let classifier = self.classifier;
+        bind_names(body).is_some_and(|(_, stmt)| {
+            self.parsed[..self.n_parsed].contains(&stmt)
+                || (!stmt.is_empty()
+                    && self.prep.and_then(|p| p.lookup(stmt)).is_some_and(|s| {
+                        s.is_read(|sql| {
+                            let c = classifier.classify(sql);
+                            c.class.is_read() && !matches!(c.hint, Some(Hint::Primary))
+                        })
+                    }))
+        })
     }
 }
 
@@ -463,6 +515,72 @@ mod tests {
         assert_eq!(
             intent(&plan_extended(&c, &u, AUTO, Some(&prep))).0,
             Intent::Write
+        );
+    }
+
+    fn token_of(p: &Plan<'_>) -> Option<Result<Token, TokenError>> {
+        match p {
+            Plan::Route { token, .. } => token.clone(),
+            Plan::Local { .. } => panic!("local"),
+        }
+    }
+
+    fn a_token() -> Token {
+        Token {
+            generation: causeway_routing::Generation {
+                system_id: 7,
+                timeline: 2,
+            },
+            lsn: causeway_routing::lsn::Lsn(0x3000060),
+        }
+    }
+
+    #[test]
+    fn a_token_comment_travels_with_the_unit() {
+        let c = Classifier::default();
+        let t = a_token();
+        let f = q(&format!("/* causeway:token={} */ select 1", t.encode()));
+        let p = plan_query(&c, &f, AUTO);
+        assert_eq!(intent(&p), (Intent::Read, f.len(), false));
+        assert_eq!(token_of(&p), Some(Ok(t)));
+        // A bad one is carried as such: the unit fails with 22023.
+        let f = q("/* causeway:token=nonsense */ select 1");
+        assert!(matches!(token_of(&plan_query(&c, &f, AUTO)), Some(Err(_))));
+        // Extended protocol: the first Parse's comment.
+        let mut u = parse("", &format!("/* causeway:token={} */ select 1", t.encode()));
+        u.extend(bind(""));
+        u.extend(frame(b'S', b""));
+        let p = plan_extended(&c, &u, AUTO, None);
+        assert_eq!(intent(&p), (Intent::Read, u.len(), false));
+        assert_eq!(token_of(&p), Some(Ok(t)));
+    }
+
+    #[test]
+    fn a_causeway_command_is_answered_here_whole() {
+        let c = Classifier::default();
+        let mut buf = q("SHOW causeway.token");
+        let len = buf.len();
+        buf.extend(q("select 1"));
+        match plan_query(&c, &buf[..len], AUTO) {
+            Plan::Local { len: l, .. } => assert_eq!(l, len),
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_extended_unit_knows_its_end() {
+        // A write unit still has its length, so a refusal skips it whole
+        // and the session goes on with the next unit.
+        let c = Classifier::default();
+        let mut u = parse("", "delete from t");
+        u.extend(bind(""));
+        u.extend(frame(b'E', b"\0\0\0\0\0"));
+        u.extend(frame(b'S', b""));
+        let unit = u.len();
+        u.extend(q("select 1"));
+        assert_eq!(
+            intent(&plan_extended(&c, &u, AUTO, None)),
+            (Intent::Write, unit, false)
         );
     }
 }

@@ -14,7 +14,10 @@ use std::time::Duration;
 use causeway_pool::PoolError;
 use causeway_routing::Intent;
 
-use super::{Retry, Session};
+use causeway_protocol::sqlstate;
+
+use super::pump::RetryCause;
+use super::Session;
 
 /// Whether the unit about to run is held (its request and reply kept back
 /// until the reply is complete) so that it can run elsewhere if its
@@ -37,23 +40,55 @@ pub(super) fn reroutes_after_connect_failure(
     intent.is_read() && (replica || down) && attempts < max
 }
 
+/// A unit of work being re-run after its server failed it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Retry {
+    /// Servers that failed it (bit i = server i).
+    pub exclude: u64,
+    pub attempts: u32,
+    /// The replica refused it as a write: the primary runs it.
+    pub to_primary: bool,
+    pub cause: Option<RetryCause>,
+    /// Until when the read may wait for another server to take it (see
+    /// rerun.rs).
+    pub until: Option<tokio::time::Instant>,
+}
+
 impl Retry {
-    /// `server` failed the unit: it runs elsewhere, waiting for the
-    /// topology at most `limit` from the first failure.
-    pub(super) fn failed(
-        &mut self,
-        server: usize,
-        cause: super::pump::RetryCause,
-        limit: Duration,
-    ) {
+    /// Server `server` failed the unit for `cause`: not again; it runs
+    /// elsewhere, waiting for the topology at most `limit` from the first
+    /// failure.
+    pub fn failed(&mut self, server: usize, cause: RetryCause, limit: Duration) {
         self.exclude |= 1u64 << server.min(63);
+        self.to_primary |= cause == RetryCause::ReadOnly;
         self.cause = Some(cause);
         self.until
             .get_or_insert_with(|| tokio::time::Instant::now() + limit);
     }
 }
 
+/// Whether a refused read waits for the topology instead: it is being
+/// re-run (its server failed), or it found no server at all (08006: no
+/// primary and no routable replica, as in a failover).
+pub(super) fn waits_for_topology(intent: Intent, retry: &Retry, refusal: &str) -> bool {
+    retry.cause.is_some() || (intent.is_read() && refusal == sqlstate::CONNECTION_FAILURE)
+}
+
 impl Session {
+    /// [`Session::refresh_database`] for a read that waits to be re-run:
+    /// on a rebuilt database the failed servers' indexes mean nothing, but
+    /// the read still waits within its bound.
+    pub(super) fn refresh_database_keeping(&mut self, retry: &mut Retry) {
+        if self.refresh_database() {
+            *retry = Retry {
+                attempts: retry.attempts,
+                cause: retry.cause,
+                until: retry.until,
+                ..Retry::default()
+            };
+        }
+    }
+
     /// How long a re-run read waits for a server to take it: the bound a
     /// login waits for the primary (`server_connect_timeout`).
     pub(super) fn rerun_limit(&self) -> Duration {

@@ -9,7 +9,7 @@ use causeway_net::{ClientTls, HANDSHAKES};
 use causeway_protocol::sqlstate;
 use tokio::io::AsyncWriteExt;
 
-use super::client::Client;
+use crate::client::Client;
 
 /// First byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE: u8 = 0x16;

@@ -6,9 +6,9 @@ use causeway_protocol::startup::{self, StartupPacket};
 use causeway_protocol::{backend, sqlstate};
 use tokio::io::AsyncWriteExt;
 
-use super::client::Client;
 use super::secure;
 use crate::app::App;
+use crate::client::Client;
 
 /// What the client asked for at startup.
 #[derive(Debug, Clone)]

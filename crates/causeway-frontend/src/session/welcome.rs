@@ -11,7 +11,7 @@
 use causeway_pool::{Pool, ServerConn};
 use causeway_protocol::backend;
 
-use super::idle::Acquire;
+use super::lease::Acquire;
 use super::{params, Session, State};
 
 impl Session {
