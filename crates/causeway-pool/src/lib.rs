@@ -26,6 +26,6 @@ pub use internal::{InternalReply, DEFAULT_TIMEOUT as INTERNAL_QUERY_TIMEOUT};
 pub use limits::Limit;
 pub use params::ParamSet;
 pub use pool::{PinGuard, Pool, PoolKey, PoolSnapshot};
-pub use server::{Login, ServerConn, ServerSink};
+pub use server::{Login, ServerConn};
 pub use settings::PoolSettings;
 pub use statements::StatementCache;

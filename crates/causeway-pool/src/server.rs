@@ -77,10 +77,6 @@ pub struct ServerConn {
     pub(crate) internal_timeout_ms: u32,
 }
 
-/// Where a session forwards bytes coming from a server (kept as a type so
-/// the session can name the write half it uses).
-pub type ServerSink = Stream;
-
 impl std::fmt::Debug for ServerConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConn")

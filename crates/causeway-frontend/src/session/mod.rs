@@ -64,8 +64,6 @@ pub(crate) use crate::client::Client;
 pub use crate::credentials::Credentials;
 pub(crate) use login::{login, Login};
 pub(crate) use refuse::refuse_no_slot;
-// `super::client::Client` keeps naming the client type in session files.
-use crate::client;
 
 /// What a client closed by a shutdown is told (FATAL 57P01).
 const SHUTDOWN_MESSAGE: &str = "pooler is shutting down";

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::owed::Request;
 use super::{ddl, Flow, HIGH_WATER};
-use crate::session::client::Client;
+use crate::client::Client;
 use crate::session::prepared::{ClientAction, Prep, MAX_HELD};
 
 #[derive(Default)]

@@ -16,7 +16,7 @@ use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
 use super::{End, Flow, HIGH_WATER};
-use crate::session::client::Client;
+use crate::client::Client;
 use crate::session::SHUTDOWN_MESSAGE;
 
 /// Keep at least this much room to read into.

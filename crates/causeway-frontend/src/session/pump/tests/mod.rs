@@ -27,7 +27,7 @@ use tokio::net::UnixStream;
 use tokio::time::{Instant, Sleep};
 
 use super::{End, Flow, Timeouts};
-use crate::session::client::Client;
+use crate::client::Client;
 use crate::session::prepared::{Prep, Registry};
 
 /// Longer than any test runs (virtual time: a stuck flow fails at once).
