@@ -40,6 +40,7 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 tools/shape-check.py
 
 release:
 	$(CARGO) build --release -p causeway
