@@ -14,9 +14,6 @@ use causeway_protocol::{backend, frontend, scan::body};
 use crate::error::ServerError;
 use crate::server::ServerConn;
 
-/// Default deadline of one internal query (`internal_query_timeout`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What an internal query returned.
 #[derive(Debug, Default)]
 pub struct InternalReply {
