@@ -53,7 +53,10 @@ ryw-check: release
 	$(CARGO) build --release -p causeway-integration --bin causeway-ryw-check
 	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway ./target/release/causeway-ryw-check $(RYW_CHECK_ARGS)
 
-# Causeway vs PgBouncer vs direct PostgreSQL, same machine, same run.
+# Causeway vs PgBouncer vs direct PostgreSQL, same machine, same run (~11 min).
+# Knobs, as environment or make variables (see bench/README.md): BENCH_SECONDS,
+# BENCH_REPEAT=2, BENCH_ROWS="select tls idle workers tpcb waiters clients10k",
+# PGBOUNCER=/path, MANY_CLIENTS, WAITERS.
 bench: release
 	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway bash bench/run.sh
 

@@ -11,10 +11,14 @@ Prints one machine-readable line on stdout:
 rss_before_kb is VmRSS of --pid before the first connect; rss_held_kb is the
 largest VmRSS sampled while all clients were held. Exit code 0 when every
 client logged in, 1 otherwise (the line is still printed).
+
+With --ready-file the hold ends when --release-file appears (or after
+--hold): bench/run.sh runs pgbench beside the idle clients in between.
 """
 
 import argparse
 import asyncio
+import os
 import resource
 import struct
 import sys
@@ -90,6 +94,8 @@ async def main():
     ap.add_argument("--pid", type=int, required=True, help="process whose VmRSS to read")
     ap.add_argument("--parallel", type=int, default=50, help="logins in flight at once")
     ap.add_argument("--timeout", type=float, default=15.0, help="per-login timeout (s)")
+    ap.add_argument("--ready-file", help="written (connected=N failed=N) once every login is done")
+    ap.add_argument("--release-file", help="hold until this file exists (at most --hold s)")
     args = ap.parse_args()
 
     # Our own fd limit must fit the sockets.
@@ -114,11 +120,18 @@ async def main():
     conns = [c for c in await asyncio.gather(*(one() for _ in range(args.clients))) if c]
     login_secs = time.monotonic() - started
 
+    if args.ready_file:
+        with open(args.ready_file + ".tmp", "w") as f:
+            f.write(f"connected={len(conns)} failed={len(errors)}\n")
+        os.rename(args.ready_file + ".tmp", args.ready_file)
+
     # Hold: sample RSS a few times and keep the peak.
     rss_held = vm_rss_kb(args.pid)
     deadline = time.monotonic() + args.hold
     while time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
+        if args.release_file and os.path.exists(args.release_file):
+            break
+        await asyncio.sleep(0.25)
         rss_held = max(rss_held, vm_rss_kb(args.pid))
 
     for _, writer in conns:

@@ -14,9 +14,6 @@ use causeway_protocol::{backend, frontend, scan::body};
 use crate::error::ServerError;
 use crate::server::ServerConn;
 
-/// Default deadline of one internal query (`internal_query_timeout`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What an internal query returned.
 #[derive(Debug, Default)]
 pub struct InternalReply {
@@ -53,12 +50,6 @@ impl ServerConn {
             self.broken = true;
         }
         r
-    }
-
-    /// The pool's shorthand for [`internal_query`](Self::internal_query)
-    /// without rows (server check, connect_query).
-    pub(crate) async fn simple_query(&mut self, sql: &str) -> Result<(), ServerError> {
-        self.internal_query(sql, None).await.map(drop)
     }
 
     async fn run_internal(

@@ -17,15 +17,16 @@ mod pool;
 mod scram_keys;
 mod server;
 mod settings;
+mod slot;
 mod statements;
 
 pub use cancel::{forward_cancel, CancelTarget};
 pub use error::{PoolError, ServerError};
 pub use info::{unix_micros, ServerInfo, ServerState};
-pub use internal::{InternalReply, DEFAULT_TIMEOUT as INTERNAL_QUERY_TIMEOUT};
+pub use internal::InternalReply;
 pub use limits::Limit;
 pub use params::ParamSet;
 pub use pool::{PinGuard, Pool, PoolKey, PoolSnapshot};
 pub use server::{Login, ServerConn};
-pub use settings::PoolSettings;
+pub use settings::{PoolSettings, DEFAULT_INTERNAL_TIMEOUT as INTERNAL_QUERY_TIMEOUT};
 pub use statements::StatementCache;

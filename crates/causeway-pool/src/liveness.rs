@@ -12,7 +12,6 @@
 
 use std::future::poll_fn;
 use std::mem::MaybeUninit;
-use std::sync::Weak;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -86,22 +85,15 @@ pub(crate) fn gone(conn: &ServerConn) -> bool {
 }
 
 /// The pool's watcher: woken whenever an idle connection's socket becomes
-/// readable, it drops the connections whose backend went away. Ends with
-/// the pool.
-pub(crate) async fn watch(pool: Weak<crate::pool::Inner>) {
+/// readable, it runs `sweep` (which drops the connections whose backend
+/// went away and registers the waker on the others). Ends when `sweep`
+/// returns false (the pool is closed or gone).
+pub(crate) async fn watch(mut sweep: impl FnMut(&mut Context<'_>) -> bool) {
     poll_fn(|cx| {
-        let Some(inner) = pool.upgrade() else {
-            return Poll::Ready(());
-        };
-        match inner.sweep_idle(cx) {
-            Some(dead) => {
-                if !dead.is_empty() {
-                    tracing::info!(pool = ?inner.key(), count = dead.len(), "idle server connection closed by the server; dropped");
-                }
-                drop(dead); // frees their slots (takes the pool lock)
-                Poll::Pending
-            }
-            None => Poll::Ready(()),
+        if sweep(cx) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
         }
     })
     .await

@@ -21,7 +21,7 @@ use crate::cancel::CancelTarget;
 use crate::error::ServerError;
 use crate::info::ServerInfo;
 use crate::params::ParamSet;
-use crate::pool::SlotGuard;
+use crate::slot::SlotGuard;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -130,7 +130,7 @@ impl ServerConn {
             slot: None,
             info: Arc::new(ServerInfo::new(id, 0, peer, local, tls)),
             epoch: 0,
-            internal_timeout_ms: crate::internal::DEFAULT_TIMEOUT.as_millis() as u32,
+            internal_timeout_ms: crate::settings::DEFAULT_INTERNAL_TIMEOUT.as_millis() as u32,
         }
     }
 

@@ -1,5 +1,8 @@
 use std::time::Duration;
 
+/// Default deadline of one internal query (`internal_query_timeout`).
+pub const DEFAULT_INTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a pool needs from the configuration, resolved for its
 /// (database, user) so the pool never looks at the config itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +41,7 @@ impl Default for PoolSettings {
             server_check_query: "select 1".into(),
             connect_query: None,
             tcp_keepalive: true,
-            internal_query_timeout: crate::internal::DEFAULT_TIMEOUT,
+            internal_query_timeout: DEFAULT_INTERNAL_TIMEOUT,
         }
     }
 }
