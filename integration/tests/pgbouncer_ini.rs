@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use causeway_integration::{
-    causeway_bin, eventually, eventually_blocking, eventually_some, free_port, CausewayBuilder,
+    causeway_bin, eventually, eventually_blocking, free_port, CausewayBuilder,
 };
 use common::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -392,7 +392,7 @@ async fn same_ini_runs_pgbouncer_and_causeway() {
 /// SHOW CONFIG, DATABASES and USERS of a running Causeway, minus the live
 /// counters.
 async fn describe(port: u16) -> Vec<Vec<BTreeMap<String, String>>> {
-    let a = eventually_some(STEP, "admin console", || async move {
+    let a = eventually(STEP, "admin console", || async move {
         connect(port, "mig_admin", "mig_admin_pw", "pgbouncer")
             .await
             .ok()
