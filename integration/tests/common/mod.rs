@@ -330,7 +330,7 @@ pub async fn until_running(nodes: &[&causeway_integration::Node], sql_like: &str
         direct.push(d);
     }
     let cond = format!(
-        "state = 'active' AND query LIKE '{}' AND pid <> pg_backend_pid()",
+        "state = 'active' AND query LIKE '{}' AND query NOT LIKE '%pg_stat_activity%'",
         sql_like.replace('\'', "''")
     );
     let (direct, cond) = (&direct, &cond);
