@@ -416,11 +416,15 @@ async fn failover_keeps_read_your_writes_and_refuses_old_generation_replicas() {
     .expect("promote");
 
     // The session writes again on the new primary and reads its write.
-    let b = eventually(Duration::from_secs(20), "a write after failover", || async {
-        let b = cw.connect("app", Some("app_pw"), "app").await?;
-        b.simple_query("UPDATE fo SET v = 2 WHERE k = 1").await?;
-        Ok::<_, tokio_postgres::Error>(b)
-    })
+    let b = eventually(
+        Duration::from_secs(20),
+        "a write after failover",
+        || async {
+            let b = cw.connect("app", Some("app_pw"), "app").await?;
+            b.simple_query("UPDATE fo SET v = 2 WHERE k = 1").await?;
+            Ok::<_, tokio_postgres::Error>(b)
+        },
+    )
     .await;
     writes.fetch_add(1, Ordering::Relaxed);
     let new_token = row(&b, "SHOW causeway.token").await.unwrap()[0].clone();
