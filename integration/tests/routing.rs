@@ -542,7 +542,11 @@ async fn weighted_and_least_outstanding_spread_load_as_configured() {
             .await
             .map(|r| r[0].parse::<u16>().unwrap())
     });
-    until_running(&[c.replica(0), c.replica(1)], "%pg_sleep(1.5)%").await;
+    until_running(
+        &[c.replica(0), c.replica(1)],
+        "SELECT inet_server_port()::text, pg_sleep(1.5)",
+    )
+    .await;
     let quick = spread(&client, 20).await;
     let busy = long.await.unwrap().expect("long read");
     eprintln!("least_outstanding: long read on {busy}, quick reads {quick:?}");
@@ -696,7 +700,11 @@ async fn recovery_conflict_on_a_replica_is_retried_elsewhere() {
         )
         .await
     });
-    until_running(&[c.replica(0), c.replica(1)], "%pg_sleep(1.5)%").await;
+    until_running(
+        &[c.replica(0), c.replica(1)],
+        "SELECT count(*)::text, pg_sleep(1.5)::text FROM rt_conf",
+    )
+    .await;
     // An ACCESS EXCLUSIVE lock replayed on the replica cancels the query
     // holding a lock there (max_standby_streaming_delay = 0): 40001.
     direct
