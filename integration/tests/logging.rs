@@ -104,9 +104,11 @@ async fn json_log_format_writes_only_json_lines() {
     let closed_before = closed_lines(&cw);
     drop((app, other, adm));
     let cwr = &cw;
-    eventually(STEP, "both app clients' \"client closed\" logged", || async move {
-        closed_lines(cwr) >= closed_before + 2
-    })
+    eventually(
+        STEP,
+        "both app clients' \"client closed\" logged",
+        || async move { closed_lines(cwr) >= closed_before + 2 },
+    )
     .await;
     let log = log_of(cw).await;
 
@@ -381,9 +383,11 @@ async fn no_password_or_secret_in_any_log_line() {
         tokio::task::block_in_place(|| cw.wait_for_log("configuration reloaded (SIGHUP)", STEP))
             .unwrap();
         let (cwr, n) = (&cw, run.logins.len());
-        eventually(STEP, "every login's \"client closed\" logged", || async move {
-            closed_lines(cwr) >= n
-        })
+        eventually(
+            STEP,
+            "every login's \"client closed\" logged",
+            || async move { closed_lines(cwr) >= n },
+        )
         .await;
         let log = log_of(cw).await;
 

@@ -159,11 +159,11 @@ impl Drop for PgBouncer {
         let pid = self.0.id() as libc::pid_t;
         // SAFETY: plain syscall on our own child, not yet reaped.
         unsafe { libc::kill(pid, libc::SIGINT) };
-        for _ in 0..200 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        let exited = poll_blocking(Duration::from_secs(5), "PgBouncer exits", || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        });
+        if exited.is_ok() {
+            return;
         }
         let _ = self.0.kill();
         let _ = self.0.wait();

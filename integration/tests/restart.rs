@@ -87,6 +87,7 @@ async fn worker(w: i64, port: u16, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
                         // Between the old listener closing and the new
                         // one taking over nothing answers: try again.
                         tally.connect_errors.fetch_add(1, Ordering::Relaxed);
+                        // sleep-ok: retry pacing of a load loop, not a wait
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
