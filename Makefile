@@ -40,6 +40,7 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	bash tools/check-sleeps.sh
 
 release:
 	$(CARGO) build --release -p causeway
