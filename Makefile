@@ -41,6 +41,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 tools/shape-check.py
+	bash tools/check-sleeps.sh
 
 release:
 	$(CARGO) build --release -p causeway

@@ -14,7 +14,9 @@ use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::poll_blocking;
 
 /// How long [`CausewayBuilder::start`] waits for the listen port.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -348,33 +350,14 @@ impl CausewayProcess {
 
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.try_wait() {
-                return Ok(st);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("causeway still running after {timeout:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_blocking(timeout, "causeway exited", || self.try_wait())
     }
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.log_contents().contains(needle) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{needle:?} not in causeway log after {timeout:?}:\n{}",
-                    self.log_contents()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("{needle:?} in the causeway log");
+        poll_blocking(timeout, &what, || self.log_contents().contains(needle))
+            .map_err(|e| format!("{e}:\n{}", self.log_contents()))
     }
 
     /// SIGTERM, wait up to 3 s, then SIGKILL. Returns the exit status.
@@ -390,27 +373,29 @@ impl CausewayProcess {
     }
 
     fn wait_listening(&mut self, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let addr = self.addr;
+        // Done when it listens (Ok) or has exited (Err, no point waiting).
+        let outcome = poll_blocking(timeout, "causeway listening", || {
             if let Some(st) = self.try_wait() {
-                return Err(format!(
-                    "causeway exited ({st}) before listening on {}; log:\n{}",
-                    self.addr,
-                    self.log_contents()
-                ));
+                return Some(Err(st));
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .is_ok()
+                .then_some(Ok(()))
+        });
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(st)) => Err(format!(
+                "causeway exited ({st}) before listening on {addr}; log:\n{}",
+                self.log_contents()
+            )),
+            Err(_) => {
                 let log = self.log_contents();
                 self.stop();
-                return Err(format!(
-                    "causeway not listening on {} after {timeout:?}; log:\n{log}",
-                    self.addr
-                ));
+                Err(format!(
+                    "causeway not listening on {addr} after {timeout:?}; log:\n{log}"
+                ))
             }
-            std::thread::sleep(Duration::from_millis(25));
         }
     }
 }

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::poll_blocking;
 
 /// Superuser created by initdb (`-U postgres`).
 pub const SUPERUSER: &str = "postgres";
@@ -334,13 +336,13 @@ impl Cluster {
     pub fn pause_replay(&self, i: usize) -> Result<(), String> {
         let node = self.replica(i);
         self.psql(node, "postgres", "SELECT pg_wal_replay_pause()")?;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if self.psql(node, "postgres", "SELECT pg_get_wal_replay_pause_state()")? == "paused" {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // Not reaching "paused" within 2 s is fine: requested already stops
+        // replay at the next record.
+        let _ = poll_blocking(Duration::from_secs(2), "replay paused", || {
+            self.psql(node, "postgres", "SELECT pg_get_wal_replay_pause_state()")
+                .map(|s| s == "paused")
+                .unwrap_or(false)
+        });
         Ok(())
     }
 
@@ -413,8 +415,8 @@ impl Cluster {
         // Children notice postmaster death by themselves, but killing them
         // is faster and leaves no shared memory attachments behind (a new
         // postmaster refuses to start while old ones are attached).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let what = format!("{}: every process gone after SIGKILL", node.name());
+        poll_blocking(Duration::from_secs(20), &what, || {
             let left = processes_in_dir(&data);
             for &p in &left {
                 // SAFETY: as above; these processes run in this node's data dir.
@@ -423,16 +425,11 @@ impl Cluster {
                 }
             }
             if left.is_empty() && !is_live(pid) {
-                break;
+                Ok(())
+            } else {
+                Err(left)
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{}: processes still alive 20 s after SIGKILL: {left:?}",
-                    node.name()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })?;
         // The lock files name a dead but maybe still unreaped (zombie) pid,
         // which answers kill(pid, 0), so the next start would refuse to run.
         let sock = node.socket_dir();
@@ -467,22 +464,17 @@ impl Cluster {
     /// has written so far.
     pub fn wait_replay_caught_up(&self, i: usize, timeout: Duration) -> Result<(), String> {
         let target = self.psql(self.primary(), "postgres", "SELECT pg_current_wal_lsn()")?;
-        let sql = format!("SELECT coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false)");
+        let sql = format!(
+            "SELECT coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false), \
+             pg_last_wal_replay_lsn()"
+        );
         let node = self.replica(i);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.psql(node, "postgres", &sql)? == "t" {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let at = self.psql(node, "postgres", "SELECT pg_last_wal_replay_lsn()")?;
-                return Err(format!(
-                    "{}: replay at {at}, primary at {target} after {timeout:?}",
-                    node.name()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("{}: replay reaches the primary's {target}", node.name());
+        poll_blocking(timeout, &what, || match self.psql(node, "postgres", &sql) {
+            Ok(out) if out.starts_with("t|") => Ok(()),
+            Ok(out) => Err(format!("replay at {}", out.split('|').nth(1).unwrap_or(""))),
+            Err(e) => Err(e),
+        })
     }
 
     /// Polls `sql` on `node` until its output equals `expected`. Errors are
@@ -495,39 +487,25 @@ impl Cluster {
         expected: &str,
         timeout: Duration,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.psql(node, db, sql);
-            if got.as_deref() == Ok(expected) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{}: {sql:?} gave {got:?}, wanted {expected:?} within {timeout:?}",
-                    node.name()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("{}: {sql:?} gives {expected:?}", node.name());
+        poll_blocking(timeout, &what, || match self.psql(node, db, sql) {
+            Ok(got) if got == expected => Ok(()),
+            other => Err(other),
+        })
     }
 
     /// Waits until the primary (node 0) reports `n` walsenders in state
     /// `streaming`.
     pub fn wait_streaming(&self, n: usize, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
         let sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
-        loop {
+        let what = format!("{n} replicas streaming");
+        poll_blocking(timeout, &what, || {
             let got = self.psql(self.primary(), "postgres", sql)?;
-            if got.parse::<usize>().map(|c| c >= n).unwrap_or(false) {
-                return Ok(());
+            match got.parse::<usize>() {
+                Ok(c) if c >= n => Ok(()),
+                _ => Err(format!("{got} streaming")),
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "only {got} of {n} replicas streaming after {timeout:?}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Stops every node (`-m immediate`) and removes the temp dir. Idempotent;

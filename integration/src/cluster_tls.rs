@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::cluster::Cluster;
 use crate::pki::CertFiles;
+use crate::wait::poll_blocking;
 
 /// An hba that demands TLS for every TCP login but replication (the
 /// replicas' streaming) and keeps the harness's unix-socket access.
@@ -52,14 +53,14 @@ impl Cluster {
             .map_err(|e| format!("append postgresql.conf: {e}"))?;
             self.psql(node, "postgres", "SELECT pg_reload_conf()")?;
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         for node in self.nodes() {
-            while self.psql(node, "postgres", "SHOW ssl")? != "on" {
-                if std::time::Instant::now() > deadline {
-                    return Err(format!("{}: ssl not on after reload", node.name()));
+            let what = format!("{}: ssl on after reload", node.name());
+            poll_blocking(std::time::Duration::from_secs(30), &what, || {
+                match self.psql(node, "postgres", "SHOW ssl") {
+                    Ok(s) if s == "on" => Ok(()),
+                    other => Err(other),
                 }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            })?;
         }
         Ok(())
     }

@@ -232,6 +232,7 @@ impl Drop for FaultProxy {
 async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shared: Arc<Shared>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
+            // sleep-ok: back-off after a failed accept (e.g. out of fds)
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -320,6 +321,7 @@ async fn pump(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, conn: &Conn, d: usize
             }
             held.drain(..n);
             conn.moved[d].fetch_add(n as u64, Ordering::SeqCst);
+            // sleep-ok: the drip fault itself (a slow link), not a wait
             tokio::time::sleep(every).await;
             continue;
         }

@@ -16,5 +16,5 @@ pub mod writer;
 pub use causeway::{causeway_bin, free_port, userlist, CausewayBuilder, CausewayProcess};
 pub use cluster::{free_ports, shared_cluster, Cluster, ClusterOptions, Node};
 pub use pki::{CertFiles, Pki};
-pub use wait::{eventually, eventually_blocking, eventually_some};
+pub use wait::{eventually, eventually_blocking, poll, poll_blocking};
 pub use writer::{http_get, Writer};

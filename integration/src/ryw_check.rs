@@ -264,6 +264,7 @@ async fn shared_writer(
                 return;
             }
             bumps.fetch_add(1, Ordering::Relaxed);
+            // sleep-ok: pacing of the shared-counter writer (load, not a wait)
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }))
@@ -289,6 +290,7 @@ pub fn chaos(
         let nap = |d: Duration, stop: &AtomicBool| {
             let end = Instant::now() + d;
             while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+                // sleep-ok: the chaos schedule's nap, in steps that notice `stop`
                 std::thread::sleep(Duration::from_millis(20));
             }
         };

@@ -214,12 +214,22 @@ async fn pause_waits_for_transactions_then_resume_lets_clients_go_on() {
     let a = cw.app().await;
     let b = cw.app().await;
     let adm = admin(&cw, "admin", "admin_pw").await;
+    let watch = admin(&cw, "admin", "admin_pw").await;
     a.simple_query("BEGIN; SELECT 1").await.unwrap();
     // PAUSE returns only when A's transaction has released its server.
     let pause = tokio::spawn(async move {
         adm.simple_query("PAUSE app").await.unwrap();
         adm
     });
+    let w = &watch;
+    eventually(STEP, "SHOW DATABASES: app paused", || async move {
+        let dbs = rows(w, "SHOW DATABASES").await;
+        dbs.iter()
+            .any(|r| r.get("name") == Some("app") && r.get("paused") == Some("1"))
+    })
+    .await;
+    // PAUSE took effect; a wrong reply (not waiting for A) would arrive now.
+    // sleep-ok: proves PAUSE does NOT return within a window
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !pause.is_finished(),
@@ -229,7 +239,13 @@ async fn pause_waits_for_transactions_then_resume_lets_clients_go_on() {
     let adm = within(STEP, "PAUSE after COMMIT", pause).await.unwrap();
     // Paused: B waits (no error) ...
     let q = tokio::spawn(async move { simple_one(&b, "SELECT 42").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(STEP, "SHOW POOLS: B waiting on app", || async move {
+        let pools = rows(w, "SHOW POOLS").await;
+        pools
+            .iter()
+            .any(|r| r.get("database") == Some("app") && r.get("cl_waiting") == Some("1"))
+    })
+    .await;
     assert!(!q.is_finished(), "a query ran while paused");
     // ... and goes on after RESUME.
     adm.simple_query("RESUME app").await.unwrap();
@@ -261,12 +277,24 @@ async fn kill_client_closes_that_client_only() {
     adm.simple_query(&format!("KILL_CLIENT {id}"))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = rows(&adm, "SHOW CLIENTS").await;
-    assert!(
-        !after.iter().any(|r| r.get("id") == Some(id.as_str())),
-        "killed client still listed"
-    );
+    let (adm, id) = (&adm, id.as_str());
+    eventually(
+        STEP,
+        "killed client no longer in SHOW CLIENTS",
+        || async move {
+            let after = rows(adm, "SHOW CLIENTS").await;
+            let ids: Vec<String> = after
+                .iter()
+                .filter_map(|r| r.get("id").map(str::to_string))
+                .collect();
+            if ids.iter().any(|i| i == id) {
+                Err(ids)
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
     // Exactly one of the two app clients was killed; the other still works.
     let (a, b) = (
         simple_one(&victim, "SELECT 1").await,

@@ -223,15 +223,7 @@ async fn tokens_move_between_connections_and_instances() {
     let cw2 = start_cw(APP_USERS, &toml).await;
     let (a, a_params) = connect_watching(&cw1.conn_str("app", Some("app_pw"), "app")).await;
     let probe = cw1.app().await;
-    let mut probe_ok = false;
-    for _ in 0..200 {
-        if row(&probe, "SELECT pg_is_in_recovery()").await.unwrap() == ["t"] {
-            probe_ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(probe_ok, "replicas never took reads");
+    until_replica_reads(&probe).await;
     // Both replicas apply WAL 1.5 s late from now on.
     for i in 0..2 {
         blocking(|| c.set_apply_delay(i, Duration::from_millis(1500))).unwrap();
@@ -245,19 +237,14 @@ async fn tokens_move_between_connections_and_instances() {
             .unwrap();
         let shown = row(&a, "SHOW causeway.token").await.unwrap()[0].clone();
         assert!(shown.starts_with("cw1-"), "SHOW causeway.token: {shown:?}");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let reported = loop {
-            if let Some(t) = a_params.lock().unwrap().get("causeway.token").cloned() {
-                if t == shown {
-                    break t;
-                }
+        let what = format!("ParameterStatus causeway.token = {shown}");
+        let reported = eventually(Duration::from_secs(5), &what, || async {
+            match a_params.lock().unwrap().get("causeway.token") {
+                Some(t) if *t == shown => Ok(t.clone()),
+                other => Err(other.cloned()),
             }
-            assert!(
-                Instant::now() < deadline,
-                "no ParameterStatus causeway.token = {shown}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        })
+        .await;
         // Without the token, a fresh session reads the old value from a
         // (delayed) replica: the token is what makes the difference.
         let plain = cw1.app().await;
@@ -300,19 +287,13 @@ async fn tokens_move_between_connections_and_instances() {
         let r = row(&b, &read_sql).await.unwrap();
         assert_eq!(r[0], v.to_string(), "{how}: B missed A's write");
         // Once a replica caught up, the read is served there.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("{how}: B's read served by a replica");
+        eventually(Duration::from_secs(10), &what, || async {
             let r = row(&b, &read_sql).await.unwrap();
             assert_eq!(r[0], v.to_string(), "{how}: B missed A's write");
-            if r[1] == "t" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{how}: never served by a replica"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            r[1] == "t"
+        })
+        .await;
         eprintln!("{how}: imported token honoured, then served by a replica");
     }
 
@@ -364,11 +345,7 @@ async fn idle_system_reads_after_writes_never_wait_the_full_timeout() {
     // (the latency is printed, and measured by the checker and the bench).
     let cw = start_cw(APP_USERS, &split_toml(c, "ryw_wait_timeout = 1.0", "")).await;
     let client = cw.app().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while row(&client, "SELECT pg_is_in_recovery()").await.unwrap() != ["t"] {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_replica_reads(&client).await;
     let mut lat = Vec::new();
     let mut on_replica = 0;
     for v in 1..=200 {
@@ -387,6 +364,7 @@ async fn idle_system_reads_after_writes_never_wait_the_full_timeout() {
         assert_eq!(r[0], v.to_string(), "stale read");
         on_replica += usize::from(r[1] == "t");
         // An idle system: nothing else writes.
+        // sleep-ok: paces the measured write-then-read loop (not a wait)
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let fallbacks = metric(&cw, "causeway_ryw_fallbacks_total");
@@ -419,11 +397,7 @@ async fn failover_keeps_read_your_writes_and_refuses_old_generation_replicas() {
     }
     let cw = start_cw(APP_USERS, &split_toml(&c, "", "")).await;
     let a = cw.app().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while row(&a, "SELECT pg_is_in_recovery()").await.unwrap() != ["t"] {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_replica_reads(&a).await;
     a.simple_query("UPDATE fo SET v = 1 WHERE k = 1")
         .await
         .unwrap();
@@ -442,20 +416,16 @@ async fn failover_keeps_read_your_writes_and_refuses_old_generation_replicas() {
     .expect("promote");
 
     // The session writes again on the new primary and reads its write.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut b = cw.app().await;
-    loop {
-        match b.simple_query("UPDATE fo SET v = 2 WHERE k = 1").await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no write after failover: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if b.is_closed() {
-                    b = cw.app().await;
-                }
-            }
-        }
-    }
+    let b = eventually(
+        Duration::from_secs(20),
+        "a write after failover",
+        || async {
+            let b = cw.connect("app", Some("app_pw"), "app").await?;
+            b.simple_query("UPDATE fo SET v = 2 WHERE k = 1").await?;
+            Ok::<_, tokio_postgres::Error>(b)
+        },
+    )
+    .await;
     writes.fetch_add(1, Ordering::Relaxed);
     let new_token = row(&b, "SHOW causeway.token").await.unwrap()[0].clone();
     assert_ne!(
@@ -536,6 +506,7 @@ fn silent_server() -> (u16, Arc<AtomicBool>) {
         while !s.load(Ordering::Relaxed) {
             match l.accept() {
                 Ok((c, _)) => held.push(c),
+                // sleep-ok: poll interval of a fake server's non-blocking accept
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
@@ -646,11 +617,7 @@ async fn global_consistency_and_ryw_fallback_error() {
     }
     let cw = start_cw(APP_USERS, &split_toml(&c, "", "")).await;
     let a = cw.app().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while row(&a, "SELECT pg_is_in_recovery()").await.unwrap() != ["t"] {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_replica_reads(&a).await;
     for i in 0..2 {
         blocking(|| c.set_apply_delay(i, Duration::from_millis(1500))).unwrap();
     }
@@ -699,11 +666,7 @@ async fn global_consistency_and_ryw_fallback_error() {
     )
     .await;
     let s = cw.app().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while row(&s, "SELECT pg_is_in_recovery()").await.unwrap() != ["t"] {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_replica_reads(&s).await;
     s.simple_query("UPDATE gl SET v = 100 WHERE k = 1")
         .await
         .unwrap();
@@ -714,12 +677,21 @@ async fn global_consistency_and_ryw_fallback_error() {
     assert_eq!(code(&e).as_deref(), Some("57P03"), "{}", msg(&e));
     assert!(msg(&e).contains("ryw_wait_timeout"), "{}", msg(&e));
     assert_eq!(metric(&cw, "causeway_ryw_fallbacks_total"), 1.0);
-    // Once a replica has it, the read is served there.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
-    let r = row(&s, "SELECT v, pg_is_in_recovery() FROM gl WHERE k = 1")
-        .await
-        .unwrap();
-    assert_eq!(r, vec!["100", "t"]);
+    // Once a replica has it (1.5 s apply delay), the read is served there;
+    // until then it keeps failing with 57P03.
+    eventually(STEP, "the read served by a replica", || async {
+        match row(&s, "SELECT v, pg_is_in_recovery() FROM gl WHERE k = 1").await {
+            Ok(r) => {
+                assert_eq!(r, vec!["100", "t"]);
+                Ok(())
+            }
+            Err(e) => {
+                assert_eq!(code(&e).as_deref(), Some("57P03"), "{}", msg(&e));
+                Err(e)
+            }
+        }
+    })
+    .await;
     for i in 0..2 {
         blocking(|| c.set_apply_delay(i, Duration::ZERO)).unwrap();
     }

@@ -184,17 +184,14 @@ async fn run_logged(mut cmd: Command, limit: Duration) -> (Option<i32>, String, 
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("spawn {cmd:?}: {err}"));
-        let deadline = std::time::Instant::now() + limit;
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st.code();
-            }
-            if std::time::Instant::now() > deadline {
+        let status = match poll_blocking(limit, "driver script exits", || child.try_wait().unwrap())
+        {
+            Ok(st) => st.code(),
+            Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                break None;
+                None
             }
-            std::thread::sleep(Duration::from_millis(50));
         };
         let read = |p| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
         (status, read(&o), read(&e))

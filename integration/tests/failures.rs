@@ -35,17 +35,7 @@ async fn killed_backend_fails_only_its_client() {
         (victim, r)
     });
     // Wait until the sleep runs on the primary.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count_backends(
-        &direct,
-        "query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
-    )
-    .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "pg_sleep(30) never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_running(&[c.primary()], "%pg_sleep(30)%").await;
 
     let progress = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -82,17 +72,18 @@ async fn killed_backend_fails_only_its_client() {
                 }
                 progress.fetch_add(1, Ordering::Relaxed);
                 // Paced, so that the kill lands while all of them still run.
+                // sleep-ok: load pacing, not a wait
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             errors
         }));
     }
     // Kill the sleeper's backend while the workers are in full swing.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while progress.load(Ordering::Relaxed) < 60 {
-        assert!(Instant::now() < deadline, "workers make no progress");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let p = &progress;
+    eventually(STEP, "workers make progress (60 rounds)", || async move {
+        p.load(Ordering::Relaxed) >= 60
+    })
+    .await;
     let killed = direct
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -108,14 +99,12 @@ async fn killed_backend_fails_only_its_client() {
     let (victim, res) = within(T, "the victim's query", victim_query).await.unwrap();
     let err = res.expect_err("pg_sleep(30) survived pg_terminate_backend");
     eprintln!("victim got {err:?} (workers had done {done_at_kill} of 2000)");
-    let closed_deadline = Instant::now() + Duration::from_secs(3);
-    while !victim.is_closed() {
-        assert!(
-            Instant::now() < closed_deadline,
-            "victim's connection still open after its server died"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(3),
+        "victim's connection closed after its server died",
+        || async { victim.is_closed() },
+    )
+    .await;
     assert!(victim.simple_query("SELECT 1").await.is_err());
 
     let mut all_errors = Vec::new();
@@ -176,30 +165,27 @@ async fn sigterm_lets_open_transaction_commit_then_exits() {
     .unwrap();
 
     cw.signal(libc::SIGTERM).unwrap();
-    // New connections are refused (give the signal a moment to land).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        match tokio::time::timeout(
-            Duration::from_secs(3),
-            cw.connect("app", Some("app_pw"), "app"),
-        )
-        .await
-        {
-            Ok(Err(e)) => {
-                eprintln!("new connection after SIGTERM: {e:?}");
-                break;
+    // New connections are refused (once the signal has landed).
+    eventually(
+        Duration::from_secs(3),
+        "new connections refused after SIGTERM",
+        || async {
+            match tokio::time::timeout(
+                Duration::from_secs(3),
+                cw.connect("app", Some("app_pw"), "app"),
+            )
+            .await
+            {
+                Ok(Err(e)) => {
+                    eprintln!("new connection after SIGTERM: {e:?}");
+                    true
+                }
+                Err(_) => true, // not answered at all: also not served
+                Ok(Ok(_extra)) => false,
             }
-            Err(_) => break, // not answered at all: also not served
-            Ok(Ok(extra)) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "new clients still accepted 3 s after SIGTERM"
-                );
-                drop(extra);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+        },
+    )
+    .await;
 
     within(
         T,
@@ -254,19 +240,15 @@ async fn sigint_closes_each_client_once_its_transaction_ends() {
         .unwrap();
 
     cw.signal(libc::SIGINT).unwrap();
-    within(T, "idle session-mode client closed", async {
-        while !idle.is_closed() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually(T, "idle session-mode client closed", || async {
+        idle.is_closed()
     })
     .await;
     within(T, "COMMIT", busy.batch_execute("COMMIT"))
         .await
         .expect("COMMIT after SIGINT failed");
-    within(T, "busy client closed after its transaction", async {
-        while !busy.is_closed() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually(T, "busy client closed after its transaction", || async {
+        busy.is_closed()
     })
     .await;
     let row = direct

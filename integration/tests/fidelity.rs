@@ -511,6 +511,7 @@ async fn large_result_memory_bounded() {
                 }
                 if rows == 256 || rows == 700 {
                     // A slow client: the server keeps producing.
+                    // sleep-ok: the stall is the test (memory must stay bounded)
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     peak = peak.max(rss_kib(pid));
                 }
@@ -571,6 +572,7 @@ fn sample_peak(pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) ->
     let mut peak = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         peak = peak.max(rss_kib(pid));
+        // sleep-ok: sampling interval of an RSS sampler, not a wait
         std::thread::sleep(Duration::from_millis(5));
     }
     peak.max(rss_kib(pid))
@@ -1012,8 +1014,13 @@ async fn protocol_3_2_negotiated_down() {
     assert!(!plain.login.iter().any(|(t, _)| *t == b'v'));
 
     // Cancel with the 3.0 key.
-    c.send(&query("SELECT pg_sleep(10)")).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    c.send(&query("SELECT pg_sleep(10) AS cancel_3_0_key"))
+        .await;
+    until_running(
+        &[cluster().await.primary()],
+        "SELECT pg_sleep(10) AS cancel_3_0_key",
+    )
+    .await;
     let mut req = 16i32.to_be_bytes().to_vec();
     req.extend_from_slice(&80877102i32.to_be_bytes());
     req.extend_from_slice(&c.key.0.to_be_bytes());
@@ -1092,9 +1099,13 @@ async fn cancel_statement_mode() {
     let client = cw.connect("app", None, "app").await.unwrap();
     simple_one(&client, "SELECT 1").await.unwrap();
     let token = client.cancel_token();
-    let q = client.simple_query("SELECT pg_sleep(10)");
+    let q = client.simple_query("SELECT pg_sleep(10) AS cancel_statement_mode");
     let cancel = async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        until_running(
+            &[cluster().await.primary()],
+            "SELECT pg_sleep(10) AS cancel_statement_mode",
+        )
+        .await;
         token.cancel_query(NoTls).await
     };
     let (res, sent) = within(T, "cancel", async { tokio::join!(q, cancel) }).await;

@@ -70,8 +70,20 @@ fn paused_replica_lags_until_resumed() {
                 .unwrap(),
             "1"
         );
-        // Replica 1 has it and replica 0 has received it by now; give replay
-        // a moment to (wrongly) apply it anyway.
+        // Replica 0 has received it too (only replay is paused) ...
+        let sent = c
+            .psql(c.primary(), "postgres", "SELECT pg_current_wal_lsn()")
+            .unwrap();
+        c.wait_for_value(
+            c.replica(0),
+            "postgres",
+            &format!("SELECT pg_last_wal_receive_lsn() >= '{sent}'::pg_lsn"),
+            "t",
+            WAIT,
+        )
+        .unwrap();
+        // ... so give replay a moment to (wrongly) apply it anyway.
+        // sleep-ok: proves paused replay does NOT apply within a window
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(
             c.psql(c.replica(0), "app", "SELECT count(*) FROM pause_t")

@@ -24,6 +24,14 @@ async fn log_of(mut cw: Cw) -> String {
     log
 }
 
+/// Log lines saying a client session closed (`log_disconnections`).
+fn closed_lines(cw: &Cw) -> usize {
+    cw.log_contents()
+        .lines()
+        .filter(|l| l.contains("client closed"))
+        .count()
+}
+
 /// `message` of a JSON log line (tracing-subscriber's layout).
 fn message(v: &serde_json::Value) -> &str {
     v.pointer("/fields/message")
@@ -93,8 +101,15 @@ async fn json_log_format_writes_only_json_lines() {
     // At least one periodic stats line (stats_period = 1).
     tokio::task::block_in_place(|| cw.wait_for_log("\"stats\"", Duration::from_secs(10))).unwrap();
     simple_one(&app, "SELECT 'after'").await.unwrap();
+    let closed_before = closed_lines(&cw);
     drop((app, other, adm));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cwr = &cw;
+    eventually(
+        STEP,
+        "both app clients' \"client closed\" logged",
+        || async move { closed_lines(cwr) >= closed_before + 2 },
+    )
+    .await;
     let log = log_of(cw).await;
 
     let mut messages = Vec::new();
@@ -367,7 +382,13 @@ async fn no_password_or_secret_in_any_log_line() {
         cw.signal(libc::SIGHUP).unwrap();
         tokio::task::block_in_place(|| cw.wait_for_log("configuration reloaded (SIGHUP)", STEP))
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (cwr, n) = (&cw, run.logins.len());
+        eventually(
+            STEP,
+            "every login's \"client closed\" logged",
+            || async move { closed_lines(cwr) >= n },
+        )
+        .await;
         let log = log_of(cw).await;
 
         // Not vacuous: debug is on and logins, failures, disconnects logged.

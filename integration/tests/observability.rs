@@ -184,19 +184,16 @@ async fn pgbench_ok(run: tokio::task::JoinHandle<std::process::Output>, what: &s
 
 /// Waits until `db` has finished `more` transactions beyond `from`.
 async fn wait_for_progress(adm: &Client, db: &str, from: u64, more: u64, what: &str) -> u64 {
-    let deadline = Instant::now() + STEP;
-    loop {
+    let what = format!("{what}: {more} more transactions");
+    eventually(STEP, &what, || async {
         let n = xacts(adm, db).await;
         if n >= from + more {
-            return n;
+            Ok(n)
+        } else {
+            Err(format!("{n} transactions, from {from}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: only {} transactions in {STEP:?}",
-            n - from
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -275,6 +272,7 @@ async fn pause_resume_under_load(trigger: Trigger, db: &str) {
     assert_eq!(num(w, "SHOW POOLS", "database", db, "cl_active").await, 0);
     let frozen = xacts(&adm, db).await;
     assert!(frozen >= before);
+    // sleep-ok: proves NO transaction finishes within a window while paused
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         xacts(&adm, db).await,
@@ -344,6 +342,7 @@ fn watch_backends(
             )
             .await;
             max.fetch_max(n, Ordering::Relaxed);
+            // sleep-ok: sampling interval of a watcher, not a wait
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         direct
@@ -372,6 +371,12 @@ async fn sighup_reload_under_pgbench() {
     let bench = pgbench_run(&cw, DB, 8, 14);
     let at = wait_for_progress(&adm, DB, start, 50, "before reload").await;
     let watcher = watch_backends(direct(c).await, DB, stop.clone(), max.clone());
+    // The watcher has seen the pool at work before the load is measured.
+    let m = &max;
+    eventually(STEP, "the watcher sees the pool's servers", || async move {
+        m.load(Ordering::Relaxed) > 0
+    })
+    .await;
     let at = wait_for_progress(&adm, DB, at, 100, "with pool size 2").await;
     let before = max.swap(0, Ordering::Relaxed);
     eprintln!("server connections with default_pool_size = 2: at most {before}");
@@ -421,7 +426,6 @@ async fn sighup_reload_under_pgbench() {
         Some("6")
     );
     // The pool grows under the same load.
-    let m = &max;
     eventually(STEP, "pool grows past 2 after the reload", || async move {
         m.load(Ordering::Relaxed) > 2
     })
@@ -476,30 +480,28 @@ async fn sigterm_under_pgbench_lets_clients_finish_then_exits_0() {
     cw.signal(libc::SIGTERM).unwrap();
     let signalled = Instant::now();
     // New connections are refused (the listening socket is closed).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match cw.connect("app", Some("app_pw"), DB).await {
-            Err(e) => {
-                assert!(
-                    code(&e).is_none(),
-                    "expected a refused connection, got a server error: {e}"
-                );
-                eprintln!(
-                    "new connection {:?} after SIGTERM: {e}",
-                    signalled.elapsed()
-                );
-                break;
+    let cwr = &cw;
+    eventually(
+        Duration::from_secs(5),
+        "new connections refused after SIGTERM",
+        || async move {
+            match cwr.connect("app", Some("app_pw"), DB).await {
+                Err(e) => {
+                    assert!(
+                        code(&e).is_none(),
+                        "expected a refused connection, got a server error: {e}"
+                    );
+                    eprintln!(
+                        "new connection {:?} after SIGTERM: {e}",
+                        signalled.elapsed()
+                    );
+                    true
+                }
+                Ok(_extra) => false,
             }
-            Ok(extra) => {
-                drop(extra);
-                assert!(
-                    Instant::now() < deadline,
-                    "new clients still accepted 5 s after SIGTERM"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+        },
+    )
+    .await;
     assert!(cw.try_wait().is_none(), "exited with clients connected");
     let processed = pgbench_ok(bench, "SIGTERM").await;
     assert!(processed > 50, "{processed}");
@@ -520,6 +522,7 @@ async fn sigterm_under_pgbench_lets_clients_finish_then_exits_0() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2, "rows of the transaction open at SIGTERM missing");
+    // sleep-ok: proves Causeway does NOT exit within a window while a client is connected
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         cw.try_wait().is_none(),
@@ -715,24 +718,23 @@ async fn debian_pgbouncer_exporter_scrapes_the_console() {
     let exporter_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // Scrape until it answers (it queries the console once at start-up).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
+    let body = poll(Duration::from_secs(30), "exporter serving /metrics", || {
         if let Ok(Some(st)) = exporter.0.try_wait() {
             panic!("exporter exited ({st}):\n{}", exporter_log());
         }
-        let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
-            .await
-            .unwrap();
-        if status == 200 {
-            break body;
+        async move {
+            let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
+                .await
+                .unwrap();
+            if status == 200 {
+                Ok(body)
+            } else {
+                Err(format!("status {status}"))
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "exporter not serving after 30 s (last status {status}):\n{}",
-            exporter_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}:\n{}", exporter_log()));
     let labels = format!("{{database=\"{DB}\",user=\"app\"}}");
     let get = |body: &str, series: &str| {
         sample(body, series).unwrap_or_else(|| {

@@ -336,6 +336,7 @@ fn load(
                     Err(e) => {
                         t.failed.fetch_add(1, Ordering::Relaxed);
                         t.errors.lock().unwrap().push(format!("connect: {e}"));
+                        // sleep-ok: retry pacing of a load loop, not a wait
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -351,11 +352,11 @@ fn load(
                     t.failed.fetch_add(1, Ordering::Relaxed);
                     t.errors.lock().unwrap().push(format!("{other:?}"));
                     client = None;
-                    // Pace the retries of a loop that is failing (load, not a wait).
+                    // sleep-ok: pace the retries of a failing load loop (not a wait).
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            // Pace the load: a few hundred statements a second is plenty.
+            // sleep-ok: pace the load; a few hundred statements a second is plenty.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

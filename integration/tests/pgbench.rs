@@ -86,6 +86,7 @@ async fn pgbench_simple_and_extended_through_transaction_pool() {
                 }
                 let n = count_backends(&direct, "usename = 'bench'").await;
                 max_seen.fetch_max(n, Ordering::Relaxed);
+                // sleep-ok: sampling interval of a watcher, not a wait
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             direct

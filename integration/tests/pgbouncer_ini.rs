@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use causeway_integration::{
-    causeway_bin, eventually, eventually_blocking, eventually_some, free_port, CausewayBuilder,
+    causeway_bin, eventually, eventually_blocking, free_port, CausewayBuilder,
 };
 use common::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -161,11 +161,11 @@ impl Drop for PgBouncer {
         let pid = self.0.id() as libc::pid_t;
         // SAFETY: plain syscall on our own child, not yet reaped.
         unsafe { libc::kill(pid, libc::SIGINT) };
-        for _ in 0..200 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        let exited = poll_blocking(Duration::from_secs(5), "PgBouncer exits", || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        });
+        if exited.is_ok() {
+            return;
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -412,7 +412,7 @@ async fn same_ini_runs_pgbouncer_and_causeway() {
 /// SHOW CONFIG, DATABASES and USERS of a running Causeway, minus the live
 /// counters.
 async fn describe(port: u16) -> Vec<Vec<BTreeMap<String, String>>> {
-    let a = eventually_some(STEP, "admin console", || async move {
+    let a = eventually(STEP, "admin console", || async move {
         connect(port, "mig_admin", "mig_admin_pw", "pgbouncer")
             .await
             .ok()

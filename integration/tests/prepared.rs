@@ -310,9 +310,25 @@ async fn raw_protocol_answers_like_postgres() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // It holds the only server (a and b are idle) ...
+    let cwr = &cw;
+    eventually(
+        T,
+        "the unfinished pipeline holds the server",
+        || async move { stat(&show(cwr, "POOLS").await, "app", "sv_active") == 1 },
+    )
+    .await;
     drop(c);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ... until Causeway has seen it leave and released the server.
+    eventually(
+        T,
+        "the server released after the client left",
+        || async move {
+            let pools = show(cwr, "POOLS").await;
+            stat(&pools, "app", "sv_active") == 0 && stat(&pools, "app", "cl_active") == 2
+        },
+    )
+    .await;
     assert_eq!(
         send(
             &mut a,
@@ -450,20 +466,26 @@ async fn prepared_reads_run_on_replicas_and_writes_on_the_primary() {
         .await
         .unwrap();
     // The monitor needs a probe or two before replicas take reads.
-    let mut on_replica = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while on_replica < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "prepared reads never reached a replica ({on_replica})"
-        );
-        let r = client.query_one(&read, &[]).await.unwrap();
-        if r.get::<_, bool>(0) {
-            on_replica += 1;
-        } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    let on_replica = std::cell::Cell::new(0);
+    eventually(
+        Duration::from_secs(15),
+        "20 prepared reads on a replica",
+        || async {
+            while client
+                .query_one(&read, &[])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+            {
+                on_replica.set(on_replica.get() + 1);
+                if on_replica.get() >= 20 {
+                    return Ok(());
+                }
+            }
+            Err(format!("{} on a replica so far", on_replica.get()))
+        },
+    )
+    .await;
     for _ in 0..20 {
         let r = client.query_one(&write, &[]).await.unwrap();
         assert!(!r.get::<_, bool>(0), "a prepared write ran on a replica");
@@ -526,16 +548,14 @@ async fn prepared_read_refused_by_a_replica_is_retried_on_the_primary() {
         .await
         .unwrap();
     let probe = client.prepare("SELECT pg_is_in_recovery()").await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !client
-        .query_one(&probe, &[])
-        .await
-        .unwrap()
-        .get::<_, bool>(0)
-    {
-        assert!(std::time::Instant::now() < deadline, "no replica reads");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(15), "replica reads", || async {
+        client
+            .query_one(&probe, &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
     let sneaky = client.prepare("SELECT prep_sneaky()").await.unwrap();
     for i in 0..10 {
         let r = client

@@ -343,15 +343,17 @@ async fn session_error_mid_transaction_then_rollback() {
 
 /// A long query cancelled with the driver's cancel token ends promptly
 /// with 57014, and the connection stays usable.
-async fn cancel_long_query(cw: &Cw) {
+async fn cancel_long_query(cw: &Cw, mode: &str) {
     let client = cw.app().await;
     // Warm up, so the cancel hits a running query rather than a login.
     simple_one(&client, "SELECT 1").await.unwrap();
     let token = client.cancel_token();
     let start = Instant::now();
-    let query = client.simple_query("SELECT pg_sleep(10)");
+    // Named per mode: the session and transaction tests run at once.
+    let sql = format!("SELECT pg_sleep(10) AS cancel_{mode}");
+    let query = client.simple_query(&sql);
     let cancel = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        until_running(&[cluster().await.primary()], &sql).await;
         token.cancel_query(NoTls).await
     };
     let (res, cancelled) = within(Duration::from_secs(15), "cancelled pg_sleep(10)", async {
@@ -378,7 +380,7 @@ async fn cancel_long_query(cw: &Cw) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_cancel_query() {
     let cw = causeway("session", 4).await;
-    cancel_long_query(&cw).await;
+    cancel_long_query(&cw, "session").await;
     cw.stop().await;
 }
 
@@ -504,7 +506,7 @@ async fn transaction_copy_big_rows_notice_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_cancel_query() {
     let cw = causeway("transaction", 2).await;
-    cancel_long_query(&cw).await;
+    cancel_long_query(&cw, "transaction").await;
     cw.stop().await;
 }
 

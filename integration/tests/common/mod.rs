@@ -8,6 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use causeway_integration::{shared_cluster, userlist, CausewayBuilder, CausewayProcess, Cluster};
+// The one way tests wait: poll a condition (integration/src/wait.rs).
+#[allow(unused_imports)]
+pub use causeway_integration::wait::{eventually, eventually_blocking, poll, poll_blocking};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 /// Upper bound for any single step that should be quick.
@@ -296,6 +299,49 @@ pub fn servers_with_roles(c: &Cluster) -> String {
         ));
     }
     t
+}
+
+/// Waits until reads through `client` run on a replica (the monitor has
+/// probed the servers and found the replicas).
+pub async fn until_replica_reads(client: &Client) {
+    eventually(
+        STEP,
+        "a read through causeway served by a replica",
+        || async {
+            match row(client, "SELECT pg_is_in_recovery()").await {
+                Ok(r) if r == ["t"] => Ok(()),
+                Ok(r) => Err(format!("pg_is_in_recovery = {r:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until `sql_like` (a LIKE pattern) runs as an active query on one
+/// of `nodes`, seen by direct superuser connections: the moment a cancel or
+/// a kill can hit it.
+pub async fn until_running(nodes: &[&causeway_integration::Node], sql_like: &str) {
+    let mut direct = Vec::new();
+    for n in nodes {
+        let d = connect_str(&n.conn_str("postgres", None, "postgres"))
+            .await
+            .expect("direct superuser connection");
+        direct.push(d);
+    }
+    let cond = format!(
+        "state = 'active' AND query LIKE '{}' AND query NOT LIKE '%pg_stat_activity%'",
+        sql_like.replace('\'', "''")
+    );
+    let (direct, cond) = (&direct, &cond);
+    eventually(STEP, &format!("{sql_like:?} running"), || async move {
+        let mut n = 0;
+        for d in direct {
+            n += count_backends(d, cond).await;
+        }
+        n > 0
+    })
+    .await;
 }
 
 /// Text values of the first row of the last result of `sql`.
