@@ -288,6 +288,7 @@ async fn position(
                     standby: d.in_recovery,
                     lsn: d.lsn,
                     flush: d.flush,
+                    timeline: d.timeline,
                     started,
                 },
             );

@@ -12,7 +12,8 @@
 //!        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
 //!             ELSE pg_current_wal_insert_lsn() END::text,
 //!        CASE WHEN pg_is_in_recovery() THEN NULL
-//!             ELSE pg_current_wal_flush_lsn() END::text
+//!             ELSE pg_current_wal_flush_lsn() END::text,
+//!        <a primary's timeline, from pg_walfile_name()>
 //! ```
 //!
 //! and publishes the answer here. Every waiting session shares that one
@@ -24,6 +25,10 @@
 //!   lives the server is polled every [`Positions::poll`] (1 ms by default).
 //! * **A sample after an instant** ([`Positions::request_after`]): one query
 //!   sent after that instant (a bound of what a read that ended then saw).
+//! * **A write's token** (the same, asked for by a session after its write
+//!   on the primary committed): the insert position of a query sent after
+//!   the commit returned covers the commit record, and the timeline names
+//!   the generation. Sessions that wrote share the query as readers do.
 //! * **Forcing a WAL flush** ([`Positions::request_flush`], primary only):
 //!   with `synchronous_commit = off` a commit returns before its WAL is
 //!   flushed, and WAL reaches standbys only once flushed (by the WAL writer,
@@ -56,6 +61,8 @@ pub struct Sample {
     pub lsn: Lsn,
     /// Primary only: `pg_current_wal_flush_lsn()`.
     pub flush: Option<Lsn>,
+    /// Primary only: the timeline its insert position is on.
+    pub timeline: Option<u32>,
     /// When the query was sent ([`Positions::now`] units): the values are
     /// at least as new as the server's position then.
     pub started: u64,
@@ -357,6 +364,7 @@ mod tests {
             standby: true,
             lsn: Lsn(lsn),
             flush: None,
+            timeline: None,
             started,
         }
     }
@@ -388,6 +396,7 @@ mod tests {
             standby: false,
             lsn: Lsn(lsn),
             flush: Some(Lsn(flush)),
+            timeline: Some(1),
             started,
         };
         p.publish(0, primary(600, 400, 1));

@@ -88,7 +88,9 @@ pub(crate) struct ProbeData {
 const POSITION_QUERY: &str = "SELECT pg_is_in_recovery(), \
     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
          ELSE pg_current_wal_insert_lsn() END::text, \
-    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END::text";
+    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END::text, \
+    CASE WHEN pg_is_in_recovery() THEN NULL \
+         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int8 END";
 
 /// Commits a transaction that wrote WAL with a local synchronous commit:
 /// every WAL record before it is flushed (and so sent to standbys) when it
@@ -130,6 +132,8 @@ pub(crate) struct PositionData {
     pub in_recovery: bool,
     pub lsn: Lsn,
     pub flush: Option<Lsn>,
+    /// Primary only: the timeline it inserts WAL on.
+    pub timeline: Option<u32>,
 }
 
 /// The probe connection pool of one server.
@@ -284,10 +288,12 @@ impl Prober {
         };
         let in_recovery: bool = row.try_get(0).map_err(|e| format!("column 0: {e}"))?;
         let position = lsn(&row, 1)?.ok_or("position query: no position")?;
+        let timeline: Option<i64> = row.try_get(3).map_err(|e| format!("column 3: {e}"))?;
         Ok(PositionData {
             in_recovery,
             lsn: position,
             flush: lsn(&row, 2)?,
+            timeline: timeline.and_then(|t| u32::try_from(t).ok()),
         })
     }
 

@@ -8,7 +8,7 @@
 //! lease   a server connection: acquired, synced, cancel key pointed
 //!         (lease.rs)
 //! pump    the bytes both ways until the unit ends (active.rs, pump.rs)
-//! release stats, reset or close, the write's token (release.rs)
+//! release stats, reset or close, a write noted for its token (release.rs)
 //! ```
 //!
 //! Each step returns what the next takes; `Err(State)` ends the unit

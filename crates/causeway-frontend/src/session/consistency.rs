@@ -2,10 +2,13 @@
 //! docs/consistency.md).
 //!
 //! * After a transaction that may have written ran on the primary, the
-//!   server connection reads the WAL insert position (and timeline) before
-//!   it goes back to the pool, in a task of its own: the client already has
-//!   its ReadyForQuery. The next read waits for that answer (one round
-//!   trip, usually over by then).
+//!   session only notes which server and when: the server connection goes
+//!   back to the pool at once. The write's token is the primary's insert
+//!   position from a position query sent after that instant
+//!   (`causeway_monitor::Positions`, one query shared by every session that
+//!   asks), fetched when the session next needs it: before its next read,
+//!   for `SHOW causeway.token`, or once it has been idle for
+//!   [`TOKEN_IDLE_DELAY`] (then reported as ParameterStatus).
 //! * A read may use a replica known to have replayed the session's floor:
 //!   from the monitor's last probe (a lower bound: replay only moves
 //!   forward) or from a fresher position sample (`causeway_monitor::
@@ -19,27 +22,35 @@
 //! * Tokens carry (system identifier, timeline): after a failover a token
 //!   of the old timeline sends reads to the primary until a new one exists.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway_config::Consistency;
 use causeway_metrics::RywStats;
-use causeway_monitor::{Positions, Snapshot};
-use causeway_pool::{Pool, ServerConn};
+use causeway_monitor::{Positions, Sample, Snapshot};
 use causeway_protocol::backend;
 use causeway_routing::lag::{replay_reached, DEFAULT_WAL_BLOCK_SIZE};
 use causeway_routing::lsn::Lsn;
 use causeway_routing::{Generation, Role, StaleCause, Token, Topology};
-use tokio::sync::oneshot;
 
 use super::Session;
+
+/// A session idle this long after a write has its token fetched and
+/// reported (ParameterStatus). A client that sends its next request sooner
+/// gets it before its next read or with `SHOW causeway.token`: a stream of
+/// writes costs no position query per write.
+pub(super) const TOKEN_IDLE_DELAY: Duration = Duration::from_millis(1);
+
+/// How long a read or `SHOW causeway.token` waits for a write's position.
+pub(super) const TOKEN_WAIT: Duration = Duration::from_secs(5);
 
 /// The read-your-writes state of a session.
 pub(super) struct Ryw {
     pub mode: Consistency,
     /// Own writes, imported tokens and resolved read floors, merged.
     pub token: Option<Token>,
-    /// The position read after a write, in flight.
-    pub pending: Option<oneshot::Receiver<Option<Token>>>,
+    /// The last write on the primary whose position is not known yet.
+    pub wrote: Option<Wrote>,
     /// The last read whose bound is not known yet.
     pub last_read: Option<LastRead>,
     /// The last write's position could not be read: reads go to the
@@ -47,6 +58,14 @@ pub(super) struct Ryw {
     pub unknown: bool,
     /// The token last sent to the client as ParameterStatus.
     pub reported: Option<Token>,
+}
+
+/// A unit that may have written ended on the primary `server` at `end`
+/// (its COMMIT had returned).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wrote {
+    pub server: usize,
+    pub end: Instant,
 }
 
 /// A read that ended on `server` at `end`.
@@ -61,7 +80,7 @@ impl Ryw {
         Ryw {
             mode,
             token: None,
-            pending: None,
+            wrote: None,
             last_read: None,
             unknown: false,
             reported: None,
@@ -155,23 +174,55 @@ pub(super) fn reached(pos: &Positions, topo: &Topology, floor: u64) -> u64 {
     bits
 }
 
-/// Parses `<WAL file name> <lsn>`: (timeline, position).
-fn parse_position(s: &str) -> Option<(u32, Lsn)> {
-    let (file, lsn) = s.split_once(' ')?;
-    let timeline = u32::from_str_radix(file.get(..8)?, 16).ok()?;
-    Some((timeline, lsn.parse().ok()?))
+/// The token of a write that ended on `server` at `end`: the server's
+/// insert position (and timeline) from a position query sent after `end`,
+/// which covers the write's commit record. None: no such answer in time, or
+/// the server is no longer a primary.
+pub(super) async fn write_token(
+    pos: Arc<Positions>,
+    w: Wrote,
+    system_id: u64,
+    deadline: tokio::time::Instant,
+) -> Option<Token> {
+    let s = pos.sample_after(w.server, pos.at(w.end), deadline).await?;
+    token_of(s, system_id)
+}
+
+fn token_of(s: Sample, system_id: u64) -> Option<Token> {
+    if s.standby {
+        return None;
+    }
+    Some(Token {
+        generation: Generation {
+            system_id,
+            timeline: s.timeline?,
+        },
+        lsn: s.lsn,
+    })
 }
 
 impl Session {
-    /// Waits for the last write's position, if it is still being read.
+    /// Fetches the last write's position, if it is not known yet.
     pub(super) async fn settle_pending(&mut self) {
-        if let Some(rx) = self.ryw.pending.take() {
-            let t = match tokio::time::timeout(Duration::from_secs(5), rx).await {
-                Ok(Ok(t)) => t,
-                _ => None,
-            };
-            self.settle_token(t);
-        }
+        let Some(w) = self.ryw.wrote else {
+            return;
+        };
+        let t = match self.token_query(w) {
+            Some((pos, system_id)) => {
+                let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
+                write_token(pos, w, system_id, deadline).await
+            }
+            // No monitor (never with more than one server): unknown.
+            None => None,
+        };
+        self.ryw.wrote = None;
+        self.settle_token(t);
+    }
+
+    /// What fetching the token of write `w` takes.
+    pub(super) fn token_query(&self, w: Wrote) -> Option<(Arc<Positions>, u64)> {
+        let m = self.db.monitor.as_ref()?;
+        Some((Arc::clone(m.positions()), self.system_id(w.server)))
     }
 
     /// Folds in the last write's position (None: it could not be read).
@@ -181,7 +232,7 @@ impl Session {
         self.note_token();
     }
 
-    /// Settles the pending write token (waiting for it), bounds the last
+    /// Fetches the last write's token if not known yet, bounds the last
     /// read, then says where reads may go. Waits at most until `deadline`
     /// for a position query.
     pub(super) async fn ryw_floor(
@@ -331,55 +382,29 @@ impl Session {
         }
     }
 
-    /// After a transaction that may have written on the primary: read the
-    /// WAL insert position and timeline on the same connection, then give
-    /// it back. The token never depends on the monitor having seen the
-    /// primary: the timeline comes from the server itself.
-    pub(super) fn take_write_token(&mut self, mut conn: ServerConn, pool: Pool, server: usize) {
-        let topo = self.db.topology();
-        // The cluster's identity, as the monitor reads it (0: not known).
-        let system_id = topo
+    /// After a unit that may have written on the primary `server`: its
+    /// token is fetched when needed (see the module comment). Costs the
+    /// server connection nothing: it goes back to the pool at once.
+    pub(super) fn wrote_on(&mut self, server: usize) {
+        self.ryw.wrote = Some(Wrote {
+            server,
+            end: Instant::now(),
+        });
+    }
+
+    /// The cluster's identity, as the monitor reads it (0: not known). The
+    /// token never depends on the monitor having seen the whole topology:
+    /// the timeline comes from the server's own answer.
+    fn system_id(&self, server: usize) -> u64 {
+        self.db
+            .topology()
             .generation
             .map(|g| g.system_id)
             .or_else(|| {
                 let m = self.db.monitor.as_ref()?;
                 m.snapshot().servers.get(server)?.system_identifier
             })
-            .unwrap_or(0);
-        let (tx, rx) = oneshot::channel();
-        self.ryw.pending = Some(rx);
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            let r = conn
-                .internal_query(
-                    "SELECT pg_walfile_name(l) || ' ' || l::text FROM pg_current_wal_insert_lsn() l",
-                    Some(0),
-                )
-                .await;
-            let ok = r.is_ok() && !conn.is_broken();
-            let token = r
-                .ok()
-                .and_then(|r| r.rows.into_iter().next().flatten())
-                .and_then(|s| parse_position(&s))
-                .map(|(timeline, lsn)| Token {
-                    generation: Generation {
-                        system_id,
-                        timeline,
-                    },
-                    lsn,
-                });
-            if let Some(t) = token {
-                // Global sessions honour it from now on, whatever the
-                // writing session does next.
-                let current = db.topology().generation;
-                let mut g = db.global_token.lock();
-                *g = Some(Token::merge(*g, t, current));
-            }
-            let _ = tx.send(token);
-            if ok {
-                pool.release(conn);
-            }
-        });
+            .unwrap_or(0)
     }
 }
 
@@ -388,18 +413,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positions_parse_with_their_timeline() {
+    fn a_write_token_comes_only_from_a_primary_with_its_timeline() {
+        let primary = Sample {
+            standby: false,
+            lsn: Lsn(0x1_0200_0060),
+            flush: Some(Lsn(0x1_0200_0000)),
+            timeline: Some(3),
+            started: 9,
+        };
+        let t = token_of(primary, 7).expect("a primary's sample is a token");
+        assert_eq!(t.lsn, Lsn(0x1_0200_0060));
         assert_eq!(
-            parse_position("000000030000000100000002 1/2000060"),
-            Some((3, Lsn(0x1_0200_0060)))
+            t.generation,
+            Generation {
+                system_id: 7,
+                timeline: 3
+            }
         );
-        for bad in [
-            "",
-            "00000003",
-            "zz000003000000010000000 1/2",
-            "000000030000000100000002 x",
-        ] {
-            assert_eq!(parse_position(bad), None, "{bad:?}");
-        }
+        // Demoted since the write: its replay position proves nothing.
+        let standby = Sample {
+            standby: true,
+            timeline: None,
+            ..primary
+        };
+        assert_eq!(token_of(standby, 7), None);
+        // No timeline, no generation to name.
+        let unnamed = Sample {
+            timeline: None,
+            ..primary
+        };
+        assert_eq!(token_of(unnamed, 7), None);
     }
 }

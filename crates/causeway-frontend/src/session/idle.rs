@@ -7,6 +7,7 @@ use causeway_config::PoolMode;
 use causeway_protocol::scan::is_frontend_tag;
 use causeway_protocol::{sqlstate, ProtocolError, HEADER_LEN};
 
+use super::consistency::{write_token, TOKEN_IDLE_DELAY, TOKEN_WAIT};
 use super::{secs, sleep_or_forever, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
@@ -81,19 +82,24 @@ impl Session {
         let idle_timeout = secs(self.cfg.client_idle_timeout);
         // Draining: the idle client's grace ends (leave_if_due closes it).
         let grace_end = self.drain_grace_end;
-        // A write's token arriving while the client is idle is reported
-        // at once (ParameterStatus causeway.token).
-        let mut pending = self.ryw.pending.take();
+        // A client idle for a moment after a write gets the write's token
+        // (ParameterStatus causeway.token); one that goes on at once gets
+        // it when it next needs it (see consistency.rs).
+        let fetch = self.ryw.wrote.and_then(|w| Some((w, self.token_query(w)?)));
         let token = async {
-            match pending.as_mut() {
-                Some(rx) => rx.await.ok().flatten(),
+            match fetch {
+                Some((w, (pos, system_id))) => {
+                    tokio::time::sleep(TOKEN_IDLE_DELAY).await;
+                    let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
+                    write_token(pos, w, system_id, deadline).await
+                }
                 None => std::future::pending().await,
             }
         };
         let gone = State::Closed("client closed connection");
         tokio::select! {
             t = token => {
-                pending = None;
+                self.ryw.wrote = None;
                 self.settle_token(t);
                 if self.client.flush().await.is_err() {
                     return Err(gone);
@@ -114,9 +120,6 @@ impl Session {
                 self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
                 return Err(State::Closed("client_idle_timeout"));
             }
-        }
-        if pending.is_some() {
-            self.ryw.pending = pending;
         }
         Ok(())
     }

@@ -2,8 +2,9 @@
 //! stops pointing at the server first; the flow's stats are counted; the
 //! server goes back to the pool (reset in session mode, the client's SQL
 //! prepared statements cleared in transaction mode) or, if it may hold
-//! state Causeway cannot vouch for, is closed; after a write, its WAL
-//! position becomes the session's read-your-writes token.
+//! state Causeway cannot vouch for, is closed; after a write, the session
+//! notes it (its read-your-writes token is fetched when needed, see
+//! consistency.rs).
 
 use causeway_config::PoolMode;
 use causeway_pool::{ServerConn, ServerError};
@@ -38,6 +39,11 @@ impl Session {
             self.db.load.finish(server, started.elapsed());
             self.read_ended(server);
         }
+        if wrote {
+            // Whatever becomes of the connection: a write may have
+            // committed, and the next read must see it.
+            self.wrote_on(server);
+        }
         if !self
             .clean_for_pool(&mut conn, reusable, flow.listened)
             .await
@@ -48,10 +54,6 @@ impl Session {
             if !forget_sql_prepared(&mut conn, &sql, all).await {
                 return;
             }
-        }
-        if wrote {
-            self.take_write_token(conn, pool, server);
-            return;
         }
         pool.release(conn);
     }
