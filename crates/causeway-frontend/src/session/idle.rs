@@ -7,29 +7,36 @@ use causeway_config::PoolMode;
 use causeway_protocol::scan::is_frontend_tag;
 use causeway_protocol::{sqlstate, ProtocolError, HEADER_LEN};
 
-use super::{secs, sleep_or_forever, Session, State, SHUTDOWN_MESSAGE};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::time::Instant;
+
+use super::{secs, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
 impl Session {
-    /// No server attached: wait for the next request and route it.
-    pub(super) async fn idle(&mut self) -> State {
+    /// No server attached: wait for the next request. Ok(tag): a unit of
+    /// work starts with the message at the front of the buffer. Kept
+    /// small: an idle client's task is this future.
+    /// Err: why the session closed.
+    pub(super) async fn idle(&mut self) -> Result<u8, &'static str> {
         loop {
             if let Some(closed) = self.leave_if_due().await {
-                return closed;
+                return Err(closed.reason());
             }
             if self.client.buf.len() >= HEADER_LEN {
                 match self.next_request().await {
                     Ok(Some(tag)) => {
                         self.drain_grace_end = None;
-                        return self.attach(tag).await;
+                        return Ok(tag);
                     }
                     Ok(None) => continue,
-                    Err(state) => return state,
+                    Err(state) => return Err(state.reason()),
                 }
             }
-            if let Err(closed) = self.wait_for_client().await {
-                return closed;
-            }
+            self.wait_for_client().await.map_err(State::reason)?;
         }
     }
 
@@ -78,41 +85,67 @@ impl Session {
         if self.client.buf.is_empty() {
             self.client.park_buffer();
         }
-        let idle_timeout = secs(self.cfg.client_idle_timeout);
-        // Draining: the idle client's grace ends (leave_if_due closes it).
-        let grace_end = self.drain_grace_end;
+        // The session's own timer (the pump's while attached): no timer
+        // of its own in the idle future. Draining: the idle client's grace
+        // ends (leave_if_due closes it).
+        let idle_end = secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t);
+        let deadline = match (idle_end, self.drain_grace_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = deadline {
+            self.timer.as_mut().reset(d);
+        }
         // A write's token arriving while the client is idle is reported
         // at once (ParameterStatus causeway.token).
         let mut pending = self.ryw.pending.take();
-        let token = async {
-            match pending.as_mut() {
-                Some(rx) => rx.await.ok().flatten(),
-                None => std::future::pending().await,
-            }
+        // Polled by hand rather than with select!: the idle client's task
+        // is this future, and it stays a few pointers and one Notified.
+        let woke = {
+            let wake = self.info.info.wake.notified();
+            let mut wake = std::pin::pin!(wake);
+            let (stream, timer) = (&mut self.client.stream, &mut self.timer);
+            std::future::poll_fn(|cx| {
+                if let Some(rx) = pending.as_mut() {
+                    if let Poll::Ready(t) = Pin::new(rx).poll(cx) {
+                        return Poll::Ready(Woke::Token(t.ok().flatten()));
+                    }
+                }
+                if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                    return Poll::Ready(Woke::Readable(r.is_ok()));
+                }
+                if wake.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Woken);
+                }
+                if deadline.is_some() && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Timer);
+                }
+                Poll::Pending
+            })
+            .await
         };
-        let gone = State::Closed("client closed connection");
-        tokio::select! {
-            t = token => {
+        const GONE: &str = "client closed connection";
+        match woke {
+            Woke::Token(t) => {
                 pending = None;
                 self.settle_token(t);
                 if self.client.flush().await.is_err() {
-                    return Err(gone);
+                    return Err(State::Closed(GONE));
                 }
             }
-            r = self.client.stream.readable() => {
-                if r.is_err() {
-                    return Err(gone);
-                }
-                match self.client.try_read_more() {
-                    Ok(Some(0)) | Err(_) => return Err(gone),
-                    Ok(_) => {}
-                }
+            Woke::Readable(false) => return Err(State::Closed(GONE)),
+            Woke::Readable(true) => match self.client.try_read_more() {
+                Ok(Some(0)) | Err(_) => return Err(State::Closed(GONE)),
+                Ok(_) => {}
             },
-            _ = self.info.info.wake.notified() => {}
-            _ = sleep_until_or_forever(grace_end) => {}
-            _ = sleep_or_forever(idle_timeout) => {
-                self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
-                return Err(State::Closed("client_idle_timeout"));
+            Woke::Woken => {}
+            Woke::Timer => {
+                if idle_end.is_some_and(|t| Instant::now() >= t) {
+                    self.client
+                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout")
+                        .await;
+                    return Err(State::Closed("client_idle_timeout"));
+                }
             }
         }
         if pending.is_some() {
@@ -216,6 +249,17 @@ impl Session {
     }
 }
 
+/// What ended an idle client's wait.
+enum Woke {
+    /// A write's token arrived (or its query failed: None).
+    Token(Option<causeway_routing::token::Token>),
+    /// The client's socket is readable (false: it failed).
+    Readable(bool),
+    /// KILL, shutdown or PAUSE.
+    Woken,
+    Timer,
+}
+
 /// What the message at the front of an idle client's buffer is (its
 /// header is there).
 #[derive(Debug, PartialEq, Eq)]
@@ -241,13 +285,6 @@ fn front(buf: &[u8], max_packet_size: u32) -> Front {
         Some(Err(ProtocolError::BadLength { len, .. })) => Front::BadLength(len),
         Some(Err(ProtocolError::TooLarge { len, .. })) => Front::BadLength(len as i64 - 1),
         _ => Front::Request(tag),
-    }
-}
-
-async fn sleep_until_or_forever(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 
