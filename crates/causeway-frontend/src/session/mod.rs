@@ -56,6 +56,7 @@ use crate::app::{App, ClientPermit, UserPermit};
 use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
+use crate::recycled::Recycled;
 
 use pump::Flow;
 use rerun::Retry;
@@ -239,8 +240,8 @@ impl Session {
         }
         // The task of an idle client holds only this loop and the idle
         // wait: a unit of work (plan to release, with its server
-        // connection and flow) runs in its own allocation, freed when the
-        // session is idle again.
+        // connection and flow) runs in a block of its own, given back to
+        // the thread's free list when the session is idle again.
         // Only a reason is kept across the awaits: a State is as large as
         // an attachment.
         let welcomed = match self.mode {
@@ -256,7 +257,7 @@ impl Session {
                     Ok(tag) => tag,
                     Err(reason) => break reason,
                 };
-                if let Some(reason) = Box::pin(self.work(tag)).await {
+                if let Some(reason) = Recycled::new(self.work(tag)).await {
                     break reason;
                 }
             },
