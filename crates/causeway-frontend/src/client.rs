@@ -29,7 +29,8 @@ impl Client {
             peer,
             // Taken from the free list on the first read.
             buf: BytesMut::new(),
-            out: BytesMut::with_capacity(512),
+            // Taken when the client speaks, given back while it is idle.
+            out: BytesMut::new(),
         }
     }
 
@@ -61,15 +62,21 @@ impl Client {
         if self.buf.capacity() == 0 {
             self.buf = bufpool::take();
         }
+        if self.out.capacity() == 0 {
+            self.out = bufpool::take_out();
+        }
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(8192);
         }
     }
 
-    /// Gives the (empty) read buffer back to the free list while idle.
+    /// Gives the (empty) buffers back to the free lists while idle.
     pub fn park_buffer(&mut self) {
         if self.buf.capacity() > 0 && self.buf.is_empty() {
             bufpool::give(std::mem::take(&mut self.buf));
+        }
+        if self.out.capacity() > 0 && self.out.is_empty() {
+            bufpool::give_out(std::mem::take(&mut self.out));
         }
     }
 
@@ -92,6 +99,7 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.buf.clear();
+        self.out.clear();
         self.park_buffer();
     }
 }

@@ -20,6 +20,7 @@ pub mod databases;
 mod login_slots;
 pub mod metrics;
 mod peers;
+mod recycled;
 pub mod secrets;
 pub mod security;
 pub mod session;

@@ -148,6 +148,21 @@ impl Stream {
 
     /// Waits until a read may make progress: bytes (or EOF) on the socket,
     /// or plaintext already buffered in the TLS layer.
+    /// [`Stream::readable`] as a poll: no waiter state to store, so a
+    /// future waiting on it (an idle client's) stays small.
+    pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.has_buffered_read() {
+            return Poll::Ready(Ok(()));
+        }
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::TlsFromClient(t) => t.io.get_ref().0.poll_read_ready(cx),
+            Stream::TlsToServer(t) => t.io.get_ref().0.poll_read_ready(cx),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
     pub async fn readable(&mut self) -> io::Result<()> {
         if self.has_buffered_read() {
             return Ok(());

@@ -5,6 +5,7 @@ mod cli;
 mod import;
 mod listener;
 mod signals;
+mod trim;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -199,8 +200,10 @@ async fn serve(
 async fn maintenance(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_roll = tokio::time::Instant::now();
+    let mut trim = trim::Trim::default();
     loop {
         tick.tick().await;
+        trim.tick(app.client_count() as usize);
         let dbs = app.databases.all();
         for db in &dbs {
             for pool in db.pools() {

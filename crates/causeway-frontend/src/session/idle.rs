@@ -7,30 +7,36 @@ use causeway_config::PoolMode;
 use causeway_protocol::scan::is_frontend_tag;
 use causeway_protocol::{sqlstate, ProtocolError, HEADER_LEN};
 
-use super::consistency::{write_token, TOKEN_IDLE_DELAY, TOKEN_WAIT};
-use super::{secs, sleep_or_forever, Session, State, SHUTDOWN_MESSAGE};
+use std::future::Future;
+use std::task::Poll;
+
+use tokio::time::Instant;
+
+use super::consistency::{write_token, Wrote, TOKEN_IDLE_DELAY, TOKEN_WAIT};
+use super::{secs, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
 impl Session {
-    /// No server attached: wait for the next request and route it.
-    pub(super) async fn idle(&mut self) -> State {
+    /// No server attached: wait for the next request. Ok(tag): a unit of
+    /// work starts with the message at the front of the buffer. Kept
+    /// small: an idle client's task is this future.
+    /// Err: why the session closed.
+    pub(super) async fn idle(&mut self) -> Result<u8, &'static str> {
         loop {
             if let Some(closed) = self.leave_if_due().await {
-                return closed;
+                return Err(closed.reason());
             }
             if self.client.buf.len() >= HEADER_LEN {
                 match self.next_request().await {
                     Ok(Some(tag)) => {
                         self.drain_grace_end = None;
-                        return self.attach(tag).await;
+                        return Ok(tag);
                     }
                     Ok(None) => continue,
-                    Err(state) => return state,
+                    Err(state) => return Err(state.reason()),
                 }
             }
-            if let Err(closed) = self.wait_for_client().await {
-                return closed;
-            }
+            self.wait_for_client().await.map_err(State::reason)?;
         }
     }
 
@@ -71,54 +77,101 @@ impl Session {
         Ok(Some(tag))
     }
 
-    /// Nothing to do until the client speaks, a write's token arrives,
-    /// the session is woken (KILL, shutdown) or a timeout passes.
+    /// Nothing to do until the client speaks, a write's token is due, the
+    /// session is woken (KILL, shutdown) or a timeout passes.
     async fn wait_for_client(&mut self) -> Result<(), State> {
         // An idle client holds no buffer: it goes back to the thread's
         // free list until the client speaks again.
         if self.client.buf.is_empty() {
             self.client.park_buffer();
         }
-        let idle_timeout = secs(self.cfg.client_idle_timeout);
-        // Draining: the idle client's grace ends (leave_if_due closes it).
-        let grace_end = self.drain_grace_end;
         // A client idle for a moment after a write gets the write's token
         // (ParameterStatus causeway.token); one that goes on at once gets
         // it when it next needs it (see consistency.rs).
-        let fetch = self.ryw.wrote.and_then(|w| Some((w, self.token_query(w)?)));
-        let token = async {
-            match fetch {
-                Some((w, (pos, system_id))) => {
-                    tokio::time::sleep(TOKEN_IDLE_DELAY).await;
-                    let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
-                    write_token(pos, w, system_id, deadline).await
+        let token_at = self
+            .ryw
+            .wrote
+            .filter(|w| self.token_query(*w).is_some())
+            .map(|_| Instant::now() + TOKEN_IDLE_DELAY);
+        // The session's own timer (the pump's while attached): no timer
+        // of its own in the idle future. Draining: the idle client's grace
+        // ends (leave_if_due closes it).
+        let idle_end = secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t);
+        let deadline = [idle_end, self.drain_grace_end, token_at]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(d) = deadline {
+            self.timer.as_mut().reset(d);
+        }
+        // Polled by hand rather than with select!: the idle client's task
+        // is this future, and it stays a few pointers and one Notified.
+        let woke = {
+            let wake = self.info.info.wake.notified();
+            let mut wake = std::pin::pin!(wake);
+            let (stream, timer) = (&mut self.client.stream, &mut self.timer);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                    return Poll::Ready(Woke::Readable(r.is_ok()));
                 }
-                None => std::future::pending().await,
-            }
+                if wake.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Woken);
+                }
+                if deadline.is_some() && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Timer);
+                }
+                Poll::Pending
+            })
+            .await
         };
-        let gone = State::Closed("client closed connection");
-        tokio::select! {
-            t = token => {
-                self.ryw.wrote = None;
-                self.settle_token(t);
-                if self.client.flush().await.is_err() {
-                    return Err(gone);
+        const GONE: &str = "client closed connection";
+        match woke {
+            Woke::Readable(false) => return Err(State::Closed(GONE)),
+            Woke::Readable(true) => match self.client.try_read_more() {
+                Ok(Some(0)) | Err(_) => return Err(State::Closed(GONE)),
+                Ok(_) => {}
+            },
+            Woke::Woken => {}
+            Woke::Timer => {
+                if idle_end.is_some_and(|t| Instant::now() >= t) {
+                    self.client
+                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout")
+                        .await;
+                    return Err(State::Closed("client_idle_timeout"));
+                }
+                if let Some(w) = self.ryw.wrote.filter(|_| token_at <= Some(Instant::now())) {
+                    self.report_token_while_idle(w).await?;
                 }
             }
-            r = self.client.stream.readable() => {
-                if r.is_err() {
-                    return Err(gone);
-                }
-                match self.client.try_read_more() {
-                    Ok(Some(0)) | Err(_) => return Err(gone),
-                    Ok(_) => {}
-                }
-            },
-            _ = self.info.info.wake.notified() => {}
-            _ = sleep_until_or_forever(grace_end) => {}
-            _ = sleep_or_forever(idle_timeout) => {
-                self.client.fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout").await;
-                return Err(State::Closed("client_idle_timeout"));
+        }
+        Ok(())
+    }
+
+    /// The client stayed idle after a write: its token is fetched and
+    /// reported, unless the client speaks first (then the token is fetched
+    /// when its next read needs it). Boxed: only this path pays for the
+    /// query's future, not every idle client's task.
+    async fn report_token_while_idle(&mut self, w: Wrote) -> Result<(), State> {
+        let Some((pos, system_id)) = self.token_query(w) else {
+            return Ok(());
+        };
+        let mut fetch = Box::pin(write_token(pos, w, system_id, Instant::now() + TOKEN_WAIT));
+        let stream = &mut self.client.stream;
+        let token = std::future::poll_fn(|cx| {
+            if let Poll::Ready(t) = fetch.as_mut().poll(cx) {
+                return Poll::Ready(Some(t));
+            }
+            if stream.poll_read_ready(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Some(t) = token {
+            self.ryw.wrote = None;
+            self.settle_token(t);
+            if self.client.flush().await.is_err() {
+                return Err(State::Closed("client closed connection"));
             }
         }
         Ok(())
@@ -219,6 +272,15 @@ impl Session {
     }
 }
 
+/// What ended an idle client's wait.
+enum Woke {
+    /// The client's socket is readable (false: it failed).
+    Readable(bool),
+    /// KILL, shutdown or PAUSE.
+    Woken,
+    Timer,
+}
+
 /// What the message at the front of an idle client's buffer is (its
 /// header is there).
 #[derive(Debug, PartialEq, Eq)]
@@ -244,13 +306,6 @@ fn front(buf: &[u8], max_packet_size: u32) -> Front {
         Some(Err(ProtocolError::BadLength { len, .. })) => Front::BadLength(len),
         Some(Err(ProtocolError::TooLarge { len, .. })) => Front::BadLength(len as i64 - 1),
         _ => Front::Request(tag),
-    }
-}
-
-async fn sleep_until_or_forever(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -56,6 +56,7 @@ use crate::app::{App, ClientPermit, UserPermit};
 use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
+use crate::recycled::Recycled;
 
 use pump::Flow;
 use rerun::Retry;
@@ -75,6 +76,16 @@ enum State {
     Idle,
     Active(Attached),
     Closed(&'static str),
+}
+
+impl State {
+    /// Why the session closed ("" for a state that is not Closed).
+    fn reason(self) -> &'static str {
+        match self {
+            State::Closed(reason) => reason,
+            State::Idle | State::Active(_) => "",
+        }
+    }
 }
 
 /// A server connection lent to this client.
@@ -130,7 +141,8 @@ struct Session {
     startup: Vec<(String, String)>,
     /// Session mode: the server acquired for the welcome, until the first
     /// request attaches it.
-    welcomed: Option<(ServerConn, Pool)>,
+    /// Boxed: only session mode has one, and only until the first request.
+    welcomed: Option<Box<(ServerConn, Pool)>>,
     /// Lent to each attachment's flow (see database_ddl.rs).
     close_idle: pump::CloseIdle,
     /// Transaction mode: pinned to its server by session state (state.rs).
@@ -149,7 +161,14 @@ struct Session {
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// A logged-in client's session, from the welcome to close.
-pub(crate) async fn run(app: Arc<App>, client: Client, l: Box<login::LoggedIn>) {
+///
+/// Not itself async: the session is built on the heap and the task holds
+/// only the loop's future, not a second copy of the arguments.
+pub(crate) fn run(
+    app: Arc<App>,
+    client: Client,
+    l: Box<login::LoggedIn>,
+) -> impl std::future::Future<Output = ()> + Send {
     let cfg = app.config();
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
     let registered = app.clients.register(
@@ -171,13 +190,15 @@ pub(crate) async fn run(app: Arc<App>, client: Client, l: Box<login::LoggedIn>) 
         cfg.max_prepared_statements as usize,
         l.db.statements.clone(),
     );
-    let startup = l
+    let mut startup: Vec<_> = l
         .startup
         .into_iter()
         .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("causeway."))
         .collect();
+    // Kept for the whole session: no spare room.
+    startup.shrink_to_fit();
     let for_ddl = app.clone();
-    Session {
+    Box::new(Session {
         close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
         pin: None,
         startup,
@@ -205,31 +226,41 @@ pub(crate) async fn run(app: Arc<App>, client: Client, l: Box<login::LoggedIn>) 
         key: l.key,
         pools: l.pools,
         timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
-    }
+    })
     .run()
-    .await;
 }
 
 impl Session {
-    async fn run(mut self) {
+    async fn run(mut self: Box<Self>) {
         if let Err(e) = self.startup_options() {
             self.client
                 .fatal(causeway_protocol::sqlstate::INVALID_PARAMETER_VALUE, &e)
                 .await;
             return;
         }
-        let mut state = State::Idle;
-        if self.mode == PoolMode::Session {
-            if let Err(closed) = self.welcome_session().await {
-                state = closed;
-            }
-        }
-        let reason = loop {
-            state = match state {
-                State::Idle => self.idle().await,
-                State::Active(att) => self.active(att).await,
-                State::Closed(reason) => break reason,
-            };
+        // The task of an idle client holds only this loop and the idle
+        // wait: a unit of work (plan to release, with its server
+        // connection and flow) runs in a block of its own, given back to
+        // the thread's free list when the session is idle again.
+        // Only a reason is kept across the awaits: a State is as large as
+        // an attachment.
+        let welcomed = match self.mode {
+            PoolMode::Session => Box::pin(self.welcome_session())
+                .await
+                .map_err(State::reason),
+            _ => Ok(()),
+        };
+        let reason = match welcomed {
+            Err(reason) => reason,
+            Ok(()) => loop {
+                let tag = match self.idle().await {
+                    Ok(tag) => tag,
+                    Err(reason) => break reason,
+                };
+                if let Some(reason) = Recycled::new(self.work(tag)).await {
+                    break reason;
+                }
+            },
         };
         self.release_welcomed();
         if self.cfg.log_disconnections {
@@ -238,9 +269,38 @@ impl Session {
     }
 }
 
-async fn sleep_or_forever(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
+impl Session {
+    /// One unit of work, from the request at the front of the client
+    /// buffer until the session is idle again (None) or closed (why).
+    async fn work(&mut self, tag: u8) -> Option<&'static str> {
+        let mut state = self.attach(tag).await;
+        while let State::Active(att) = state {
+            state = self.active(att).await;
+        }
+        match state {
+            State::Closed(reason) => Some(reason),
+            State::Idle | State::Active(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future a function returns, without running it.
+    fn future_size<A, B, C, F>(_: impl FnOnce(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_clients_task_is_small() {
+        // The task of every connected client is this future: the login,
+        // a unit of work and the attachment live in their own allocations
+        // while they run (this future was ~13 KB).
+        let task = future_size(crate::connection::serve);
+        assert!(task <= 512, "connection::serve future is {task} bytes");
+        let session = std::mem::size_of::<Session>();
+        assert!(session <= 1024, "Session is {session} bytes");
     }
 }
