@@ -11,6 +11,8 @@
 #   BENCH_SECONDS  seconds per pgbench run (default 15)
 #   BENCH_REPEAT   runs of every cell (default 1; 2 shows the noise)
 #   BENCH_ROWS     row groups to run (default all): select tls idle workers tpcb waiters clients10k
+#                  (+ baseline when BASELINE_BIN is set)
+#   BASELINE_BIN  another causeway build run on the select rows beside this one
 #   PGBOUNCER      PgBouncer binary (default: PgBouncer 1.25.2 built by
 #                  $ANCHORS/build-pgbouncer.sh, else Debian's package)
 #   ANCHORS        directory of build-pgbouncer.sh (default /work/shared/anchors or ../shared/anchors)
@@ -27,7 +29,8 @@ cd "$REPO_ROOT"
 CAUSEWAY_BIN=${CAUSEWAY_BIN:-target/release/causeway}
 BENCH_SECONDS=${BENCH_SECONDS:-15}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
-BENCH_ROWS=${BENCH_ROWS:-select tls idle workers tpcb waiters clients10k}
+BASELINE_BIN=${BASELINE_BIN:-}
+BENCH_ROWS=${BENCH_ROWS:-select tls idle workers tpcb waiters clients10k${BASELINE_BIN:+ baseline}}
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
 IDLE_HOLD=${IDLE_HOLD:-5}
 MANY_CLIENTS=${MANY_CLIENTS:-10000}
@@ -43,8 +46,11 @@ die() { log "FATAL: $*"; exit 1; }
 # want GROUP: is the row group selected (BENCH_ROWS)?
 want() { [[ " ${BENCH_ROWS//,/ } " == *" $1 "* ]]; }
 for g in ${BENCH_ROWS//,/ }; do
-    [[ " select tls idle workers tpcb waiters clients10k " == *" $g "* ]] || die "unknown row group in BENCH_ROWS: $g"
+    [[ " select tls idle workers tpcb waiters clients10k baseline " == *" $g "* ]] || die "unknown row group in BENCH_ROWS: $g"
 done
+if want baseline; then
+    [[ -x $BASELINE_BIN ]] || die "the baseline row group needs BASELINE_BIN (another causeway build)"
+fi
 # The 1-minute load average (the machine is shared: a busy start skews a cell).
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -156,9 +162,9 @@ mkdir -p "$OUT_DIR/logs"
 [[ $IS_ROOT -eq 1 ]] && chown postgres: "$TMP"
 
 # Distinct free loopback ports (held open together so they differ).
-read -r PG_PORT PGB_PORT CW_PORT PGB_TLS_PORT CW_TLS_PORT REPLICA_PORT CW_W1_PORT CW_NONE_PORT CW_SESSION_PORT < <(python3 - <<'EOF'
+read -r PG_PORT PGB_PORT CW_PORT PGB_TLS_PORT CW_TLS_PORT REPLICA_PORT CW_W1_PORT CW_NONE_PORT CW_SESSION_PORT CW_BASE_PORT < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(9)]
+socks = [socket.socket() for _ in range(10)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -358,7 +364,7 @@ fi
 # with TOP_LINES added and [databases] replaced by DB_LINES; PIDVAR gets its
 # PID, or stays empty (its cells read n/a) if it does not answer.
 start_cw() {
-    local name=$1 port=$2 top=$3 dbs=$4 var=$5 pid
+    local name=$1 port=$2 top=$3 dbs=$4 var=$5 bin=${6:-$CAUSEWAY_BIN} pid
     printf -v "$var" '%s' ""
     [[ $CW_STATUS == ok ]] || return 0
     {
@@ -367,7 +373,7 @@ start_cw() {
         printf '%s\n' "$dbs"
     } >"$TMP/causeway-$name.toml"
     log "starting Causeway ($name) on 127.0.0.1:$port"
-    NO_COLOR=1 "$CAUSEWAY_BIN" --config "$TMP/causeway-$name.toml" >"$TMP/causeway-$name.log" 2>&1 &
+    NO_COLOR=1 "$bin" --config "$TMP/causeway-$name.toml" >"$TMP/causeway-$name.log" 2>&1 &
     pid=$!
     EXTRA_PIDS+=("$pid")
     if ! wait_ready "$port" "$pid" 20; then
@@ -382,6 +388,10 @@ PLAIN_DBS=$(sed -n '/^\[databases/,$p' "$TMP/causeway.toml")
 
 CW_W1_PID=""
 want workers && start_cw w1 "$CW_W1_PORT" "workers = 1" "$PLAIN_DBS" CW_W1_PID
+# Another build of Causeway (BASELINE_BIN, e.g. the previous
+# revision) on the select rows: before/after in the same run.
+CW_BASE_PID=""
+want baseline && start_cw base "$CW_BASE_PORT" "" "$PLAIN_DBS" CW_BASE_PID "$BASELINE_BIN"
 
 # TPC-B rows: a streaming replica, so that Causeway splits and (consistency =
 # session) reads the WAL position after each writing transaction.
@@ -510,6 +520,14 @@ run_tls() {
 }
 
 # Causeway on one runtime thread (workers = 1), the select rows again.
+run_baseline() {
+    local row mode clients threads
+    for row in "${ROWS[@]}"; do
+        read -r mode clients <<<"$row"
+        threads=$((clients < 2 ? clients : 2))
+        bench "$row" causeway-base "$(only_if "$CW_BASE_PID" "$CW_BASE_PORT")" "$CW_BASE_PID" "$mode" "$clients" "$threads"
+    done
+}
 run_workers() {
     local row mode clients threads
     for row in "${ROWS[@]}"; do
@@ -618,6 +636,7 @@ for ((REP = 1; REP <= BENCH_REPEAT; REP++)); do
     want tls && run_tls
     want idle && run_idle
     want workers && run_workers
+    want baseline && run_baseline
     want tpcb && run_tpcb
     want waiters && run_waiters
     want clients10k && run_many
@@ -686,6 +705,20 @@ report_run() {
             "$(ratio "${TPS[$R:$row/causeway-w1]}" "${TPS[$R:$row/causeway]:--}")" \
             "$(num "${CPU[$R:$row/causeway]:--}" 1)" "$(num "${CPU[$R:$row/causeway-w1]}" 1)" \
             "$(ratio "${CPU[$R:$row/causeway-w1]}" "${CPU[$R:$row/causeway]:--}")"
+    done
+    echo
+    fi
+    if want baseline; then
+    echo "Causeway vs the baseline build ($BASELINE_BIN); the current build's figures are the select rows' (if run)"
+    printf '%-9s %7s | %9s %9s %7s | %8s %8s %7s\n' mode clients causeway baseline cur/base "cw us" "base us" cur/base
+    printf '%s\n' "------------------+-------------------------------+--------------------------"
+    for row in "${ROWS[@]}"; do
+        read -r mode clients <<<"$row"
+        printf '%-9s %7s | %9s %9s %7s | %8s %8s %7s\n' "$mode" "$clients" \
+            "$(num "${TPS[$R:$row/causeway]:--}" 0)" "$(num "${TPS[$R:$row/causeway-base]}" 0)" \
+            "$(ratio "${TPS[$R:$row/causeway]:--}" "${TPS[$R:$row/causeway-base]}")" \
+            "$(num "${CPU[$R:$row/causeway]:--}" 1)" "$(num "${CPU[$R:$row/causeway-base]}" 1)" \
+            "$(ratio "${CPU[$R:$row/causeway]:--}" "${CPU[$R:$row/causeway-base]}")"
     done
     echo
     fi
