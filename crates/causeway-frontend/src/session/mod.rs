@@ -122,7 +122,9 @@ struct Session {
     key: ClientKey,
     /// Pool handles by server index, looked up once.
     pools: Vec<Option<Pool>>,
-    timer: Pin<Box<Sleep>>,
+    /// The session's timer, made when first needed (an idle client with
+    /// no timeout never needs one).
+    timer: Option<Pin<Box<Sleep>>>,
     /// Units are classified and reads may go to replicas (transaction or
     /// statement mode on a database with replicas).
     split: bool,
@@ -134,7 +136,9 @@ struct Session {
     retry: Retry,
     /// Read-your-writes state.
     ryw: consistency::Ryw,
-    /// Named prepared statements (lent to the flow while attached).
+    /// Named prepared statements (lent to the flow while attached). Made
+    /// on first use (see [`Session::prep_made`]): a client that never
+    /// runs anything holds none.
     prep: Option<Box<prepared::Prep>>,
     /// The client's startup parameters (ignored ones and `causeway.*`
     /// left out): what RESET restores.
@@ -159,6 +163,11 @@ struct Session {
 /// closed right behind that transaction's ReadyForQuery, which it cannot
 /// race; an idle one is closed when it is least likely to be sending.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// A session's timer, unarmed (reset to each deadline as it is needed).
+fn new_timer() -> Pin<Box<Sleep>> {
+    Box::pin(tokio::time::sleep(Duration::from_secs(3600)))
+}
 
 /// A logged-in client's session, from the welcome to close.
 ///
@@ -185,11 +194,6 @@ pub(crate) fn run(
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
     let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg(), &l.user));
-    let prep = prepared::Prep::new(
-        l.mode != PoolMode::Session && cfg.max_prepared_statements > 0,
-        cfg.max_prepared_statements as usize,
-        l.db.statements.clone(),
-    );
     let mut startup: Vec<_> = l
         .startup
         .into_iter()
@@ -203,7 +207,7 @@ pub(crate) fn run(
         pin: None,
         startup,
         welcomed: None,
-        prep: Some(Box::new(prep)),
+        prep: None,
         local_ext: Default::default(),
         drain_grace_end: None,
         ryw,
@@ -225,7 +229,7 @@ pub(crate) fn run(
         params: l.params,
         key: l.key,
         pools: l.pools,
-        timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+        timer: None,
     })
     .run()
 }
@@ -270,6 +274,27 @@ impl Session {
 }
 
 impl Session {
+    /// Named prepared statements are tracked (transaction or statement
+    /// mode, `max_prepared_statements` > 0).
+    fn tracks_prepared(&self) -> bool {
+        self.mode != PoolMode::Session && self.cfg.max_prepared_statements > 0
+    }
+
+    /// The client's prepared statements, made empty on first use. Only
+    /// while idle: an attachment holds them otherwise.
+    fn prep_made(&mut self) -> &mut prepared::Prep {
+        let (on, cap) = (self.tracks_prepared(), self.cfg.max_prepared_statements);
+        let statements = &self.db.statements;
+        self.prep.get_or_insert_with(|| {
+            Box::new(prepared::Prep::new(on, cap as usize, statements.clone()))
+        })
+    }
+
+    /// The session's timer, made when first needed.
+    fn timer(&mut self) -> &mut Pin<Box<Sleep>> {
+        self.timer.get_or_insert_with(new_timer)
+    }
+
     /// One unit of work, from the request at the front of the client
     /// buffer until the session is idle again (None) or closed (why).
     async fn work(&mut self, tag: u8) -> Option<&'static str> {
