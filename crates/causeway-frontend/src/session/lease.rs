@@ -166,7 +166,7 @@ impl Session {
             server,
             &self.cfg,
             &self.app.secrets(),
-            &self.creds,
+            self.creds(),
         );
         self.pools[server] = Some(p.clone());
         p

@@ -111,8 +111,9 @@ struct Session {
     client: Client,
     db: Arc<Database>,
     user: String,
-    /// What the client proved at login (reused towards servers).
-    creds: Credentials,
+    /// What the client proved at login (reused towards servers). Boxed,
+    /// and only when there is something (see [`Session::creds`]).
+    creds: Option<Box<Credentials>>,
     _user_permit: UserPermit,
     /// Its place in max_client_conn.
     _client_permit: ClientPermit,
@@ -152,7 +153,7 @@ struct Session {
     /// Transaction mode: pinned to its server by session state (state.rs).
     pin: Option<causeway_pool::PinGuard>,
     /// Statements and portals that are Causeway commands.
-    local_ext: local_ext::LocalExt,
+    local_ext: local_ext::Lazy,
     /// Draining and idle: when the client is closed if it sends nothing
     /// before (see `Session::leave_if_due`).
     drain_grace_end: Option<tokio::time::Instant>,
@@ -176,7 +177,7 @@ fn new_timer() -> Pin<Box<Sleep>> {
 pub(crate) fn run(
     app: Arc<App>,
     client: Client,
-    l: Box<login::LoggedIn>,
+    mut l: Box<login::LoggedIn>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let cfg = app.config();
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
@@ -201,6 +202,8 @@ pub(crate) fn run(
         .collect();
     // Kept for the whole session: no spare room.
     startup.shrink_to_fit();
+    let creds = (l.creds.password.is_some() || l.creds.scram_keys.is_some())
+        .then(|| Box::new(std::mem::take(&mut l.creds)));
     let for_ddl = app.clone();
     Box::new(Session {
         close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
@@ -221,7 +224,7 @@ pub(crate) fn run(
         cfg,
         client,
         db: l.db,
-        creds: l.creds,
+        creds,
         _user_permit: l._user_permit,
         _client_permit: l._client_permit,
         user: l.user,
@@ -290,6 +293,15 @@ impl Session {
         })
     }
 
+    /// What the client proved at login (nothing, for trust).
+    fn creds(&self) -> &Credentials {
+        static NONE: Credentials = Credentials {
+            password: None,
+            scram_keys: None,
+        };
+        self.creds.as_deref().unwrap_or(&NONE)
+    }
+
     /// The session's timer, made when first needed.
     fn timer(&mut self) -> &mut Pin<Box<Sleep>> {
         self.timer.get_or_insert_with(new_timer)
@@ -325,7 +337,10 @@ mod tests {
         // while they run (this future was ~13 KB).
         let task = future_size(crate::connection::serve);
         assert!(task <= 512, "connection::serve future is {task} bytes");
+        // Every connected client holds one: what few clients use (local
+        // extended-protocol commands, credentials, prepared statements, a
+        // timer) is boxed when first needed.
         let session = std::mem::size_of::<Session>();
-        assert!(session <= 1024, "Session is {session} bytes");
+        assert!(session <= 704, "Session is {session} bytes");
     }
 }
