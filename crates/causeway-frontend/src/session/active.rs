@@ -46,9 +46,10 @@ impl Session {
     /// shutdown).
     async fn pump(&mut self, att: &mut Attached) -> End {
         loop {
+            let timer = self.timer.get_or_insert_with(super::new_timer);
             let Attached { conn, flow, .. } = &mut *att;
             tokio::select! {
-                end = flow.run(&mut self.client, conn, &mut self.params, &mut self.timer) => return end,
+                end = flow.run(&mut self.client, conn, &mut self.params, timer) => return end,
                 _ = self.info.info.wake.notified() => {
                     if self.info.info.is_killed() {
                         return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator", "killed");

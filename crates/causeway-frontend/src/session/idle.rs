@@ -62,8 +62,9 @@ impl Session {
                 return Err(State::Closed("bad packet"));
             }
         };
-        if tag == b'P' {
-            if let Some(p) = self.prep.as_deref_mut().filter(|p| p.on) {
+        if tag == b'P' && self.tracks_prepared() {
+            self.prep_made();
+            if let Some(p) = self.prep.as_deref_mut() {
                 if let Some(n) = p.answer_parses(&self.client.buf, &mut self.client.out) {
                     self.client.buf.advance(n);
                     self.info.info.set_prepared(p.map.len());
@@ -102,7 +103,7 @@ impl Session {
             .flatten()
             .min();
         if let Some(d) = deadline {
-            self.timer.as_mut().reset(d);
+            self.timer().as_mut().reset(d);
         }
         // Polled by hand rather than with select!: the idle client's task
         // is this future, and it stays a few pointers and one Notified.
@@ -117,8 +118,10 @@ impl Session {
                 if wake.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Woke::Woken);
                 }
-                if deadline.is_some() && timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Woke::Timer);
+                if let Some(timer) = timer.as_mut().filter(|_| deadline.is_some()) {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::Timer);
+                    }
                 }
                 Poll::Pending
             })

@@ -103,8 +103,8 @@ impl Session {
         };
         let prep = self.prep.take().unwrap_or_else(|| {
             Box::new(super::prepared::Prep::new(
-                false,
-                0,
+                self.tracks_prepared(),
+                self.cfg.max_prepared_statements as usize,
                 self.db.statements.clone(),
             ))
         });
@@ -166,7 +166,7 @@ impl Session {
             server,
             &self.cfg,
             &self.app.secrets(),
-            &self.creds,
+            self.creds(),
         );
         self.pools[server] = Some(p.clone());
         p

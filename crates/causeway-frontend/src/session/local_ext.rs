@@ -18,7 +18,8 @@
 //! skipped, as after any error. Causeway commands are answered outside
 //! transaction blocks (as in the simple protocol).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
 use bytes::{Buf, BufMut, BytesMut};
 use causeway_protocol::backend;
@@ -39,7 +40,8 @@ const MIXED: &str = "Causeway's own commands (SET/SHOW/RESET causeway.*) must be
 /// The client's statements and portals that are Causeway commands.
 #[derive(Debug, Default)]
 pub(super) struct LocalExt {
-    statements: HashMap<Vec<u8>, LocalCommand>,
+    /// A BTreeMap: an empty one is a constant (see [`EMPTY`]).
+    statements: BTreeMap<Vec<u8>, LocalCommand>,
     unnamed: Option<LocalCommand>,
     /// (name, command, results in binary format).
     portals: Vec<(Vec<u8>, LocalCommand, bool)>,
@@ -47,6 +49,44 @@ pub(super) struct LocalExt {
     in_unit: bool,
     /// An error in the unit: skip to its Sync.
     failed: bool,
+}
+
+/// What a session that never used a Causeway command over the extended
+/// protocol reads.
+static EMPTY: LocalExt = LocalExt {
+    statements: BTreeMap::new(),
+    unnamed: None,
+    portals: Vec::new(),
+    in_unit: false,
+    failed: false,
+};
+
+/// A session's [`LocalExt`], boxed on first change: most clients never
+/// send a Causeway command over the extended protocol, and every connected
+/// client holds one of these.
+#[derive(Debug, Default)]
+pub(super) struct Lazy(Option<Box<LocalExt>>);
+
+impl Lazy {
+    /// A Query arrived: the unit is over (nothing made for it).
+    pub fn abandon_unit(&mut self) {
+        if let Some(l) = &mut self.0 {
+            l.abandon_unit();
+        }
+    }
+}
+
+impl Deref for Lazy {
+    type Target = LocalExt;
+    fn deref(&self) -> &LocalExt {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl DerefMut for Lazy {
+    fn deref_mut(&mut self) -> &mut LocalExt {
+        self.0.get_or_insert_with(Default::default)
+    }
 }
 
 /// A Bind body: (portal, statement, parameter count, binary results).

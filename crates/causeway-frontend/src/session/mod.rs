@@ -111,8 +111,9 @@ struct Session {
     client: Client,
     db: Arc<Database>,
     user: String,
-    /// What the client proved at login (reused towards servers).
-    creds: Credentials,
+    /// What the client proved at login (reused towards servers). Boxed,
+    /// and only when there is something (see [`Session::creds`]).
+    creds: Option<Box<Credentials>>,
     _user_permit: UserPermit,
     /// Its place in max_client_conn.
     _client_permit: ClientPermit,
@@ -122,7 +123,9 @@ struct Session {
     key: ClientKey,
     /// Pool handles by server index, looked up once.
     pools: Vec<Option<Pool>>,
-    timer: Pin<Box<Sleep>>,
+    /// The session's timer, made when first needed (an idle client with
+    /// no timeout never needs one).
+    timer: Option<Pin<Box<Sleep>>>,
     /// Units are classified and reads may go to replicas (transaction or
     /// statement mode on a database with replicas).
     split: bool,
@@ -134,7 +137,9 @@ struct Session {
     retry: Retry,
     /// Read-your-writes state.
     ryw: consistency::Ryw,
-    /// Named prepared statements (lent to the flow while attached).
+    /// Named prepared statements (lent to the flow while attached). Made
+    /// on first use (see [`Session::prep_made`]): a client that never
+    /// runs anything holds none.
     prep: Option<Box<prepared::Prep>>,
     /// The client's startup parameters (ignored ones and `causeway.*`
     /// left out): what RESET restores.
@@ -148,7 +153,7 @@ struct Session {
     /// Transaction mode: pinned to its server by session state (state.rs).
     pin: Option<causeway_pool::PinGuard>,
     /// Statements and portals that are Causeway commands.
-    local_ext: local_ext::LocalExt,
+    local_ext: local_ext::Lazy,
     /// Draining and idle: when the client is closed if it sends nothing
     /// before (see `Session::leave_if_due`).
     drain_grace_end: Option<tokio::time::Instant>,
@@ -160,6 +165,11 @@ struct Session {
 /// race; an idle one is closed when it is least likely to be sending.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
+/// A session's timer, unarmed (reset to each deadline as it is needed).
+fn new_timer() -> Pin<Box<Sleep>> {
+    Box::pin(tokio::time::sleep(Duration::from_secs(3600)))
+}
+
 /// A logged-in client's session, from the welcome to close.
 ///
 /// Not itself async: the session is built on the heap and the task holds
@@ -167,7 +177,7 @@ const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 pub(crate) fn run(
     app: Arc<App>,
     client: Client,
-    l: Box<login::LoggedIn>,
+    mut l: Box<login::LoggedIn>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let cfg = app.config();
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
@@ -185,11 +195,6 @@ pub(crate) fn run(
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
     let ryw = consistency::Ryw::new(cfg.consistency_for(&l.db.cfg(), &l.user));
-    let prep = prepared::Prep::new(
-        l.mode != PoolMode::Session && cfg.max_prepared_statements > 0,
-        cfg.max_prepared_statements as usize,
-        l.db.statements.clone(),
-    );
     let mut startup: Vec<_> = l
         .startup
         .into_iter()
@@ -197,13 +202,15 @@ pub(crate) fn run(
         .collect();
     // Kept for the whole session: no spare room.
     startup.shrink_to_fit();
+    let creds = (l.creds.password.is_some() || l.creds.scram_keys.is_some())
+        .then(|| Box::new(std::mem::take(&mut l.creds)));
     let for_ddl = app.clone();
     Box::new(Session {
         close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
         pin: None,
         startup,
         welcomed: None,
-        prep: Some(Box::new(prep)),
+        prep: None,
         local_ext: Default::default(),
         drain_grace_end: None,
         ryw,
@@ -217,7 +224,7 @@ pub(crate) fn run(
         cfg,
         client,
         db: l.db,
-        creds: l.creds,
+        creds,
         _user_permit: l._user_permit,
         _client_permit: l._client_permit,
         user: l.user,
@@ -225,7 +232,7 @@ pub(crate) fn run(
         params: l.params,
         key: l.key,
         pools: l.pools,
-        timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+        timer: None,
     })
     .run()
 }
@@ -270,6 +277,36 @@ impl Session {
 }
 
 impl Session {
+    /// Named prepared statements are tracked (transaction or statement
+    /// mode, `max_prepared_statements` > 0).
+    fn tracks_prepared(&self) -> bool {
+        self.mode != PoolMode::Session && self.cfg.max_prepared_statements > 0
+    }
+
+    /// The client's prepared statements, made empty on first use. Only
+    /// while idle: an attachment holds them otherwise.
+    fn prep_made(&mut self) -> &mut prepared::Prep {
+        let (on, cap) = (self.tracks_prepared(), self.cfg.max_prepared_statements);
+        let statements = &self.db.statements;
+        self.prep.get_or_insert_with(|| {
+            Box::new(prepared::Prep::new(on, cap as usize, statements.clone()))
+        })
+    }
+
+    /// What the client proved at login (nothing, for trust).
+    fn creds(&self) -> &Credentials {
+        static NONE: Credentials = Credentials {
+            password: None,
+            scram_keys: None,
+        };
+        self.creds.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The session's timer, made when first needed.
+    fn timer(&mut self) -> &mut Pin<Box<Sleep>> {
+        self.timer.get_or_insert_with(new_timer)
+    }
+
     /// One unit of work, from the request at the front of the client
     /// buffer until the session is idle again (None) or closed (why).
     async fn work(&mut self, tag: u8) -> Option<&'static str> {
@@ -300,7 +337,10 @@ mod tests {
         // while they run (this future was ~13 KB).
         let task = future_size(crate::connection::serve);
         assert!(task <= 512, "connection::serve future is {task} bytes");
+        // Every connected client holds one: what few clients use (local
+        // extended-protocol commands, credentials, prepared statements, a
+        // timer) is boxed when first needed.
         let session = std::mem::size_of::<Session>();
-        assert!(session <= 1024, "Session is {session} bytes");
+        assert!(session <= 704, "Session is {session} bytes");
     }
 }

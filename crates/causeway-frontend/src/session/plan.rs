@@ -98,9 +98,10 @@ impl Session {
                 self.local_unit().await?;
                 Ok(None)
             }
-            b'P' | b'B' | b'D' | b'C'
-                if tag == b'P' || self.prep.as_ref().is_some_and(|p| p.on) =>
-            {
+            b'P' | b'B' | b'D' | b'C' if tag == b'P' || self.tracks_prepared() => {
+                if self.tracks_prepared() {
+                    self.prep_made();
+                }
                 // The rest of the unit is usually in the same packet; one
                 // look at the socket without waiting, then decide.
                 if !Frames::new(&self.client.buf).any(|(t, _)| t == b'S') {
