@@ -140,12 +140,7 @@ impl Session {
     /// A replica failed a held read before replying: the unit is still at
     /// the front of the client buffer and nothing of its reply reached
     /// the client, so it runs again elsewhere.
-    async fn rerun(
-        &mut self,
-        mut att: Box<Attached>,
-        cause: RetryCause,
-        reusable: bool,
-    ) -> State {
+    async fn rerun(&mut self, mut att: Box<Attached>, cause: RetryCause, reusable: bool) -> State {
         // Requests of the unit that were rewritten or prepared: the re-run
         // starts from the client's own bytes again.
         let reusable = reusable && att.flow.prep.queue.is_empty();
