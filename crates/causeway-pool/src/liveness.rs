@@ -60,14 +60,15 @@ fn probe(
     false
 }
 
-/// The check made when a connection is lent: the reactor's readiness, and
-/// after [`PEEK_AFTER`] of idleness a non-blocking peek at the socket.
-pub(crate) fn gone(conn: &ServerConn) -> bool {
+/// The check made when a connection is lent (idle for `idle_for`): the
+/// reactor's readiness, and after [`PEEK_AFTER`] of idleness a
+/// non-blocking peek at the socket.
+pub(crate) fn gone(conn: &ServerConn, idle_for: Duration) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     if gone_or_register(&conn.stream, &mut cx) {
         return true;
     }
-    if conn.last_used.elapsed() < PEEK_AFTER {
+    if idle_for < PEEK_AFTER {
         return false;
     }
     let mut b = [MaybeUninit::<u8>::uninit(); 1];

@@ -265,9 +265,11 @@ impl Pool {
     /// A connection for exclusive use; give it back with [`Pool::release`]
     /// or drop it (broken) to close it.
     pub async fn acquire(&self) -> Result<ServerConn, PoolError> {
-        let start = time::Instant::now();
+        // When the first wait began (query_wait_timeout counts from it);
+        // no clock read when a connection is there at once.
+        let mut start = None;
         loop {
-            let conn = match self.lease(start).await? {
+            let conn = match self.lease(&mut start).await? {
                 Grant::Conn(c) => c,
                 Grant::Slot(slot) => return self.open(slot).await,
             };
@@ -279,7 +281,7 @@ impl Pool {
 
     /// An idle connection or a slot to open one: at once if there is one
     /// and nobody waits, else in FIFO order when one is handed over.
-    async fn lease(&self, start: time::Instant) -> Result<Grant, PoolError> {
+    async fn lease(&self, start: &mut Option<time::Instant>) -> Result<Grant, PoolError> {
         let mut to_close = Vec::new();
         let waiting = {
             let mut st = self.inner.state.lock();
@@ -316,26 +318,32 @@ impl Pool {
         drop(to_close);
         match waiting {
             Ok(grant) => Ok(grant),
-            Err((rx, since)) => self.wait(rx, since, start).await,
+            Err((rx, since)) => {
+                let start = *start.get_or_insert(since);
+                self.wait(rx, since, start).await
+            }
         }
     }
 
     /// Runs server_check_query on a connection idle longer than
     /// server_check_delay; None if it failed (the connection is closed).
     async fn check(&self, mut conn: ServerConn) -> Option<ServerConn> {
-        if liveness::gone(&conn) {
+        // One clock read for both idle-time tests (this runs per lease).
+        let idle_for = conn.last_used.elapsed();
+        if liveness::gone(&conn, idle_for) {
             tracing::info!(pool = ?self.inner.key, id = conn.id, pid = conn.cancel.pid, "idle server connection closed by the server; not lent");
             return None;
         }
-        let (delay, query) = {
+        let query = {
             let s = self.inner.settings.read();
             // A reload may have changed the deadline.
             conn.set_internal_timeout(s.internal_query_timeout);
-            (s.server_check_delay, s.server_check_query.clone())
+            // The query is copied only when it runs.
+            if s.server_check_query.is_empty() || idle_for < s.server_check_delay {
+                return Some(conn);
+            }
+            s.server_check_query.clone()
         };
-        if query.is_empty() || conn.last_used.elapsed() < delay {
-            return Some(conn);
-        }
         conn.info.set_state(ServerState::Tested);
         match conn.internal_query(&query, None).await.map(drop) {
             Ok(_) if !conn.broken => Some(conn),
@@ -446,9 +454,11 @@ impl Pool {
             });
             return;
         }
-        conn.last_used = Instant::now();
+        let now = Instant::now();
+        conn.last_used = now;
         conn.info.unassign();
-        let expired_now = expired(&conn, &self.inner.settings.read()) || conn.epoch < self.epoch();
+        let expired_now =
+            expired_at(&conn, &self.inner.settings.read(), now) || conn.epoch < self.epoch();
         if expired_now {
             tokio::spawn(conn.terminate());
             return;
@@ -749,7 +759,13 @@ impl Blocked for Inner {
 }
 
 fn expired(c: &ServerConn, s: &PoolSettings) -> bool {
-    s.server_lifetime.is_some_and(|l| c.created.elapsed() >= l)
+    expired_at(c, s, Instant::now())
+}
+
+/// [`expired`] at `now` (one clock read serves several tests).
+fn expired_at(c: &ServerConn, s: &PoolSettings, now: Instant) -> bool {
+    s.server_lifetime
+        .is_some_and(|l| now.saturating_duration_since(c.created) >= l)
 }
 
 #[cfg(test)]
@@ -900,14 +916,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_thousand_waiters_on_a_pool_of_two_are_served_in_arrival_order() {
         let p = pool("u", settings(2), &unlimited(), &unlimited());
-        let held = [p.lease(now()).await.unwrap(), p.lease(now()).await.unwrap()];
+        let held = [
+            p.lease(&mut None).await.unwrap(),
+            p.lease(&mut None).await.unwrap(),
+        ];
         assert!(held.iter().all(is_slot));
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 0..1000u32 {
             let (p2, order) = (p.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let g = p2.lease(now()).await.expect("granted");
+                let g = p2.lease(&mut None).await.expect("granted");
                 assert!(is_slot(&g));
                 assert!(p2.snapshot().open <= 2, "never more than the pool");
                 order.lock().push(i);
@@ -928,10 +947,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiter_is_woken_only_when_something_is_handed_to_it() {
         let p = pool("u", settings(1), &unlimited(), &unlimited());
-        let held = p.lease(now()).await.unwrap();
+        let held = p.lease(&mut None).await.unwrap();
         let polls = Arc::new(AtomicU32::new(0));
         let p2 = p.clone();
-        let waiter = tokio::spawn(counted(async move { p2.lease(now()).await }, polls.clone()));
+        let waiter = tokio::spawn(counted(
+            async move { p2.lease(&mut None).await },
+            polls.clone(),
+        ));
         // Ten idle minutes (paused clock): no tick wakes it.
         time::sleep(Duration::from_secs(600)).await;
         assert_eq!(polls.load(Relaxed), 1, "polled once, when it queued");
@@ -944,15 +966,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_gives_up_passes_its_grant_on() {
         let p = pool("u", settings(1), &unlimited(), &unlimited());
-        let held = p.lease(now()).await.unwrap();
+        let held = p.lease(&mut None).await.unwrap();
         // Queued, then handed the slot before it runs again, then gone.
-        let mut first = Box::pin(p.lease(now()));
+        let (mut s1, mut s2) = (None, None);
+        let mut first = Box::pin(p.lease(&mut s1));
         assert!(poll_once(&mut first).await);
         // Queued, then gone before anything is handed out.
-        let mut middle = Box::pin(p.lease(now()));
+        let mut middle = Box::pin(p.lease(&mut s2));
         assert!(poll_once(&mut middle).await);
         let p2 = p.clone();
-        let last = tokio::spawn(async move { p2.lease(now()).await });
+        let last = tokio::spawn(async move { p2.lease(&mut None).await });
         eventually(|| p.snapshot().waiting == 3).await;
         drop(middle);
         assert_eq!(p.snapshot().waiting, 2, "a waiter that left is not counted");
@@ -995,10 +1018,10 @@ mod tests {
             ..settings(1)
         };
         let p = pool("u", s, &unlimited(), &unlimited());
-        let held = p.lease(now()).await.unwrap();
+        let held = p.lease(&mut None).await.unwrap();
         let t0 = now();
         let p2 = p.clone();
-        let w = tokio::spawn(async move { (p2.lease(now()).await, now()) });
+        let w = tokio::spawn(async move { (p2.lease(&mut None).await, now()) });
         let (g, at) = done(w).await.unwrap();
         let g = g.unwrap();
         assert!(is_slot(&g));
@@ -1010,7 +1033,7 @@ mod tests {
         assert_eq!(p.snapshot().open, 2, "pool + reserve");
         // The reserve (1) is taken: the next waiter waits for a release.
         let p3 = p.clone();
-        let next = tokio::spawn(async move { p3.lease(now()).await });
+        let next = tokio::spawn(async move { p3.lease(&mut None).await });
         time::sleep(Duration::from_secs(60)).await;
         assert!(!next.is_finished());
         drop(g);
@@ -1025,9 +1048,9 @@ mod tests {
             ..settings(1)
         };
         let p = pool("u", s, &unlimited(), &unlimited());
-        let held = p.lease(now()).await.unwrap();
+        let held = p.lease(&mut None).await.unwrap();
         let t0 = now();
-        let r = p.lease(t0).await;
+        let r = p.lease(&mut Some(t0)).await;
         assert!(matches!(r, Err(PoolError::WaitTimeout)));
         assert_eq!(now() - t0, Duration::from_secs(2));
         assert_eq!(p.snapshot().waiting, 0);
@@ -1038,9 +1061,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn closing_the_pool_ends_every_wait() {
         let p = pool("u", settings(1), &unlimited(), &unlimited());
-        let held = p.lease(now()).await.unwrap();
+        let held = p.lease(&mut None).await.unwrap();
         let p2 = p.clone();
-        let w = tokio::spawn(async move { p2.lease(now()).await });
+        let w = tokio::spawn(async move { p2.lease(&mut None).await });
         eventually(|| p.snapshot().waiting == 1).await;
         p.close();
         assert!(matches!(done(w).await.unwrap(), Err(PoolError::Closed)));
@@ -1051,12 +1074,13 @@ mod tests {
     async fn capacity_freed_in_another_pool_goes_to_a_waiter_blocked_on_the_shared_limit() {
         let db = Arc::new(Limit::new(1));
         let [a, b, c] = ["a", "b", "c"].map(|u| pool(u, settings(5), &db, &unlimited()));
-        let held = a.lease(now()).await.unwrap();
+        let held = a.lease(&mut None).await.unwrap();
         // `b` blocks on the limit first, then its only waiter leaves.
-        let mut gone = Box::pin(b.lease(now()));
+        let mut start = None;
+        let mut gone = Box::pin(b.lease(&mut start));
         assert!(poll_once(&mut gone).await);
         let c2 = c.clone();
-        let w = tokio::spawn(async move { c2.lease(now()).await });
+        let w = tokio::spawn(async move { c2.lease(&mut None).await });
         eventually(|| c.snapshot().waiting == 1).await;
         drop(gone);
         drop(held); // `a` has nobody waiting: the limit wakes `b`, then `c`
@@ -1071,9 +1095,9 @@ mod tests {
     async fn raising_a_shared_limit_frees_its_waiters() {
         let db = Arc::new(Limit::new(1));
         let p = pool("u", settings(5), &db, &unlimited());
-        let held = p.lease(now()).await.unwrap();
+        let held = p.lease(&mut None).await.unwrap();
         let p2 = p.clone();
-        let w = tokio::spawn(async move { p2.lease(now()).await });
+        let w = tokio::spawn(async move { p2.lease(&mut None).await });
         eventually(|| p.snapshot().waiting == 1).await;
         db.set_max(2);
         assert!(is_slot(&done(w).await.unwrap().unwrap()));
@@ -1114,7 +1138,7 @@ mod tests {
                     seq += 1;
                     let (p, tx, s) = (pools[i].0.clone(), tx.clone(), seq);
                     let task = tokio::spawn(async move {
-                        if let Ok(g) = p.lease(now()).await {
+                        if let Ok(g) = p.lease(&mut None).await {
                             let _ = tx.send((i, s, g));
                         }
                     });

@@ -9,7 +9,7 @@ use super::{Attached, Retry, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
 impl Session {
-    pub(super) async fn active(&mut self, mut att: Attached) -> State {
+    pub(super) async fn active(&mut self, mut att: Box<Attached>) -> State {
         att.flow.restores = !self.startup.is_empty();
         att.flow.close_idle = Some(self.close_idle.clone());
         att.flow.stop_when_idle |= self.leaves_at_boundary();
@@ -68,7 +68,7 @@ impl Session {
 
     /// What each way of ending an attachment means for the client and the
     /// server connection.
-    async fn ended(&mut self, att: Attached, end: End) -> State {
+    async fn ended(&mut self, att: Box<Attached>, end: End) -> State {
         match end {
             End::Interrupted(code, message, reason) => {
                 self.release(att, false).await;
@@ -141,7 +141,7 @@ impl Session {
     /// A replica failed a held read before replying: the unit is still at
     /// the front of the client buffer and nothing of its reply reached
     /// the client, so it runs again elsewhere.
-    async fn rerun(&mut self, mut att: Attached, cause: RetryCause, reusable: bool) -> State {
+    async fn rerun(&mut self, mut att: Box<Attached>, cause: RetryCause, reusable: bool) -> State {
         // Requests of the unit that were rewritten or prepared: the re-run
         // starts from the client's own bytes again.
         let reusable = reusable && att.flow.prep.queue.is_empty();
@@ -159,7 +159,7 @@ impl Session {
     }
 
     /// The server connection was lost (`clean`: between messages).
-    async fn server_gone(&mut self, mut att: Attached, clean: bool) -> State {
+    async fn server_gone(&mut self, mut att: Box<Attached>, clean: bool) -> State {
         if clean {
             // Whatever complete messages the server sent still reach the client.
             let ready = att.flow.server_ready();

@@ -29,7 +29,7 @@ impl Session {
         }
     }
 
-    async fn unit_of_work(&mut self, tag: u8) -> Result<Attached, State> {
+    async fn unit_of_work(&mut self, tag: u8) -> Result<Box<Attached>, State> {
         if let Some(closed) = self.wait_while_paused().await {
             return Err(closed);
         }

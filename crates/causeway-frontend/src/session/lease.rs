@@ -31,7 +31,7 @@ impl Session {
         unit: &Unit,
         placed: Placed,
         retry: &mut Retry,
-    ) -> Result<Option<Attached>, State> {
+    ) -> Result<Option<Box<Attached>>, State> {
         let server = placed.server;
         let pool = self.pool(server);
         let got = match self.acquire(&pool).await {
@@ -95,7 +95,7 @@ impl Session {
         mut retry: Retry,
         conn: ServerConn,
         pool: Pool,
-    ) -> Attached {
+    ) -> Box<Attached> {
         let timeouts = Timeouts {
             query: secs(self.cfg.query_timeout),
             idle_transaction: secs(self.cfg.idle_transaction_timeout),
@@ -145,7 +145,7 @@ impl Session {
         if read {
             self.db.load.start(server);
         }
-        Attached {
+        Box::new(Attached {
             conn,
             pool,
             flow,
@@ -153,7 +153,7 @@ impl Session {
             read,
             wrote: self.split && !unit.req.intent.is_read() && !replica && self.ryw.on(),
             started: std::time::Instant::now(),
-        }
+        })
     }
 
     pub(super) fn pool(&mut self, server: usize) -> Pool {

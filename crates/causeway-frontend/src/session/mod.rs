@@ -69,12 +69,13 @@ pub(crate) use refuse::refuse_no_slot;
 /// What a client closed by a shutdown is told (FATAL 57P01).
 const SHUTDOWN_MESSAGE: &str = "pooler is shutting down";
 
-/// Named states of a logged-in session. `Active` is held by value: moving
-/// it costs less than an allocation per transaction.
-#[allow(clippy::large_enum_variant)]
+/// Named states of a logged-in session. `Active` is boxed: one allocation
+/// per transaction costs far less than moving the attachment (~800 bytes)
+/// through every `Result<_, State>` of a unit of work (memcpy was ~5,500
+/// of ~23,000 instructions per transaction, by callgrind).
 enum State {
     Idle,
-    Active(Attached),
+    Active(Box<Attached>),
     Closed(&'static str),
 }
 

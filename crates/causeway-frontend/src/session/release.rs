@@ -14,7 +14,7 @@ use super::{Attached, Session};
 impl Session {
     /// Ends an attachment (`reusable`: the server is idle and clean as far
     /// as the flow knows).
-    pub(super) async fn release(&mut self, att: Attached, reusable: bool) {
+    pub(super) async fn release(&mut self, att: Box<Attached>, reusable: bool) {
         self.key.slot.detach();
         self.info.info.idle();
         let Attached {
@@ -25,7 +25,7 @@ impl Session {
             read,
             wrote,
             started,
-        } = att;
+        } = *att;
         flow.flush_stats();
         let mut prep = flow.prep;
         // Requests still owed a reply: the connection is closed below.
