@@ -33,6 +33,24 @@ use crate::session::prepared::{Prep, Registry};
 /// Longer than any test runs (virtual time: a stuck flow fails at once).
 const GUARD: Duration = Duration::from_secs(24 * 3600);
 
+/// Runs [`Rig::race`] with the rig's engine parts and the named sockets
+/// borrowed apart, so that the side future may use those sockets.
+macro_rules! race_with {
+    ($rig:expr, [$($sock:ident),*] => $side:expr) => {{
+        let Rig {
+            flow,
+            client,
+            conn,
+            params,
+            timer,
+            ended,
+            $($sock,)*
+            ..
+        } = $rig;
+        Rig::race(flow, client, conn, params, timer, ended, $side).await
+    }};
+}
+
 pub(super) struct Rig {
     pub flow: Flow,
     pub client: Client,
@@ -161,151 +179,51 @@ impl Rig {
 
     /// Runs the flow until the server has received `n` bytes.
     pub async fn server_gets(&mut self, n: usize) -> Vec<u8> {
-        let Rig {
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            pg,
-            ended,
-            ..
-        } = self;
         let mut got = vec![0; n];
-        Self::race(
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            ended,
-            pg.read_exact(&mut got),
-        )
-        .await
-        .unwrap();
+        race_with!(self, [pg] => pg.read_exact(&mut got)).unwrap();
         got
     }
 
     /// Runs the flow until the client has received `n` bytes.
     pub async fn client_gets(&mut self, n: usize) -> Vec<u8> {
-        let Rig {
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            app,
-            ended,
-            ..
-        } = self;
         let mut got = vec![0; n];
-        Self::race(
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            ended,
-            app.read_exact(&mut got),
-        )
-        .await
-        .unwrap();
+        race_with!(self, [app] => app.read_exact(&mut got)).unwrap();
         got
     }
 
     /// Runs the flow until the client has received whole messages up to
     /// and including one tagged `last`.
     pub async fn client_gets_through(&mut self, last: u8) -> Vec<u8> {
-        let Rig {
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            app,
-            ended,
-            ..
-        } = self;
-        Self::race(
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            ended,
-            read_through(app, last),
-        )
-        .await
+        race_with!(self, [app] => read_through(app, last))
     }
 
     /// Runs the flow until the server has received whole messages up to
     /// and including one tagged `last`.
     pub async fn server_gets_through(&mut self, last: u8) -> Vec<u8> {
-        let Rig {
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            pg,
-            ended,
-            ..
-        } = self;
-        Self::race(
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            ended,
-            read_through(pg, last),
-        )
-        .await
+        race_with!(self, [pg] => read_through(pg, last))
     }
 
     /// The server sends `bytes` (more than socket buffers hold) while the
     /// flow runs; returns what the client received meanwhile.
     pub async fn server_streams(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let Rig {
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            app,
-            pg,
-            ended,
-        } = self;
         let mut got = vec![0; bytes.len()];
-        let both = async {
+        race_with!(self, [app, pg] => async {
             let (w, r) = tokio::join!(pg.write_all(bytes), app.read_exact(&mut got));
             w.unwrap();
             r.unwrap();
-        };
-        Self::race(flow, client, conn, params, timer, ended, both).await;
+        });
         got
     }
 
     /// The client sends `bytes` while the flow runs; returns what the
     /// server received meanwhile.
     pub async fn client_streams(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let Rig {
-            flow,
-            client,
-            conn,
-            params,
-            timer,
-            app,
-            pg,
-            ended,
-        } = self;
         let mut got = vec![0; bytes.len()];
-        let both = async {
+        race_with!(self, [app, pg] => async {
             let (w, r) = tokio::join!(app.write_all(bytes), pg.read_exact(&mut got));
             w.unwrap();
             r.unwrap();
-        };
-        Self::race(flow, client, conn, params, timer, ended, both).await;
+        });
         got
     }
 
