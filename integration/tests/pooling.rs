@@ -225,7 +225,14 @@ async fn session_parameters_follow_clients_across_servers() {
     }
 
     let (mut a_pids, mut b_pids) = (HashSet::new(), HashSet::new());
-    for i in 0..30 {
+    // At least 30 rounds, and on until both clients have run on two
+    // servers (which server a client gets is up to scheduling).
+    let mut rounds = 0;
+    for i in 0..300 {
+        rounds = i + 1;
+        if i >= 30 && a_pids.len() >= 2 && b_pids.len() >= 2 {
+            break;
+        }
         let sa = settings(&a).await;
         assert_eq!(sa.tz, "Asia/Tokyo", "A's TimeZone lost at round {i}");
         assert_eq!(sa.app, "a1", "A's application_name lost at round {i}");
@@ -262,7 +269,7 @@ async fn session_parameters_follow_clients_across_servers() {
         within(T, "busy neighbour", h).await.unwrap();
     }
     eprintln!(
-        "A ran on {} servers, B on {} servers over 30 rounds",
+        "A ran on {} servers, B on {} servers over {rounds} rounds",
         a_pids.len(),
         b_pids.len()
     );
