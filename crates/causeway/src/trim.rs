@@ -1,7 +1,8 @@
-//! Gives freed heap back to the system after many clients leave. glibc
-//! keeps freed memory in its arenas, and the few chunks still live among
-//! it stop the arenas from shrinking by themselves: without this, a flood
-//! of clients would leave its peak RSS behind for good.
+//! Gives freed heap back to the system after many clients leave. jemalloc
+//! (main.rs) returns unused pages only as it keeps allocating (its decay
+//! runs on allocator activity): a pooler left idle after a flood of
+//! clients would otherwise keep its peak RSS. A purge of every arena
+//! returns them at once.
 
 /// Clients that must have left since the peak before a trim is worth it.
 const MIN_DROP: usize = 256;
@@ -26,15 +27,25 @@ impl Trim {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(target_os = "linux")]
 fn release() {
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks.
+    // `arena.<MALLCTL_ARENAS_ALL>.purge`: every arena's unused dirty pages
+    // go back to the system.
+    const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
+    // SAFETY: a documented mallctl that reads and writes nothing; jemalloc
+    // purges each arena under its own lock.
     unsafe {
-        libc::malloc_trim(0);
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(target_os = "linux"))]
 fn release() {}
 
 #[cfg(test)]
