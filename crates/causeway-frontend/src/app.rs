@@ -45,7 +45,7 @@ pub struct App {
     /// being refused for want of a login slot (login_slots.rs).
     pub(crate) logins: Arc<crate::login_slots::LoginSlots>,
     /// Connected clients per user (max_user_client_connections).
-    user_clients: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
+    user_clients: parking_lot::Mutex<std::collections::HashMap<Arc<str>, u32>>,
     phase: watch::Sender<Phase>,
 }
 
@@ -135,14 +135,19 @@ impl App {
             .and_then(|u| u.max_user_client_connections)
             .unwrap_or(0);
         let mut counts = self.user_clients.lock();
-        let n = counts.entry(user.to_string()).or_insert(0);
+        // The map's key is the one copy of the name every permit shares.
+        let user = match counts.get_key_value(user) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(user),
+        };
+        let n = counts.entry(user.clone()).or_insert(0);
         if max > 0 && *n >= max {
             return None;
         }
         *n += 1;
         Some(UserPermit {
             app: self.clone(),
-            user: user.to_string(),
+            user,
         })
     }
 
@@ -190,7 +195,14 @@ impl Drop for ClientPermit {
 /// One logged-in client of a user.
 pub struct UserPermit {
     app: Arc<App>,
-    user: String,
+    user: Arc<str>,
+}
+
+impl UserPermit {
+    /// The user's name, shared by every client of the user.
+    pub fn user(&self) -> &Arc<str> {
+        &self.user
+    }
 }
 
 impl Drop for UserPermit {

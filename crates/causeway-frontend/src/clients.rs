@@ -34,13 +34,16 @@ impl ClientState {
 #[derive(Debug)]
 pub struct ClientInfo {
     pub id: u64,
-    pub user: String,
-    pub database: String,
+    /// Shared with every client of the same user (the user's permit) and
+    /// database (its entry): an idle client holds no copy of its own.
+    pub user: Arc<str>,
+    pub database: Arc<str>,
     pub addr: causeway_net::PeerAddr,
     pub local_addr: Option<SocketAddr>,
-    /// TLS version and cipher suite (empty: plain).
-    pub tls: String,
-    pub connect_time: SystemTime,
+    /// TLS version and cipher suite (None: plain).
+    pub tls: Option<Box<str>>,
+    /// Unix microseconds.
+    pub connect_time: u64,
     pub application_name: Mutex<String>,
     state: AtomicU8,
     request_time: AtomicU64,
@@ -157,8 +160,8 @@ impl Clients {
     pub fn register(
         self: &Arc<Self>,
         id: u64,
-        user: &str,
-        database: &str,
+        user: &Arc<str>,
+        database: &Arc<str>,
         conn: Connection,
         application_name: &str,
     ) -> Registered {
@@ -169,12 +172,12 @@ impl Clients {
         } = conn;
         let info = Arc::new(ClientInfo {
             id,
-            user: user.to_string(),
-            database: database.to_string(),
+            user: user.clone(),
+            database: database.clone(),
             addr,
             local_addr,
-            tls,
-            connect_time: SystemTime::now(),
+            tls: (!tls.is_empty()).then(|| tls.into_boxed_str()),
+            connect_time: unix_micros(SystemTime::now()),
             application_name: Mutex::new(application_name.to_string()),
             state: AtomicU8::new(ClientState::Idle as u8),
             request_time: AtomicU64::new(unix_micros(SystemTime::now())),

@@ -29,7 +29,7 @@ use crate::security::Security;
 
 pub struct Database {
     /// The name clients use.
-    pub name: String,
+    pub name: Arc<str>,
     /// Its entry; a reload that keeps the database swaps it in place (a
     /// change of servers, dbname or user rebuilds the database instead).
     cfg: RwLock<Arc<DatabaseConfig>>,
@@ -96,7 +96,7 @@ impl Database {
             spawn_monitor(name, addrs, mcfg, &servers, &topology, &topo_version)
         });
         Database {
-            name: name.to_string(),
+            name: name.into(),
             cfg: RwLock::new(Arc::new(cfg.clone())),
             server_dbname: cfg.dbname.clone().unwrap_or_else(|| name.to_string()),
             forced_user: cfg.user.clone(),
@@ -537,7 +537,7 @@ impl Databases {
         let login_user = db.login_user(client_user);
         let pool = Pool::new(
             PoolKey {
-                database: db.name.clone(),
+                database: db.name.to_string(),
                 user: client_user.to_string(),
                 server,
             },

@@ -49,7 +49,7 @@ impl Source for MetricsSource {
         let mut clients: HashMap<(String, String), [u64; 3]> = HashMap::new();
         let mut maxwait: HashMap<(String, String), u64> = HashMap::new();
         for c in app.clients.all() {
-            let k = (c.database.clone(), c.user.clone());
+            let k = (c.database.to_string(), c.user.to_string());
             let e = clients.entry(k.clone()).or_default();
             match c.state() {
                 ClientState::Active => e[0] += 1,
@@ -62,7 +62,7 @@ impl Source for MetricsSource {
             }
         }
         for db in app.databases.all() {
-            snap.databases.push(db.stats.row(db.name.clone()));
+            snap.databases.push(db.stats.row(db.name.to_string()));
             snap.routing.extend(db.routes.rows(&db.name));
             if db.servers.len() > 1 {
                 let mut row = db.ryw.row(&db.name);
@@ -79,7 +79,7 @@ impl Source for MetricsSource {
                 let st = mon.as_ref().and_then(|m| m.servers.get(i));
                 let role = topo.servers.get(i).map_or(Role::Unknown, |s| s.role);
                 snap.servers.push(ServerRow {
-                    database: db.name.clone(),
+                    database: db.name.to_string(),
                     server: server.host_port(),
                     role: role_name(role).to_string(),
                     up: st.is_none_or(|s| s.reachable),
@@ -104,14 +104,14 @@ impl Source for MetricsSource {
                 for s in pool.servers() {
                     sv[s.state() as usize] += 1;
                 }
-                let ck = (db.name.clone(), key.user.clone());
+                let ck = (db.name.to_string(), key.user.clone());
                 let cl = if Some(key.server) == primary {
                     clients.get(&ck).copied().unwrap_or_default()
                 } else {
                     [0; 3]
                 };
                 snap.pools.push(PoolRow {
-                    database: db.name.clone(),
+                    database: db.name.to_string(),
                     user: key.user.clone(),
                     server: format!("{}:{}", server.host, server.port),
                     role: role_name(role).to_string(),

@@ -52,7 +52,7 @@ pub fn databases(app: &App) -> Table {
         .filter(|n| *n != "*")
         .cloned()
         .collect();
-    names.extend(app.databases.all().iter().map(|d| d.name.clone()));
+    names.extend(app.databases.all().iter().map(|d| d.name.to_string()));
     for name in names {
         let Some(db) = app.databases.get(&name, &cfg, &app.secrets()) else {
             continue;
@@ -90,7 +90,7 @@ pub fn users(app: &App) -> Table {
     let cfg = app.config();
     let clients = app.clients.all();
     let mut names: BTreeSet<String> = cfg.users.keys().cloned().collect();
-    names.extend(clients.iter().map(|c| c.user.clone()));
+    names.extend(clients.iter().map(|c| c.user.to_string()));
     let mut t = Table::new(USERS);
     for name in names {
         let u = cfg.users.get(&name);
@@ -110,7 +110,7 @@ pub fn users(app: &App) -> Table {
             v(cfg.max_user_connections_for(&name)),
             v(current),
             v(u.and_then(|u| u.max_user_client_connections).unwrap_or(0)),
-            v(clients.iter().filter(|c| c.user == name).count()),
+            v(clients.iter().filter(|c| *c.user == *name).count()),
         ]);
     }
     t

@@ -16,7 +16,7 @@ pub fn lists(app: &App) -> Table {
     let pools: Vec<_> = dbs.iter().flat_map(|d| d.pools()).collect();
     let snaps: Vec<_> = pools.iter().map(|p| p.snapshot()).collect();
     let clients = app.clients.all();
-    let users: std::collections::BTreeSet<_> = clients.iter().map(|c| c.user.clone()).collect();
+    let users: std::collections::BTreeSet<_> = clients.iter().map(|c| c.user.to_string()).collect();
     let used_clients = clients
         .iter()
         .filter(|c| c.state() != ClientState::Login)

@@ -47,7 +47,7 @@ pub fn table(app: &App) -> Table {
     for db in app.databases.all() {
         for pool in db.pools() {
             let user = pool.key().user.clone();
-            let r = rows.entry((db.name.clone(), user.clone())).or_default();
+            let r = rows.entry((db.name.to_string(), user.clone())).or_default();
             r.mode = cfg.pool_mode_for(&db.cfg(), &user).as_str();
             r.pinned += u64::from(pool.pinned());
             for s in pool.servers() {
@@ -56,7 +56,7 @@ pub fn table(app: &App) -> Table {
         }
     }
     for c in app.clients.all() {
-        let Some(r) = rows.get_mut(&(c.database.clone(), c.user.clone())) else {
+        let Some(r) = rows.get_mut(&(c.database.to_string(), c.user.to_string())) else {
             continue;
         };
         match c.state() {

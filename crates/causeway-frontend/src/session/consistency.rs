@@ -75,8 +75,36 @@ pub(super) struct LastRead {
     pub end: Instant,
 }
 
-impl Ryw {
+/// A session's [`Ryw`], boxed only once there is any: with consistency
+/// `none` (the default) nothing is ever written to it, and an idle client
+/// does not carry its 120 bytes. Reads of an unmade one see the empty
+/// state; the first write makes it.
+pub(super) struct LazyRyw(Option<Box<Ryw>>);
+
+static NO_RYW: Ryw = Ryw::new(Consistency::None);
+
+impl LazyRyw {
     pub fn new(mode: Consistency) -> Self {
+        LazyRyw((mode != Consistency::None).then(|| Box::new(Ryw::new(mode))))
+    }
+}
+
+impl std::ops::Deref for LazyRyw {
+    type Target = Ryw;
+    fn deref(&self) -> &Ryw {
+        self.0.as_deref().unwrap_or(&NO_RYW)
+    }
+}
+
+impl std::ops::DerefMut for LazyRyw {
+    fn deref_mut(&mut self) -> &mut Ryw {
+        self.0
+            .get_or_insert_with(|| Box::new(Ryw::new(Consistency::None)))
+    }
+}
+
+impl Ryw {
+    pub const fn new(mode: Consistency) -> Self {
         Ryw {
             mode,
             token: None,

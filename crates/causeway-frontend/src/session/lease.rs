@@ -162,7 +162,7 @@ impl Session {
         }
         let p = self.app.databases.pool(
             &self.db,
-            &self.user,
+            self.user(),
             server,
             &self.cfg,
             &self.app.secrets(),

@@ -165,7 +165,7 @@ impl Session {
                 }
             }
             LocalCommand::Reset { name } if name == "consistency" => {
-                self.ryw.mode = self.cfg.consistency_for(&self.db.cfg(), &self.user);
+                self.ryw.mode = self.cfg.consistency_for(&self.db.cfg(), self.user());
                 Answer::Done("RESET")
             }
             LocalCommand::Show { name } if name == "consistency" => Answer::Row {

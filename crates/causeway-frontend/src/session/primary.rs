@@ -45,7 +45,7 @@ pub(super) async fn find(
                 }
             }
             None => PoolError::Server(ServerError::Connect {
-                addr: db.name.clone(),
+                addr: db.name.to_string(),
                 reason: "no primary server is available".into(),
             }),
         };
