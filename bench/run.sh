@@ -16,7 +16,7 @@
 #   PGBOUNCER      PgBouncer binary (default: PgBouncer 1.25.2 built by
 #                  $ANCHORS/build-pgbouncer.sh, else Debian's package)
 #   ANCHORS        directory of build-pgbouncer.sh (default /work/shared/anchors or ../shared/anchors)
-#   IDLE_CLIENTS   idle clients for the RSS test (default 1000)
+#   IDLE_CLIENTS   idle clients for the RSS test, each pooler a fresh process (default 1000)
 #   IDLE_HOLD      seconds to hold them (default 5)
 #   MANY_CLIENTS   clients of the clients10k row, 50 of them running pgbench (default 10000)
 #   WAITERS        clients of the waiters row, on a $POOL_SIZE-connection pool (default 5000)
@@ -162,9 +162,9 @@ mkdir -p "$OUT_DIR/logs"
 [[ $IS_ROOT -eq 1 ]] && chown postgres: "$TMP"
 
 # Distinct free loopback ports (held open together so they differ).
-read -r PG_PORT PGB_PORT CW_PORT PGB_TLS_PORT CW_TLS_PORT REPLICA_PORT CW_W1_PORT CW_NONE_PORT CW_SESSION_PORT CW_BASE_PORT < <(python3 - <<'EOF'
+read -r PG_PORT PGB_PORT CW_PORT PGB_TLS_PORT CW_TLS_PORT REPLICA_PORT CW_W1_PORT CW_NONE_PORT CW_SESSION_PORT CW_BASE_PORT PGB_IDLE_PORT CW_IDLE_PORT < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(10)]
+socks = [socket.socket() for _ in range(12)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -625,9 +625,35 @@ idle() {
         RSS_LINE[$REP:$target]="fail ($(grep -v "^connected=" "$TMP/idle-$target-run$REP.log" | head -c 200))"
     fi
 }
+# Each pooler measured as a fresh process (like the plain one, on its own
+# port), stopped after: one that has run the other rows first would reuse
+# the heap they freed, and read low.
 run_idle() {
-    idle pgbouncer "$PGB_PORT" "$PGB_PID"
-    idle causeway "${CW_ARGS[0]}" "${CW_ARGS[1]}"
+    local pid=""
+    if [[ -n $PGB_PID ]]; then
+        sed -e "s/^listen_port = .*/listen_port = $PGB_IDLE_PORT/" "$TMP/pgbouncer.ini" >"$TMP/pgbouncer-idle.ini"
+        [[ $IS_ROOT -eq 1 ]] && chown postgres: "$TMP/pgbouncer-idle.ini"
+        log "starting a fresh PgBouncer on 127.0.0.1:$PGB_IDLE_PORT"
+        "${AS_PG[@]}" "$PGBOUNCER" "$TMP/pgbouncer-idle.ini" >"$TMP/pgbouncer-idle.log" 2>&1 &
+        pid=$!
+        EXTRA_PIDS+=("$pid")
+        if wait_ready "$PGB_IDLE_PORT" "$pid" 15; then
+            idle pgbouncer "$PGB_IDLE_PORT" "$pid"
+        else
+            RSS_LINE[$REP:pgbouncer]="fail (PgBouncer did not start)"
+        fi
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    CW_IDLE_PID=""
+    start_cw idle "$CW_IDLE_PORT" "" "$PLAIN_DBS" CW_IDLE_PID
+    if [[ -n $CW_IDLE_PID ]]; then
+        idle causeway "$CW_IDLE_PORT" "$CW_IDLE_PID"
+        kill -TERM "$CW_IDLE_PID" 2>/dev/null || true
+        wait "$CW_IDLE_PID" 2>/dev/null || true
+    else
+        RSS_LINE[$REP:causeway]="n/a"
+    fi
 }
 
 for ((REP = 1; REP <= BENCH_REPEAT; REP++)); do
@@ -758,7 +784,7 @@ report_run() {
     echo
     fi
     if want idle; then
-    echo "RSS with $IDLE_CLIENTS idle clients (VmRSS, KB)"
+    echo "RSS with $IDLE_CLIENTS idle clients (VmRSS, KB; each pooler a fresh process)"
     echo "  pgbouncer: ${RSS_LINE[$R:pgbouncer]}"
     echo "  causeway:  ${RSS_LINE[$R:causeway]}"
     echo
