@@ -20,6 +20,7 @@ mod database_ddl;
 mod decide;
 mod encoding;
 mod idle;
+mod keywords;
 mod lease;
 mod local;
 mod local_ext;
