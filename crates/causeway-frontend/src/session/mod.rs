@@ -266,7 +266,7 @@ impl Session {
                     Ok(tag) => tag,
                     Err(reason) => break reason,
                 };
-                if let Some(reason) = Recycled::new(self.work(tag)).await {
+                if let Some(reason) = Recycled::new_with(|| self.work(tag)).await {
                     break reason;
                 }
             },
