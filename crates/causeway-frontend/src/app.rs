@@ -176,7 +176,7 @@ impl App {
     pub fn set_phase(&self, p: Phase) {
         self.phase.send_replace(p);
         for c in self.clients.all() {
-            c.wake.notify_one();
+            c.wake.wake();
         }
     }
 }

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 
 use causeway_pool::unix_micros;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -57,7 +56,7 @@ pub struct ClientInfo {
     prepared: AtomicU64,
     /// Wakes the session for KILL / KILL_CLIENT and shutdown phases. One
     /// per client: no shared waiter list on the hot path.
-    pub wake: Notify,
+    pub wake: crate::wake::Wake,
 }
 
 impl ClientInfo {
@@ -103,7 +102,7 @@ impl ClientInfo {
     /// KILL / KILL_CLIENT: the session closes at its next wake-up.
     pub fn kill(&self) {
         self.killed.store(true, Relaxed);
-        self.wake.notify_one();
+        self.wake.wake();
     }
 
     pub fn is_killed(&self) -> bool {
@@ -186,7 +185,7 @@ impl Clients {
             wait_start: AtomicU64::new(0),
             killed: AtomicBool::new(false),
             prepared: AtomicU64::new(0),
-            wake: Notify::new(),
+            wake: Default::default(),
         });
         self.map.lock().insert(id, info.clone());
         Registered {

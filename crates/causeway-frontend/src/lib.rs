@@ -24,3 +24,4 @@ mod recycled;
 pub mod secrets;
 pub mod security;
 pub mod session;
+pub mod wake;

@@ -36,7 +36,16 @@ pub struct Recycled<F> {
 unsafe impl<F: Send> Send for Recycled<F> {}
 
 impl<F: Future> Recycled<F> {
+    #[cfg(test)]
     pub fn new(f: F) -> Self {
+        Self::new_with(|| f)
+    }
+
+    /// The future `make` returns, made in its block: a unit of work's
+    /// future is kilobytes, mostly the state of awaits not yet begun, and
+    /// made elsewhere it would be copied in whole.
+    #[inline(always)]
+    pub fn new_with(make: impl FnOnce() -> F) -> Self {
         let layout = Layout::new::<F>();
         assert!(layout.size() > 0, "Recycled is for futures with state");
         let kept = FREE
@@ -53,7 +62,7 @@ impl<F: Future> Recycled<F> {
         });
         let ptr = block.cast::<F>();
         // SAFETY: the block is unused, and sized and aligned for an F.
-        unsafe { ptr.as_ptr().write(f) };
+        unsafe { ptr.as_ptr().write(make()) };
         Recycled { ptr }
     }
 }

@@ -8,6 +8,7 @@
 
 mod cancel;
 mod error;
+mod expiry;
 mod info;
 mod internal;
 mod limits;

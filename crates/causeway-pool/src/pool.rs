@@ -9,6 +9,8 @@
 //! a reserve is configured), a reload, a connection opened by
 //! min_pool_size maintenance. Each hand-over is O(1); nothing polls. A
 //! waiter that gives up passes on anything it was handed ([`Waiting`]).
+//! query_wait_timeout is kept by one watcher per pool (expiry.rs), not a
+//! timer per waiter.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
@@ -19,6 +21,7 @@ use tokio::sync::oneshot;
 use tokio::time;
 
 use crate::error::{PoolError, ServerError};
+use crate::expiry;
 use crate::info::{ServerInfo, ServerState};
 use crate::limits::{Blocked, Limit};
 use crate::liveness;
@@ -81,10 +84,17 @@ struct State {
     /// idle connection's socket; `watching` once the task is spawned.
     watcher: Option<std::task::Waker>,
     watching: bool,
+    /// The query_wait_timeout watcher's waker (expiry.rs), the deadline
+    /// it sleeps until (None: no waiter has one), and whether it runs.
+    expiry: Option<std::task::Waker>,
+    expiry_at: Option<time::Instant>,
+    expiring: bool,
 }
 
 struct Waiter {
     since: time::Instant,
+    /// query_wait_timeout: when the watcher tells it so.
+    deadline: Option<time::Instant>,
     tx: oneshot::Sender<Grant>,
 }
 
@@ -109,6 +119,37 @@ impl State {
         self.pop_gone();
         w
     }
+
+    /// Tells the waiters whose deadline is past `now` (and drops those
+    /// that gave up); the earliest deadline left, if any. O(waiters), run
+    /// about once per timeout period.
+    fn expire(&mut self, now: time::Instant) -> Option<time::Instant> {
+        let mut next: Option<time::Instant> = None;
+        // Rotated in place: the order stays.
+        for _ in 0..self.waiters.len() {
+            let Some(w) = self.waiters.pop_front() else {
+                break;
+            };
+            if w.tx.is_closed() {
+                self.gone = self.gone.saturating_sub(1);
+                continue;
+            }
+            match w.deadline {
+                Some(d) if d <= now => {
+                    // A waiter that left meanwhile finds it (Waiting).
+                    let _ = w.tx.send(Grant::Expired);
+                }
+                d => {
+                    next = match (next, d) {
+                        (Some(n), Some(d)) => Some(n.min(d)),
+                        (n, d) => n.or(d),
+                    };
+                    self.waiters.push_back(w);
+                }
+            }
+        }
+        next
+    }
 }
 
 enum Grant {
@@ -116,6 +157,8 @@ enum Grant {
     Conn(ServerConn),
     /// Permission (a slot already counted) to open a new connection.
     Slot(SlotGuard),
+    /// query_wait_timeout passed (from the expiry watcher).
+    Expired,
 }
 
 /// A client waiting in [`Pool::lease`]. If it gives up (its future is
@@ -272,6 +315,7 @@ impl Pool {
             let conn = match self.lease(&mut start).await? {
                 Grant::Conn(c) => c,
                 Grant::Slot(slot) => return self.open(slot).await,
+                Grant::Expired => return Err(PoolError::WaitTimeout),
             };
             if let Some(c) = self.check(conn).await {
                 return Ok(c);
@@ -310,7 +354,7 @@ impl Pool {
             };
             match slot {
                 Some(slot) => Ok(Grant::Slot(slot)),
-                None => Err(self.inner.enqueue(&mut st)),
+                None => Err(self.inner.enqueue(&mut st, *start)),
             }
         };
         // Closing expired connections frees their slots (and may hand one
@@ -319,8 +363,8 @@ impl Pool {
         match waiting {
             Ok(grant) => Ok(grant),
             Err((rx, since)) => {
-                let start = *start.get_or_insert(since);
-                self.wait(rx, since, start).await
+                start.get_or_insert(since);
+                self.wait(rx, since).await
             }
         }
     }
@@ -352,35 +396,41 @@ impl Pool {
     }
 
     /// Sleeps until handed a grant, the pool closes, or
-    /// query_wait_timeout; wakes early only when the reserve opens for it.
+    /// query_wait_timeout (the expiry watcher says so); wakes early only
+    /// when the reserve opens for it.
     async fn wait(
         &self,
         rx: oneshot::Receiver<Grant>,
         since: time::Instant,
-        start: time::Instant,
     ) -> Result<Grant, PoolError> {
-        let (deadline, reserve_at) = {
+        let reserve_at = {
             let s = self.inner.settings.read();
-            (
-                s.query_wait_timeout.map(|d| start + d),
-                (s.reserve_pool_size > 0).then(|| since + s.reserve_pool_timeout),
-            )
+            (s.reserve_pool_size > 0).then(|| since + s.reserve_pool_timeout)
         };
         let mut w = Waiting {
             inner: &self.inner,
             rx,
             done: false,
         };
-        let timeout = until(deadline);
-        let reserve = until(reserve_at);
-        tokio::pin!(timeout, reserve);
-        let mut reserve_armed = reserve_at.is_some();
+        let granted = |g: Result<Grant, _>| match g {
+            Ok(Grant::Expired) => Err(PoolError::WaitTimeout),
+            Ok(g) => Ok(g),
+            Err(_) => Err(PoolError::Closed),
+        };
+        let Some(reserve_at) = reserve_at else {
+            let g = (&mut w.rx).await;
+            w.done = true;
+            return granted(g);
+        };
+        let reserve = time::sleep_until(reserve_at);
+        tokio::pin!(reserve);
+        let mut reserve_armed = true;
         loop {
             tokio::select! {
                 biased;
                 g = &mut w.rx => {
                     w.done = true;
-                    return g.map_err(|_| PoolError::Closed);
+                    return granted(g);
                 }
                 () = &mut reserve, if reserve_armed => {
                     // The reserve is open to this waiter and all older
@@ -389,8 +439,6 @@ impl Pool {
                     let mut st = self.inner.state.lock();
                     self.inner.grant_slots(&mut st);
                 }
-                // `w` passes on anything handed to it meanwhile.
-                () = &mut timeout => return Err(PoolError::WaitTimeout),
             }
         }
     }
@@ -475,7 +523,7 @@ impl Pool {
             match w.tx.send(Grant::Conn(conn)) {
                 Ok(()) => return,
                 Err(Grant::Conn(c)) => conn = c,
-                Err(Grant::Slot(_)) => return, // not what was sent
+                Err(_) => return, // not what was sent
             }
         }
         if let Some(w) = &st.watcher {
@@ -591,10 +639,13 @@ impl Pool {
             let mut st = self.inner.state.lock();
             st.closed = true;
             st.gone = 0;
-            (std::mem::take(&mut st.waiters), st.watcher.take())
+            (
+                std::mem::take(&mut st.waiters),
+                [st.watcher.take(), st.expiry.take()],
+            )
         };
         drop(waiters);
-        if let Some(w) = watcher {
+        for w in watcher.into_iter().flatten() {
             w.wake(); // it sees the pool closed and ends
         }
         self.drain_idle();
@@ -604,7 +655,8 @@ impl Pool {
 impl Drop for Inner {
     fn drop(&mut self) {
         // The watcher holds only a weak reference: wake it to end.
-        if let Some(w) = self.state.get_mut().watcher.take() {
+        let st = self.state.get_mut();
+        for w in [st.watcher.take(), st.expiry.take()].into_iter().flatten() {
             w.wake();
         }
     }
@@ -624,14 +676,6 @@ impl Drop for PinGuard {
 impl std::fmt::Debug for PinGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PinGuard")
-    }
-}
-
-/// Sleeps until `at`, or forever.
-async fn until(at: Option<time::Instant>) {
-    match at {
-        Some(at) => time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -666,11 +710,80 @@ impl Inner {
         true
     }
 
-    fn enqueue(&self, st: &mut State) -> (oneshot::Receiver<Grant>, time::Instant) {
+    /// Queues a waiter; `start`: when its first wait began (a waiter
+    /// back after a failed check keeps its query_wait_timeout).
+    fn enqueue(
+        self: &Arc<Self>,
+        st: &mut State,
+        start: Option<time::Instant>,
+    ) -> (oneshot::Receiver<Grant>, time::Instant) {
         let (tx, rx) = oneshot::channel();
         let since = time::Instant::now();
-        st.waiters.push_back(Waiter { since, tx });
+        let deadline = self
+            .settings
+            .read()
+            .query_wait_timeout
+            .map(|d| start.unwrap_or(since) + d);
+        st.waiters.push_back(Waiter {
+            since,
+            deadline,
+            tx,
+        });
+        if let Some(d) = deadline.filter(|d| st.expiry_at.is_none_or(|at| *d < at)) {
+            st.expiry_at = Some(d);
+            self.arm_expiry(st);
+        }
         (rx, since)
+    }
+
+    /// The watcher has an earlier deadline to sleep until: woken, or
+    /// started.
+    fn arm_expiry(self: &Arc<Self>, st: &mut State) {
+        if let Some(w) = &st.expiry {
+            w.wake_by_ref();
+        } else if !st.expiring {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                st.expiring = true;
+                let pool = Arc::downgrade(self);
+                rt.spawn(expiry::watch(move |cx, sleep| {
+                    pool.upgrade()
+                        .is_some_and(|inner| inner.expiry_turn(cx, sleep))
+                }));
+            }
+        }
+    }
+
+    /// The watcher's turn: sleeps until the earliest deadline, then tells
+    /// the waiters past theirs. False once the pool is closed.
+    fn expiry_turn(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        mut sleep: std::pin::Pin<&mut time::Sleep>,
+    ) -> bool {
+        use std::future::Future;
+        loop {
+            let at = {
+                let mut st = self.state.lock();
+                if st.closed {
+                    st.expiry = None;
+                    return false;
+                }
+                if !st.expiry.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    st.expiry = Some(cx.waker().clone());
+                }
+                st.expiry_at
+            };
+            // No deadline: until a waiter with one queues.
+            let Some(at) = at else { return true };
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                return true;
+            }
+            let mut st = self.state.lock();
+            st.expiry_at = st.expire(time::Instant::now());
+        }
     }
 
     /// Takes a slot if the pool (plus reserve, if allowed) and the shared
@@ -1055,6 +1168,50 @@ mod tests {
         assert_eq!(now() - t0, Duration::from_secs(2));
         assert_eq!(p.snapshot().waiting, 0);
         drop(held);
+        assert_eq!(p.snapshot(), PoolSnapshot::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_waiter_times_out_at_its_own_deadline_though_one_watcher_keeps_them() {
+        let s = PoolSettings {
+            query_wait_timeout: Some(Duration::from_secs(10)),
+            ..settings(1)
+        };
+        let p = pool("u", s, &unlimited(), &unlimited());
+        let held = p.lease(&mut None).await.unwrap();
+        let t0 = now();
+        let lease = |start: Option<time::Instant>| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                let r = p.lease(&mut start.clone()).await;
+                (r, now())
+            })
+        };
+        // Deadline t0 + 10 s; served at t0 + 4 s, before it.
+        let served = lease(None);
+        eventually(|| p.snapshot().waiting == 1).await;
+        time::sleep(Duration::from_secs(2)).await;
+        // Back after a failed check: its wait began at t0 - 7 s, so its
+        // deadline (t0 + 3 s) is earlier than the one the watcher sleeps for.
+        let early = lease(Some(t0 - Duration::from_secs(7)));
+        time::sleep(Duration::from_secs(2)).await;
+        // Deadline t0 + 14 s: the watcher finds the first one served at
+        // t0 + 10 s and sleeps on until this one's.
+        let late = lease(None);
+        eventually(|| p.snapshot().waiting == 2).await;
+        drop(held);
+        // Held on: the late one gets nothing but its timeout.
+        let (g, _) = done(served).await.unwrap();
+        let g = g.expect("served before its deadline");
+        assert!(is_slot(&g));
+        let (r, at) = done(early).await.unwrap();
+        assert!(matches!(r, Err(PoolError::WaitTimeout)));
+        assert_eq!(at - t0, Duration::from_secs(3), "its own, earlier deadline");
+        let (r, at) = done(late).await.unwrap();
+        assert!(matches!(r, Err(PoolError::WaitTimeout)));
+        assert_eq!(at - t0, Duration::from_secs(14), "not the served one's");
+        assert_eq!(p.snapshot().waiting, 0);
+        drop(g);
         assert_eq!(p.snapshot(), PoolSnapshot::default());
     }
 

@@ -50,7 +50,7 @@ impl Session {
             let Attached { conn, flow, .. } = &mut *att;
             tokio::select! {
                 end = flow.run(&mut self.client, conn, &mut self.params, timer) => return end,
-                _ = self.info.info.wake.notified() => {
+                _ = self.info.info.wake.woken() => {
                     if self.info.info.is_killed() {
                         return End::Interrupted(sqlstate::ADMIN_SHUTDOWN, "client killed by the administrator", "killed");
                     }

@@ -106,16 +106,15 @@ impl Session {
             self.timer().as_mut().reset(d);
         }
         // Polled by hand rather than with select!: the idle client's task
-        // is this future, and it stays a few pointers and one Notified.
+        // is this future, and it stays a few pointers.
         let woke = {
-            let wake = self.info.info.wake.notified();
-            let mut wake = std::pin::pin!(wake);
+            let wake = &self.info.info.wake;
             let (stream, timer) = (&mut self.client.stream, &mut self.timer);
             std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = stream.poll_read_ready(cx) {
                     return Poll::Ready(Woke::Readable(r.is_ok()));
                 }
-                if wake.as_mut().poll(cx).is_ready() {
+                if wake.poll_woken(cx).is_ready() {
                     return Poll::Ready(Woke::Woken);
                 }
                 if let Some(timer) = timer.as_mut().filter(|_| deadline.is_some()) {
@@ -263,7 +262,7 @@ impl Session {
                 self.info.info.waiting();
                 tokio::select! {
                     r = paused.changed() => if r.is_err() { break },
-                    _ = self.info.info.wake.notified() => {
+                    _ = self.info.info.wake.woken() => {
                         if let Some(closed) = self.interrupted().await {
                             return Some(closed);
                         }

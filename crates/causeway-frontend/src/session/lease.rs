@@ -216,7 +216,7 @@ impl Session {
         let r = loop {
             tokio::select! {
                 r = &mut acquire => break r,
-                _ = self.info.info.wake.notified() => {
+                _ = self.info.info.wake.woken() => {
                     if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
                         return Err(Acquire::Closed("killed or shut down while waiting"));
                     }

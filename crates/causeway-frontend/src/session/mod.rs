@@ -20,6 +20,7 @@ mod database_ddl;
 mod decide;
 mod encoding;
 mod idle;
+mod keywords;
 mod lease;
 mod local;
 mod local_ext;
@@ -264,7 +265,7 @@ impl Session {
                     Ok(tag) => tag,
                     Err(reason) => break reason,
                 };
-                if let Some(reason) = Recycled::new(self.work(tag)).await {
+                if let Some(reason) = Recycled::new_with(|| self.work(tag)).await {
                     break reason;
                 }
             },

@@ -157,7 +157,7 @@ impl Session {
                         return Err(State::Closed("client closed connection"));
                     }
                 }
-                _ = self.info.info.wake.notified() => {
+                _ = self.info.info.wake.woken() => {
                     if let Some(closed) = self.interrupted().await {
                         return Err(closed);
                     }

@@ -118,7 +118,7 @@ impl Session {
         tokio::select! {
             _ = version.changed() => {}
             _ = tokio::time::sleep_until(tick) => {}
-            _ = self.info.info.wake.notified() => {}
+            _ = self.info.info.wake.woken() => {}
         }
         // KILL or shutdown: the read is refused and the session ends at
         // its boundary.

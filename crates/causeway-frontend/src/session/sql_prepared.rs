@@ -19,16 +19,19 @@ use causeway_pool::StatementCache;
 use causeway_protocol::frontend::{query_text, write_query, write_sync};
 use causeway_protocol::HEADER_LEN;
 
+use super::keywords;
 use super::prepared::{ClientAction, Pending, Prep, ServerName, Stmt};
 use super::sqlwords::{statements, Word, Words};
 
 impl Prep {
     /// A Query whose header starts `avail` (`total` bytes long), with
-    /// tracking on. Each of its statements is looked at.
+    /// tracking on. Each of its statements is looked at. `words`: the
+    /// `keywords` its text contains, if the caller looked already.
     pub fn query(
         &mut self,
         avail: &[u8],
         total: usize,
+        words: Option<u16>,
         cache: &mut StatementCache,
     ) -> ClientAction {
         // The cheap test first: a Query that does not mention them is
@@ -39,7 +42,8 @@ impl Prep {
         let Some(frame) = avail.get(..total) else {
             return ClientAction::NeedMore;
         };
-        if !mentions_prepared(&frame[HEADER_LEN..]) {
+        let words = words.unwrap_or_else(|| keywords::find(&frame[HEADER_LEN..], PREPARED_WORDS));
+        if words & PREPARED_WORDS == 0 {
             return ClientAction::Pass;
         }
         let Some(sql) = query_text(&frame[HEADER_LEN..]).and_then(|t| std::str::from_utf8(t).ok())
@@ -165,16 +169,9 @@ pub const MAX_SQL_TEXT_BYTES: usize = 1024 * 1024;
 /// arrive, never held whole): SQL prepared statements are short.
 const MAX_INSPECTED: usize = 64 * 1024;
 
-/// Whether `b` contains PREPARE, EXECUTE or DEALLOCATE (any case): the
-/// test that keeps other Queries off the slow path.
-fn mentions_prepared(b: &[u8]) -> bool {
-    b.windows(7).any(|w| match w[0] | 0x20 {
-        b'p' => w.eq_ignore_ascii_case(b"prepare"),
-        b'e' => w.eq_ignore_ascii_case(b"execute"),
-        b'd' => w.eq_ignore_ascii_case(b"dealloc"),
-        _ => false,
-    })
-}
+/// PREPARE, EXECUTE or DEALLOCATE ("dealloc": its first 7 letters): a
+/// Query that mentions none stays off the slow path.
+const PREPARED_WORDS: u16 = keywords::PREPARE | keywords::EXECUTE | keywords::DEALLOC;
 
 impl Prep {
     /// The attachment ends: the statement that clears the client's SQL

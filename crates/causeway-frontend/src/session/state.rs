@@ -19,7 +19,16 @@
 use causeway_pool::{ServerConn, ServerError};
 use causeway_protocol::frontend::quote_literal;
 
-use super::{Attached, Session};
+use super::{keywords, Attached, Session};
+
+/// Words that mention a carried parameter (or RESET/DISCARD).
+const PARAM_WORDS: u16 = keywords::SEARCH_PATH
+    | keywords::ROLE
+    | keywords::RESET
+    | keywords::DISCARD
+    | keywords::AUTHORIZATION;
+/// Words that mention advisory locks or temporary tables.
+const STATE_WORDS: u16 = keywords::ADVISORY | keywords::TEMP;
 
 /// Parameters carried for the client though the server does not report
 /// them (read back after a SET).
@@ -59,23 +68,19 @@ impl Hints {
 
     /// A Query or Parse the client sent (its whole frame).
     pub fn text(&mut self, frame: &[u8]) {
-        for i in 0..frame.len() {
-            let rest = &frame[i..];
-            match frame[i] | 0x20 {
-                b's' => self.param_words |= starts_ci(rest, b"search_path"),
-                b'r' => self.param_words |= starts_ci(rest, b"role") || starts_ci(rest, b"reset"),
-                b'd' => self.param_words |= starts_ci(rest, b"discard"),
-                b'a' => {
-                    self.param_words |= starts_ci(rest, b"authorization");
-                    self.state_words |= starts_ci(rest, b"advisory");
-                }
-                b't' => self.state_words |= starts_ci(rest, b"temp"),
-                _ => {}
-            }
-            if self.param_words && self.state_words {
-                return;
-            }
+        // Words already seen need not be looked for again.
+        let want = if self.param_words { 0 } else { PARAM_WORDS }
+            | if self.state_words { 0 } else { STATE_WORDS };
+        if want != 0 {
+            self.words(keywords::find(frame, want));
         }
+    }
+
+    /// The words a Query or Parse contains (a `keywords` mask, for a
+    /// caller that looked already).
+    pub fn words(&mut self, found: u16) {
+        self.param_words |= found & PARAM_WORDS != 0;
+        self.state_words |= found & STATE_WORDS != 0;
     }
 
     /// Client text went by unread.
@@ -92,11 +97,6 @@ impl Hints {
     pub fn check_pin(&self) -> bool {
         self.state_tag || self.state_words
     }
-}
-
-fn starts_ci(b: &[u8], word: &[u8]) -> bool {
-    b.get(..word.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(word))
 }
 
 impl Session {

@@ -534,7 +534,7 @@ fn sql_prepare_texts_are_kept_within_a_byte_budget() {
             b'Q',
             format!("PREPARE s{i} AS SELECT '{body}'\0").as_bytes(),
         );
-        p.query(&q, q.len(), &mut cache);
+        p.query(&q, q.len(), None, &mut cache);
         kept = p.sql_text.len();
     }
     // 40 x 60 KiB offered: only what fits in the budget is kept.
@@ -543,12 +543,12 @@ fn sql_prepare_texts_are_kept_within_a_byte_budget() {
     assert_eq!(p.sql_recognized as usize, kept, "the rest run untracked");
     // DEALLOCATE gives the bytes back: the next PREPARE is kept.
     let d = frame(b'Q', b"DEALLOCATE s0\0");
-    p.query(&d, d.len(), &mut cache);
+    p.query(&d, d.len(), None, &mut cache);
     assert_eq!(p.sql_text.len(), kept - 1);
     let q = frame(
         b'Q',
         format!("PREPARE again AS SELECT '{body}'\0").as_bytes(),
     );
-    p.query(&q, q.len(), &mut cache);
+    p.query(&q, q.len(), None, &mut cache);
     assert!(p.sql_text.contains_key("again"));
 }

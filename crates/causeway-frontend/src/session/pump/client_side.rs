@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::owed::Request;
 use super::{ddl, Flow, HIGH_WATER};
 use crate::client::Client;
+use crate::session::keywords;
 use crate::session::prepared::{ClientAction, Prep, MAX_HELD};
 
 #[derive(Default)]
@@ -177,9 +178,17 @@ impl Flow {
             // SQL PREPARE/EXECUTE/DEALLOCATE (sql_prepared.rs).
             b'Q' if track => {
                 let total = len + 1;
-                let action = self.prep.query(avail, total, conn.statements_mut());
-                if action != ClientAction::NeedMore {
-                    self.note_text(avail, total);
+                // One look at the text for both the prepared statements
+                // and the session-state hints.
+                let words = avail
+                    .get(HEADER_LEN..total)
+                    .map(|body| keywords::find(body, keywords::ALL));
+                let action = self.prep.query(avail, total, words, conn.statements_mut());
+                if action != ClientAction::NeedMore && self.mode != PoolMode::Session {
+                    match words {
+                        Some(w) => self.hints.words(w),
+                        None => self.hints.unread(),
+                    }
                 }
                 if !self.apply(client, action, total)? {
                     return Ok(false);

@@ -22,8 +22,21 @@ use crate::session::SHUTDOWN_MESSAGE;
 /// Keep at least this much room to read into.
 const READ_ROOM: usize = 8 * 1024;
 
+/// Bits of `Flow::unflushed`: a side written since its last flush.
+pub(super) const UNFLUSHED_CLIENT: u8 = 1;
+pub(super) const UNFLUSHED_SERVER: u8 = 2;
+
 /// A step's outcome: whether it progressed, or how the flow ends.
 type Stepped = Result<bool, End>;
+
+/// A read's outcome.
+enum Read {
+    Got,
+    /// Nothing there: the socket's readiness wakes the task.
+    Pending,
+    /// Not read now (backpressure, or the work is over).
+    Skipped,
+}
 
 impl Flow {
     /// Runs until something needs the session's attention.
@@ -59,14 +72,30 @@ impl Flow {
         conn: &mut ServerConn,
         params: &mut ParamSet,
     ) -> Result<(), End> {
+        // A socket whose read was pending is not read again in this poll:
+        // its readiness wakes the task (a read costs a waker registration
+        // under the reactor's lock, and most turns would find nothing).
+        let (mut server_parked, mut client_parked) = (false, false);
         loop {
             let mut progress = self.write_to_client(cx, client, conn)?;
             progress |= self.write_to_server(cx, client, conn)?;
             let client_flushed = self.flush(cx, client, conn)?;
             self.finished(client_flushed)?;
             progress |= self.check(client, conn, params)?;
-            progress |= self.read_server(cx, conn)?;
-            progress |= self.read_client(cx, client)?;
+            if !server_parked {
+                match self.read_server(cx, conn)? {
+                    Read::Got => progress = true,
+                    Read::Pending => server_parked = true,
+                    Read::Skipped => {}
+                }
+            }
+            if !client_parked {
+                match self.read_client(cx, client)? {
+                    Read::Got => progress = true,
+                    Read::Pending => client_parked = true,
+                    Read::Skipped => {}
+                }
+            }
             if !progress {
                 return Ok(());
             }
@@ -102,6 +131,7 @@ impl Flow {
                 conn.buf_mut().advance(n);
                 self.s.ready -= n;
                 self.meter.bytes_out += n as u64;
+                self.unflushed |= UNFLUSHED_CLIENT;
                 Ok(true)
             }
             Poll::Pending => Ok(false),
@@ -123,6 +153,7 @@ impl Flow {
                 Poll::Ready(Ok(n)) => {
                     self.c.wrote(&mut client.buf, n, self.hold.active());
                     self.meter.bytes_in += n as u64;
+                    self.unflushed |= UNFLUSHED_SERVER;
                     progress = true;
                 }
                 Poll::Pending => {}
@@ -134,6 +165,7 @@ impl Flow {
                 Poll::Ready(Ok(n)) => {
                     self.prep.out.advance(n);
                     self.meter.bytes_in += n as u64;
+                    self.unflushed |= UNFLUSHED_SERVER;
                     progress = true;
                 }
                 Poll::Pending => {}
@@ -143,23 +175,30 @@ impl Flow {
     }
 
     /// TLS may hold written bytes until flushed (a no-op on plain
-    /// sockets); a pending flush is woken by socket writability. True: the
-    /// client's side is flushed.
+    /// sockets); a pending flush is woken by socket writability. A side
+    /// written nothing since its last flush is not flushed again. True:
+    /// the client's side is flushed.
     fn flush(
         &mut self,
         cx: &mut Context<'_>,
         client: &mut Client,
         conn: &mut ServerConn,
     ) -> Stepped {
-        let client_flushed = match Pin::new(&mut client.stream).poll_flush(cx) {
-            Poll::Ready(Ok(())) => true,
-            Poll::Ready(Err(_)) => return Err(End::ClientGone),
-            Poll::Pending => false,
-        };
-        if let Poll::Ready(Err(_)) = conn.poll_flush(cx) {
-            return Err(self.server_gone());
+        if self.unflushed & UNFLUSHED_CLIENT != 0 {
+            match Pin::new(&mut client.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed &= !UNFLUSHED_CLIENT,
+                Poll::Ready(Err(_)) => return Err(End::ClientGone),
+                Poll::Pending => {}
+            }
         }
-        Ok(client_flushed)
+        if self.unflushed & UNFLUSHED_SERVER != 0 {
+            match conn.poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed &= !UNFLUSHED_SERVER,
+                Poll::Ready(Err(_)) => return Err(self.server_gone()),
+                Poll::Pending => {}
+            }
+        }
+        Ok(self.unflushed & UNFLUSHED_CLIENT == 0)
     }
 
     /// The attachment is over if the work is done and written out.
@@ -203,28 +242,28 @@ impl Flow {
         Ok(progress)
     }
 
-    fn read_server(&mut self, cx: &mut Context<'_>, conn: &mut ServerConn) -> Stepped {
+    fn read_server(&mut self, cx: &mut Context<'_>, conn: &mut ServerConn) -> Result<Read, End> {
         if self.release_seen || self.s.ready >= HIGH_WATER {
-            return Ok(false);
+            return Ok(Read::Skipped);
         }
         match conn.poll_fill(cx, READ_ROOM) {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Err(self.server_gone()),
-            Poll::Ready(Ok(_)) => Ok(true),
-            Poll::Pending => Ok(false),
+            Poll::Ready(Ok(_)) => Ok(Read::Got),
+            Poll::Pending => Ok(Read::Pending),
         }
     }
 
-    fn read_client(&mut self, cx: &mut Context<'_>, client: &mut Client) -> Stepped {
+    fn read_client(&mut self, cx: &mut Context<'_>, client: &mut Client) -> Result<Read, End> {
         if self.c.terminate || client.buf.len() >= HIGH_WATER.max(self.c.need) {
-            return Ok(false);
+            return Ok(Read::Skipped);
         }
         if client.buf.capacity() - client.buf.len() < READ_ROOM {
             client.buf.reserve(2 * READ_ROOM);
         }
         match poll_read_buf(Pin::new(&mut client.stream), cx, &mut client.buf) {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Err(End::ClientGone),
-            Poll::Ready(Ok(_)) => Ok(true),
-            Poll::Pending => Ok(false),
+            Poll::Ready(Ok(_)) => Ok(Read::Got),
+            Poll::Pending => Ok(Read::Pending),
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Flow {
     meter: Meter,
     /// Last transaction status seen ('I', 'T', 'E').
     status: u8,
+    /// Sides written since their last flush (drive.rs; both at first:
+    /// what came before is not known to be flushed).
+    unflushed: u8,
     /// A ReadyForQuery ended the work; new client messages wait for the
     /// next routing decision.
     release_seen: bool,
@@ -110,6 +113,7 @@ impl Flow {
             clock: Clock::new(timeouts),
             meter: Meter::new(stats),
             status: b'I',
+            unflushed: drive::UNFLUSHED_CLIENT | drive::UNFLUSHED_SERVER,
             release_seen: false,
             reset_seen: false,
             restore_pending: false,
