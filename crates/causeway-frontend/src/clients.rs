@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -43,7 +43,8 @@ pub struct ClientInfo {
     pub tls: Option<Box<str>>,
     /// Unix microseconds.
     pub connect_time: u64,
-    pub application_name: Mutex<String>,
+    /// As given at login (None: not given or empty).
+    pub application_name: Option<Box<str>>,
     state: AtomicU8,
     request_time: AtomicU64,
     /// Server connection id it holds (0 = none) and that server's pid.
@@ -52,8 +53,9 @@ pub struct ClientInfo {
     /// Microseconds the current wait for a server started (0 = not waiting).
     wait_start: AtomicU64,
     killed: AtomicBool,
-    /// Named prepared statements the client holds (SHOW CLIENTS).
-    prepared: AtomicU64,
+    /// Named prepared statements the client holds (SHOW CLIENTS; 32 bits
+    /// pack beside `remote_pid`).
+    prepared: AtomicU32,
     /// Wakes the session for KILL / KILL_CLIENT and shutdown phases. One
     /// per client: no shared waiter list on the hot path.
     pub wake: crate::wake::Wake,
@@ -85,11 +87,12 @@ impl ClientInfo {
     }
 
     pub fn prepared(&self) -> u64 {
-        self.prepared.load(Relaxed)
+        u64::from(self.prepared.load(Relaxed))
     }
 
     pub fn set_prepared(&self, n: usize) {
-        self.prepared.store(n as u64, Relaxed);
+        self.prepared
+            .store(u32::try_from(n).unwrap_or(u32::MAX), Relaxed);
     }
 
     pub fn idle(&self) {
@@ -177,14 +180,14 @@ impl Clients {
             local_addr,
             tls: (!tls.is_empty()).then(|| tls.into_boxed_str()),
             connect_time: unix_micros(SystemTime::now()),
-            application_name: Mutex::new(application_name.to_string()),
+            application_name: (!application_name.is_empty()).then(|| application_name.into()),
             state: AtomicU8::new(ClientState::Idle as u8),
             request_time: AtomicU64::new(unix_micros(SystemTime::now())),
             link: AtomicU64::new(0),
             remote_pid: AtomicI32::new(0),
             wait_start: AtomicU64::new(0),
             killed: AtomicBool::new(false),
-            prepared: AtomicU64::new(0),
+            prepared: AtomicU32::new(0),
             wake: Default::default(),
         });
         self.map.lock().insert(id, info.clone());

@@ -54,7 +54,7 @@ pub fn clients(app: &App) -> Table {
             ptr('S', c.link()),
             v(c.remote_pid()),
             v(c.tls.as_deref().unwrap_or("")),
-            v(c.application_name.lock().as_str()),
+            v(c.application_name.as_deref().unwrap_or("")),
             v(c.prepared()),
             v(c.id),
         ]);
