@@ -152,7 +152,8 @@ impl Session {
             server,
             read,
             wrote: self.split && !unit.req.intent.is_read() && !replica && self.ryw.on(),
-            started: std::time::Instant::now(),
+            // The clock is read only for a read's load.
+            started: read.then(std::time::Instant::now),
         })
     }
 
