@@ -215,7 +215,9 @@ impl Session {
         let acquire = pool.acquire();
         tokio::pin!(acquire);
         let r = loop {
+            // Biased: no random start (a thread-local RNG draw per poll).
             tokio::select! {
+                biased;
                 r = &mut acquire => break r,
                 _ = self.info.info.wake.woken() => {
                     if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
