@@ -81,7 +81,9 @@ impl Session {
         }
         self.key.slot.attach(conn.cancel());
         self.info.info.active(conn.id(), conn.cancel().pid);
-        conn.info().assign(self.info.info.id);
+        // The same moment for both (one clock read).
+        conn.info()
+            .assign_at(self.info.info.id, self.info.info.request_time());
         conn.statements_mut().begin_pin();
         Ok(Some(self.attachment(unit, placed, *retry, conn, pool)))
     }
