@@ -96,11 +96,11 @@ impl ServerInfo {
         self.link.load(Relaxed)
     }
 
-    /// Marks the connection as serving `client` from now.
-    pub fn assign(&self, client: u64) {
+    /// Marks the connection as serving `client` since `at_us` (unix
+    /// microseconds: the client's request time, one clock read for both).
+    pub fn assign_at(&self, client: u64, at_us: u64) {
         self.link.store(client, Relaxed);
-        self.request_time
-            .store(unix_micros(SystemTime::now()), Relaxed);
+        self.request_time.store(at_us, Relaxed);
         self.set_state(ServerState::Active);
     }
 

@@ -9,6 +9,7 @@
 mod cancel;
 mod error;
 mod expiry;
+mod handoff;
 mod info;
 mod internal;
 mod limits;

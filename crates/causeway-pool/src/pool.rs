@@ -17,11 +17,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::oneshot;
 use tokio::time;
 
 use crate::error::{PoolError, ServerError};
 use crate::expiry;
+use crate::handoff;
 use crate::info::{ServerInfo, ServerState};
 use crate::limits::{Blocked, Limit};
 use crate::liveness;
@@ -95,7 +95,7 @@ struct Waiter {
     since: time::Instant,
     /// query_wait_timeout: when the watcher tells it so.
     deadline: Option<time::Instant>,
-    tx: oneshot::Sender<Grant>,
+    tx: handoff::Sender,
 }
 
 impl State {
@@ -152,7 +152,7 @@ impl State {
     }
 }
 
-enum Grant {
+pub(crate) enum Grant {
     /// A ready connection.
     Conn(ServerConn),
     /// Permission (a slot already counted) to open a new connection.
@@ -167,7 +167,7 @@ enum Grant {
 /// marked gone, all under the pool lock so no grant is lost in between.
 struct Waiting<'a> {
     inner: &'a Arc<Inner>,
-    rx: oneshot::Receiver<Grant>,
+    rx: handoff::Receiver,
     done: bool,
 }
 
@@ -398,11 +398,7 @@ impl Pool {
     /// Sleeps until handed a grant, the pool closes, or
     /// query_wait_timeout (the expiry watcher says so); wakes early only
     /// when the reserve opens for it.
-    async fn wait(
-        &self,
-        rx: oneshot::Receiver<Grant>,
-        since: time::Instant,
-    ) -> Result<Grant, PoolError> {
+    async fn wait(&self, rx: handoff::Receiver, since: time::Instant) -> Result<Grant, PoolError> {
         let reserve_at = {
             let s = self.inner.settings.read();
             (s.reserve_pool_size > 0).then(|| since + s.reserve_pool_timeout)
@@ -716,8 +712,8 @@ impl Inner {
         self: &Arc<Self>,
         st: &mut State,
         start: Option<time::Instant>,
-    ) -> (oneshot::Receiver<Grant>, time::Instant) {
-        let (tx, rx) = oneshot::channel();
+    ) -> (handoff::Receiver, time::Instant) {
+        let (tx, rx) = handoff::channel();
         let since = time::Instant::now();
         let deadline = self
             .settings

@@ -47,8 +47,30 @@ pub struct Login {
 const MAX_INTERNAL_FRAME: usize = 1 << 20;
 
 /// Fields are private: the pool edits them directly, everyone else goes
-/// through the methods below (what a session and its pump need).
-pub struct ServerConn {
+/// through the methods below (what a session and its pump need). Boxed: a
+/// connection is handed from the pool to a session and back on every
+/// transaction (through a grant, the lease, the attachment), and moving a
+/// pointer is cheaper than moving the whole state each time.
+pub struct ServerConn(Box<Conn>);
+
+impl std::ops::Deref for ServerConn {
+    type Target = Conn;
+
+    #[inline]
+    fn deref(&self) -> &Conn {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerConn {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.0
+    }
+}
+
+/// A server connection's state (see [`ServerConn`]).
+pub struct Conn {
     pub(crate) stream: Stream,
     /// Bytes read from the server and not yet consumed.
     pub(crate) buf: BytesMut,
@@ -115,7 +137,7 @@ impl ServerConn {
 
     fn unlogged(stream: Stream, peer: PeerAddr, local: Option<SocketAddr>, tls: String) -> Self {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        ServerConn {
+        ServerConn(Box::new(Conn {
             stream,
             buf: BytesMut::with_capacity(8192),
             params: ParamSet::new(),
@@ -131,7 +153,7 @@ impl ServerConn {
             info: Arc::new(ServerInfo::new(id, 0, peer, local, tls)),
             epoch: 0,
             internal_timeout_ms: crate::settings::DEFAULT_INTERNAL_TIMEOUT.as_millis() as u32,
-        }
+        }))
     }
 
     /// For tests and tools only: a connection around a stream that is
@@ -215,7 +237,8 @@ impl ServerConn {
     /// against the statements while it still sits in the buffer.
     #[inline]
     pub fn buf_and_statements(&mut self) -> (&mut BytesMut, &mut crate::StatementCache) {
-        (&mut self.buf, &mut self.statements)
+        let c = &mut *self.0;
+        (&mut c.buf, &mut c.statements)
     }
 
     /// Reads what the server sent into [`buf`](Self::buf), keeping at
@@ -225,7 +248,8 @@ impl ServerConn {
         if self.buf.capacity() - self.buf.len() < room {
             self.buf.reserve(2 * room);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+        let c = &mut *self.0;
+        tokio_util::io::poll_read_buf(Pin::new(&mut c.stream), cx, &mut c.buf)
     }
 
     /// Writes (part of) `bytes` to the server.
@@ -412,9 +436,11 @@ impl ServerConn {
                 if self.buf.len() >= total {
                     return Ok(self.buf.split_to(total));
                 }
-                self.buf.reserve(total - self.buf.len());
+                let have = self.buf.len();
+                self.buf.reserve(total - have);
             }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            let c = &mut *self.0;
+            if c.stream.read_buf(&mut c.buf).await? == 0 {
                 return Err(ServerError::Io("server closed the connection".into()));
             }
         }

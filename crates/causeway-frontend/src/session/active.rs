@@ -48,7 +48,10 @@ impl Session {
         loop {
             let timer = self.timer.get_or_insert_with(super::new_timer);
             let Attached { conn, flow, .. } = &mut *att;
+            // Biased (no random start: a thread-local RNG draw per poll);
+            // the wake-up is seen as soon as the flow is pending.
             tokio::select! {
+                biased;
                 end = flow.run(&mut self.client, conn, &mut self.params, timer) => return end,
                 _ = self.info.info.wake.woken() => {
                     if self.info.info.is_killed() {

@@ -138,19 +138,27 @@ fn route_reason(retry: Option<RetryCause>, reason: Reason) -> RouteReason {
 }
 
 impl Session {
+    /// How long a read may wait for a replica to catch up, from now.
+    fn ryw_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs_f64(self.cfg.ryw_wait_timeout.max(0.0))
+    }
+
     /// Decides where `unit` goes on the current topology: settles the
     /// read-your-writes floor (a read waits at most ryw_wait_timeout for a
     /// replica to catch up with it), then chooses. Err: the unit was
     /// refused (the session goes on, or is closed).
     pub(super) async fn decide(&mut self, unit: &Unit, retry: &mut Retry) -> Result<Placed, State> {
         let ryw = self.split && unit.req.intent.is_read() && self.ryw.on();
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs_f64(self.cfg.ryw_wait_timeout.max(0.0));
+        // Read from the clock only when a read-your-writes wait may need it.
+        let mut deadline = None;
         let mut waited: Option<Instant> = None;
         loop {
             let topo = self.db.topology();
             let floor = match ryw {
-                true => self.ryw_floor(&topo, deadline).await,
+                true => {
+                    let d = *deadline.get_or_insert_with(|| self.ryw_deadline());
+                    self.ryw_floor(&topo, d).await
+                }
                 false => Floor::default(),
             };
             let ask = Ask {
@@ -164,7 +172,11 @@ impl Session {
                 // One wait on every candidate at once; a replica that got
                 // there is picked when choosing again.
                 if self
-                    .wait_for_floor(&topo, &ask.view, deadline)
+                    .wait_for_floor(
+                        &topo,
+                        &ask.view,
+                        *deadline.get_or_insert_with(|| self.ryw_deadline()),
+                    )
                     .await
                     .is_some()
                 {

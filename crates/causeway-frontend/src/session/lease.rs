@@ -81,7 +81,9 @@ impl Session {
         }
         self.key.slot.attach(conn.cancel());
         self.info.info.active(conn.id(), conn.cancel().pid);
-        conn.info().assign(self.info.info.id);
+        // The same moment for both (one clock read).
+        conn.info()
+            .assign_at(self.info.info.id, self.info.info.request_time());
         conn.statements_mut().begin_pin();
         Ok(Some(self.attachment(unit, placed, *retry, conn, pool)))
     }
@@ -152,7 +154,8 @@ impl Session {
             server,
             read,
             wrote: self.split && !unit.req.intent.is_read() && !replica && self.ryw.on(),
-            started: std::time::Instant::now(),
+            // The clock is read only for a read's load.
+            started: read.then(std::time::Instant::now),
         })
     }
 
@@ -214,7 +217,9 @@ impl Session {
         let acquire = pool.acquire();
         tokio::pin!(acquire);
         let r = loop {
+            // Biased: no random start (a thread-local RNG draw per poll).
             tokio::select! {
+                biased;
                 r = &mut acquire => break r,
                 _ = self.info.info.wake.woken() => {
                     if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {

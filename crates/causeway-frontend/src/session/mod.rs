@@ -102,7 +102,8 @@ struct Attached {
     /// May have written on the primary: take a read-your-writes token
     /// when it ends.
     wrote: bool,
-    started: std::time::Instant,
+    /// When the read began (reads only).
+    started: Option<std::time::Instant>,
 }
 
 struct Session {

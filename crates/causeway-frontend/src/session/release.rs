@@ -35,7 +35,7 @@ impl Session {
         self.info.info.set_prepared(prep.map.len());
         conn.info().set_prepared(conn.statements().len());
         self.prep = Some(prep);
-        if read {
+        if let Some(started) = started.filter(|_| read) {
             self.db.load.finish(server, started.elapsed());
             self.read_ended(server);
         }

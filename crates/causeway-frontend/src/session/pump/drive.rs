@@ -1,5 +1,5 @@
-//! The loop that polls both sockets: write what is due each way, see
-//! whether the attachment is over, check newly read bytes, read more.
+//! The loop that polls both sockets: read more, check newly read bytes,
+//! write what is due each way, see whether the attachment is over.
 //! Each step says whether it made progress; with none, the flow waits
 //! for a socket or the deadline.
 
@@ -76,12 +76,10 @@ impl Flow {
         // its readiness wakes the task (a read costs a waker registration
         // under the reactor's lock, and most turns would find nothing).
         let (mut server_parked, mut client_parked) = (false, false);
+        // Read, check, write: what a turn reads is checked and written in
+        // the same turn.
         loop {
-            let mut progress = self.write_to_client(cx, client, conn)?;
-            progress |= self.write_to_server(cx, client, conn)?;
-            let client_flushed = self.flush(cx, client, conn)?;
-            self.finished(client_flushed)?;
-            progress |= self.check(client, conn, params)?;
+            let mut progress = false;
             if !server_parked {
                 match self.read_server(cx, conn)? {
                     Read::Got => progress = true,
@@ -96,6 +94,11 @@ impl Flow {
                     Read::Skipped => {}
                 }
             }
+            progress |= self.check(client, conn, params)?;
+            progress |= self.write_to_client(cx, client, conn)?;
+            progress |= self.write_to_server(cx, client, conn)?;
+            let client_flushed = self.flush(cx, client, conn)?;
+            self.finished(client_flushed)?;
             if !progress {
                 return Ok(());
             }

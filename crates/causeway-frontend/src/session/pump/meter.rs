@@ -48,8 +48,9 @@ impl Meter {
     pub fn answered(&mut self, status: u8) -> bool {
         let now = Instant::now();
         if let Some(t) = self.query_start.take() {
-            self.query_time += now - t;
-            self.stats.query_hist.observe(now - t);
+            let took = now - t;
+            self.query_time += took;
+            self.stats.query_hist.observe(took);
         }
         if status != b'I' {
             return false;
