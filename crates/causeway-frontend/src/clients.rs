@@ -37,7 +37,8 @@ pub struct ClientInfo {
     /// database (its entry): an idle client holds no copy of its own.
     pub user: Arc<str>,
     pub database: Arc<str>,
-    pub addr: causeway_net::PeerAddr,
+    /// Shared with the session's client.
+    pub addr: Arc<causeway_net::PeerAddr>,
     pub local_addr: Option<SocketAddr>,
     /// TLS version and cipher suite (None: plain).
     pub tls: Option<Box<str>>,
@@ -135,7 +136,7 @@ impl ClientInfo {
 
 /// Where a client is connected from, and how.
 pub struct Connection {
-    pub addr: causeway_net::PeerAddr,
+    pub addr: Arc<causeway_net::PeerAddr>,
     pub local_addr: Option<SocketAddr>,
     /// TLS version and cipher suite (empty: plain).
     pub tls: String,

@@ -29,7 +29,9 @@ impl Session {
             if self.client.buf.len() >= HEADER_LEN {
                 match self.next_request().await {
                     Ok(Some(tag)) => {
-                        self.drain_grace_end = None;
+                        if let Some(r) = self.rare.as_deref_mut() {
+                            r.drain_grace_end = None;
+                        }
                         return Ok(tag);
                     }
                     Ok(None) => continue,
@@ -98,7 +100,8 @@ impl Session {
         // of its own in the idle future. Draining: the idle client's grace
         // ends (leave_if_due closes it).
         let idle_end = secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t);
-        let deadline = [idle_end, self.drain_grace_end, token_at]
+        let drain_grace_end = self.rare.as_deref().and_then(|r| r.drain_grace_end);
+        let deadline = [idle_end, drain_grace_end, token_at]
             .into_iter()
             .flatten()
             .min();
@@ -216,9 +219,9 @@ impl Session {
             return None;
         }
         let now = tokio::time::Instant::now();
-        match self.drain_grace_end {
+        match self.rare.as_deref().and_then(|r| r.drain_grace_end) {
             None => {
-                self.drain_grace_end = Some(now + super::DRAIN_IDLE_GRACE);
+                self.rare().drain_grace_end = Some(now + super::DRAIN_IDLE_GRACE);
                 None
             }
             Some(t) if now < t => None,

@@ -53,7 +53,7 @@ use causeway_pool::{ParamSet, Pool, ServerConn};
 use causeway_routing::{Classifier, RouteOverride};
 use tokio::time::Sleep;
 
-use crate::app::{App, ClientPermit, UserPermit};
+use crate::app::{Admitted, App};
 use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
@@ -108,17 +108,12 @@ struct Attached {
 struct Session {
     /// What SHOW CLIENTS reports; KILL reaches the session through it.
     info: Registered,
-    app: Arc<App>,
+    /// The app, with the client's places in max_client_conn and among its
+    /// user's clients (freed when the session ends); holds the user's name.
+    app: Admitted,
     cfg: Arc<Config>,
     client: Client,
     db: Arc<Database>,
-    /// What the client proved at login (reused towards servers). Boxed,
-    /// and only when there is something (see [`Session::creds`]).
-    creds: Option<Box<Credentials>>,
-    /// Its place among the user's clients; holds the user's name.
-    user_permit: UserPermit,
-    /// Its place in max_client_conn.
-    _client_permit: ClientPermit,
     mode: PoolMode,
     /// What the client believes its session parameters are.
     params: ParamSet,
@@ -134,8 +129,9 @@ struct Session {
     classifier: Arc<Classifier>,
     /// `SET causeway.route`.
     route: RouteOverride,
-    /// The replica of the last read (`sticky_reads`).
-    sticky: Option<usize>,
+    /// The replica of the last read (`sticky_reads`); 16 bits pack beside
+    /// `mode`, `split` and `route`.
+    sticky: Option<u16>,
     retry: Retry,
     /// Read-your-writes state (boxed once there is any).
     ryw: consistency::LazyRyw,
@@ -145,17 +141,26 @@ struct Session {
     prep: Option<Box<prepared::Prep>>,
     /// The client's startup parameters (ignored ones and `causeway.*`
     /// left out): what RESET restores.
-    startup: Vec<(String, String)>,
-    /// Session mode: the server acquired for the welcome, until the first
-    /// request attaches it.
-    /// Boxed: only session mode has one, and only until the first request.
-    welcomed: Option<Box<(ServerConn, Pool)>>,
-    /// Lent to each attachment's flow (see database_ddl.rs).
-    close_idle: pump::CloseIdle,
+    startup: Box<[(Box<str>, Box<str>)]>,
     /// Transaction mode: pinned to its server by session state (state.rs).
     pin: Option<causeway_pool::PinGuard>,
     /// Statements and portals that are Causeway commands.
     local_ext: local_ext::Lazy,
+    /// What few sessions hold, boxed when there is any (see [`Rare`]).
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session most clients never have, in one box made when
+/// the first is needed: an idle trust-auth client in transaction mode
+/// holds none.
+#[derive(Default)]
+struct Rare {
+    /// What the client proved at login (reused towards servers; see
+    /// [`Session::creds`]).
+    creds: Option<Credentials>,
+    /// Session mode: the server acquired for the welcome, until the first
+    /// request attaches it.
+    welcomed: Option<(ServerConn, Pool)>,
     /// Draining and idle: when the client is closed if it sends nothing
     /// before (see `Session::leave_if_due`).
     drain_grace_end: Option<tokio::time::Instant>,
@@ -184,7 +189,7 @@ pub(crate) fn run(
     let cfg = app.config();
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
     let registered = app.clients.register(
-        l.key.id,
+        u64::from(l.key.id),
         l._user_permit.user(),
         &l.db.name,
         crate::clients::Connection {
@@ -197,24 +202,26 @@ pub(crate) fn run(
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
     let ryw = consistency::LazyRyw::new(cfg.consistency_for(&l.db.cfg(), &l.user));
-    let mut startup: Vec<_> = l
+    // Kept for the whole session: no spare room.
+    let startup = l
         .startup
         .into_iter()
         .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("causeway."))
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
         .collect();
-    // Kept for the whole session: no spare room.
-    startup.shrink_to_fit();
-    let creds = (l.creds.password.is_some() || l.creds.scram_keys.is_some())
-        .then(|| Box::new(std::mem::take(&mut l.creds)));
-    let for_ddl = app.clone();
+    let rare = (l.creds.password.is_some() || l.creds.scram_keys.is_some()).then(|| {
+        Box::new(Rare {
+            creds: Some(std::mem::take(&mut l.creds)),
+            ..Rare::default()
+        })
+    });
+    drop(app);
     Box::new(Session {
-        close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
         pin: None,
         startup,
-        welcomed: None,
         prep: None,
         local_ext: Default::default(),
-        drain_grace_end: None,
+        rare,
         ryw,
         split,
         classifier,
@@ -222,13 +229,10 @@ pub(crate) fn run(
         sticky: None,
         retry: Retry::default(),
         info: registered,
-        app,
+        app: Admitted::new(l._client_permit, l._user_permit),
         cfg,
         client,
         db: l.db,
-        creds,
-        user_permit: l._user_permit,
-        _client_permit: l._client_permit,
         mode: l.mode,
         params: l.params,
         key: l.key,
@@ -300,12 +304,20 @@ impl Session {
             password: None,
             scram_keys: None,
         };
-        self.creds.as_deref().unwrap_or(&NONE)
+        self.rare
+            .as_deref()
+            .and_then(|r| r.creds.as_ref())
+            .unwrap_or(&NONE)
+    }
+
+    /// What few sessions hold, made on first use.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
     }
 
     /// The user it logged in as.
     fn user(&self) -> &str {
-        self.user_permit.user()
+        self.app.user()
     }
 
     /// The session's timer, made when first needed.
@@ -351,11 +363,12 @@ mod tests {
         // Every connected client holds one: what few clients use (local
         // extended-protocol commands, credentials, prepared statements,
         // read-your-writes state, a timer) is boxed when first needed.
+        // One 384-byte block (jemalloc's classes: 320, 384, 448, 512).
         let session = std::mem::size_of::<Session>();
-        assert!(session <= 512, "Session is {session} bytes");
-        // With its Arc header, one 256-byte block (user and database
-        // names are shared, not copied per client).
+        assert!(session <= 384, "Session is {session} bytes");
+        // With its Arc header, one 224-byte block (user and database
+        // names, and the peer address, are shared, not copied per client).
         let info = std::mem::size_of::<crate::clients::ClientInfo>();
-        assert!(info <= 240, "ClientInfo is {info} bytes");
+        assert!(info <= 208, "ClientInfo is {info} bytes");
     }
 }
