@@ -45,22 +45,20 @@ impl Session {
     /// The message at the front of the buffer (its header is there) is
     /// checked. Ok(Some(tag)): it starts a unit of work. Ok(None): answered
     /// here (Parses of statements known everywhere).
-    async fn next_request(&mut self) -> Result<Option<u8>, State> {
+    pub(super) async fn next_request(&mut self) -> Result<Option<u8>, State> {
         let tag = match front(&self.client.buf, self.cfg.max_packet_size) {
             Front::Request(tag) => tag,
             Front::Terminate => return Err(State::Closed("client terminated")),
             Front::Unknown(tag) => {
                 // Never forwarded: the server would end its connection.
-                let e = ProtocolError::UnknownMessageType(tag as char);
-                self.client
-                    .fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())
-                    .await;
+                let e = ProtocolError::UnknownMessageType(tag as char).to_string();
+                Box::pin(self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e)).await;
                 return Err(State::Closed("client protocol violation"));
             }
             Front::BadLength(len) => {
                 let max = self.cfg.max_packet_size;
                 let e = format!("invalid message length {len} (max_packet_size {max})");
-                self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e).await;
+                Box::pin(self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e)).await;
                 return Err(State::Closed("bad packet"));
             }
         };
@@ -82,7 +80,7 @@ impl Session {
 
     /// Nothing to do until the client speaks, a write's token is due, the
     /// session is woken (KILL, shutdown) or a timeout passes.
-    async fn wait_for_client(&mut self) -> Result<(), State> {
+    pub(super) async fn wait_for_client(&mut self) -> Result<(), State> {
         // An idle client holds no buffer: it goes back to the thread's
         // free list until the client speaks again.
         if self.client.buf.is_empty() {
@@ -98,37 +96,26 @@ impl Session {
             .map(|_| Instant::now() + TOKEN_IDLE_DELAY);
         // The session's own timer (the pump's while attached): no timer
         // of its own in the idle future. Draining: the idle client's grace
-        // ends (leave_if_due closes it).
+        // ends (leave_if_due closes it). Only which deadline is first is
+        // kept across the wait (the timer holds when).
         let idle_end = secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t);
         let drain_grace_end = self.rare.as_deref().and_then(|r| r.drain_grace_end);
-        let deadline = [idle_end, drain_grace_end, token_at]
-            .into_iter()
-            .flatten()
-            .min();
-        if let Some(d) = deadline {
-            self.timer().as_mut().reset(d);
-        }
-        // Polled by hand rather than with select!: the idle client's task
-        // is this future, and it stays a few pointers.
-        let woke = {
-            let wake = &self.info.info.wake;
-            let (stream, timer) = (&mut self.client.stream, &mut self.timer);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                    return Poll::Ready(Woke::Readable(r.is_ok()));
-                }
-                if wake.poll_woken(cx).is_ready() {
-                    return Poll::Ready(Woke::Woken);
-                }
-                if let Some(timer) = timer.as_mut().filter(|_| deadline.is_some()) {
-                    if timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Woke::Timer);
-                    }
-                }
-                Poll::Pending
-            })
-            .await
+        let due = [
+            (idle_end, Due::IdleTimeout),
+            (drain_grace_end, Due::DrainGrace),
+            (token_at, Due::Token),
+        ]
+        .into_iter()
+        .filter_map(|(at, due)| Some((at?, due)))
+        .min_by_key(|(at, _)| *at);
+        let due = match due {
+            Some((at, due)) => {
+                self.timer().as_mut().reset(at);
+                due
+            }
+            None => Due::Nothing,
         };
+        let woke = self.woken(due != Due::Nothing).await;
         const GONE: &str = "client closed connection";
         match woke {
             Woke::Readable(false) => return Err(State::Closed(GONE)),
@@ -137,19 +124,44 @@ impl Session {
                 Ok(_) => {}
             },
             Woke::Woken => {}
-            Woke::Timer => {
-                if idle_end.is_some_and(|t| Instant::now() >= t) {
-                    self.client
-                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout")
-                        .await;
+            Woke::Timer => match due {
+                Due::IdleTimeout => {
+                    let fatal = self
+                        .client
+                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout");
+                    Box::pin(fatal).await;
                     return Err(State::Closed("client_idle_timeout"));
                 }
-                if let Some(w) = self.ryw.wrote.filter(|_| token_at <= Some(Instant::now())) {
-                    self.report_token_while_idle(w).await?;
+                Due::Token => {
+                    if let Some(w) = self.ryw.wrote {
+                        Box::pin(self.report_token_while_idle(w)).await?;
+                    }
                 }
-            }
+                Due::DrainGrace | Due::Nothing => {}
+            },
         }
         Ok(())
+    }
+
+    /// Until the client's socket is readable, the session is woken or
+    /// (`timed`) the session's timer fires. Polled by hand rather than
+    /// with select!: an idle client's task holds this future, which is
+    /// one pointer.
+    fn woken(&mut self, timed: bool) -> impl Future<Output = Woke> + '_ {
+        std::future::poll_fn(move |cx| {
+            if let Poll::Ready(r) = self.client.stream.poll_read_ready(cx) {
+                return Poll::Ready(Woke::Readable(r.is_ok()));
+            }
+            if self.info.info.wake.poll_woken(cx).is_ready() {
+                return Poll::Ready(Woke::Woken);
+            }
+            if let Some(timer) = self.timer.as_mut().filter(|_| timed) {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Timer);
+                }
+            }
+            Poll::Pending
+        })
     }
 
     /// The client stayed idle after a write: its token is fetched and
@@ -202,9 +214,9 @@ impl Session {
     /// once it has been silent for [`super::DRAIN_IDLE_GRACE`] (a request
     /// it sends meanwhile is run, and the client is closed right behind its
     /// ReadyForQuery instead).
-    async fn leave_if_due(&mut self) -> Option<State> {
+    pub(super) async fn leave_if_due(&mut self) -> Option<State> {
         if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
-            return self.interrupted().await;
+            return Box::pin(self.interrupted()).await;
         }
         if !self.leaves_at_boundary() {
             return None;
@@ -226,9 +238,7 @@ impl Session {
             }
             Some(t) if now < t => None,
             Some(_) => {
-                self.client
-                    .fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE)
-                    .await;
+                Box::pin(self.client.fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE)).await;
                 Some(State::Closed("shutdown"))
             }
         }
@@ -275,6 +285,18 @@ impl Session {
         }
         None
     }
+}
+
+/// Which deadline an idle client's timer is set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Nothing,
+    /// client_idle_timeout: the client is closed.
+    IdleTimeout,
+    /// Draining: leave_if_due closes the client.
+    DrainGrace,
+    /// A write's token is reported.
+    Token,
 }
 
 /// What ended an idle client's wait.

@@ -245,9 +245,8 @@ pub(crate) fn run(
 impl Session {
     async fn run(mut self: Box<Self>) {
         if let Err(e) = self.startup_options() {
-            self.client
-                .fatal(causeway_protocol::sqlstate::INVALID_PARAMETER_VALUE, &e)
-                .await;
+            let code = causeway_protocol::sqlstate::INVALID_PARAMETER_VALUE;
+            Box::pin(self.client.fatal(code, &e)).await;
             return;
         }
         // The task of an idle client holds only this loop and the idle
@@ -344,7 +343,7 @@ mod tests {
     use super::*;
 
     /// The size of the value a function returns, without running it.
-    fn returned_size<A, F>(_: impl FnOnce(A) -> F) -> usize {
+    pub(super) fn returned_size<A, F>(_: impl FnOnce(A) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
@@ -370,5 +369,37 @@ mod tests {
         // names, and the peer address, are shared, not copied per client).
         let info = std::mem::size_of::<crate::clients::ClientInfo>();
         assert!(info <= 208, "ClientInfo is {info} bytes");
+    }
+}
+#[cfg(test)]
+mod tmp_sizes {
+    use super::*;
+    use std::mem::size_of;
+    #[test]
+    fn print_sizes() {
+        eprintln!("Session {}", size_of::<Session>());
+        eprintln!("Registered {}", size_of::<Registered>());
+        eprintln!("Client {}", size_of::<Client>());
+        eprintln!("Stream {}", size_of::<causeway_net::Stream>());
+        eprintln!("PeerAddr {}", size_of::<causeway_net::PeerAddr>());
+        eprintln!("BytesMut {}", size_of::<bytes::BytesMut>());
+        eprintln!("ClientKey {}", size_of::<ClientKey>());
+        eprintln!("ParamSet {}", size_of::<ParamSet>());
+        eprintln!("Retry {}", size_of::<Retry>());
+        eprintln!("RouteOverride {}", size_of::<RouteOverride>());
+        eprintln!("sticky {}", size_of::<Option<usize>>());
+        eprintln!("drain {}", size_of::<Option<tokio::time::Instant>>());
+        eprintln!("Admitted {}", size_of::<Admitted>());
+        eprintln!("run fut {}", tests::returned_size(Session::run));
+        eprintln!("idle fut {}", tests::returned_size(|s: &'static mut Session| s.idle()));
+        eprintln!("leave fut {}", tests::returned_size(|s: &'static mut Session| s.leave_if_due()));
+        eprintln!("next fut {}", tests::returned_size(|s: &'static mut Session| s.next_request()));
+        eprintln!("wait fut {}", tests::returned_size(|s: &'static mut Session| s.wait_for_client()));
+        eprintln!("pools {}", size_of::<Vec<Option<Pool>>>());
+        eprintln!("startup {}", size_of::<Vec<(String, String)>>());
+        eprintln!("pin {}", size_of::<Option<causeway_pool::PinGuard>>());
+        eprintln!("closeidle {}", size_of::<pump::CloseIdle>());
+        eprintln!("mode {}", size_of::<PoolMode>());
+        eprintln!("tcp {}", size_of::<tokio::net::TcpStream>());
     }
 }
