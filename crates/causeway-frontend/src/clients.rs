@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -53,7 +53,8 @@ pub struct ClientInfo {
     remote_pid: AtomicI32,
     /// Microseconds the current wait for a server started (0 = not waiting).
     wait_start: AtomicU64,
-    killed: AtomicBool,
+    /// KILLED, PARK (asked to park) and PARKED bits.
+    flags: AtomicU8,
     /// Named prepared statements the client holds (SHOW CLIENTS; 32 bits
     /// pack beside `remote_pid`).
     prepared: AtomicU32,
@@ -105,12 +106,36 @@ impl ClientInfo {
 
     /// KILL / KILL_CLIENT: the session closes at its next wake-up.
     pub fn kill(&self) {
-        self.killed.store(true, Relaxed);
+        self.flags.fetch_or(KILLED, Relaxed);
         self.wake.wake();
     }
 
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Relaxed)
+        self.flags.load(Relaxed) & KILLED != 0
+    }
+
+    /// Asked to park (see session/park.rs); stays asked until it parks.
+    pub fn park_requested(&self) -> bool {
+        self.flags.load(Relaxed) & PARK != 0
+    }
+
+    /// Asks the session to park at its next idle wait.
+    pub fn request_park(&self) {
+        self.flags.fetch_or(PARK, Relaxed);
+    }
+
+    /// Parked without a task (see session/park.rs; the request is met),
+    /// or resumed.
+    pub fn set_parked(&self, parked: bool) {
+        match parked {
+            true => self
+                .flags
+                .fetch_update(Relaxed, Relaxed, |f| Some(f & !PARK | PARKED)),
+            false => self
+                .flags
+                .fetch_update(Relaxed, Relaxed, |f| Some(f & !PARKED)),
+        }
+        .ok();
     }
 
     pub fn link(&self) -> u64 {
@@ -133,6 +158,13 @@ impl ClientInfo {
         }
     }
 }
+
+/// `ClientInfo::flags`: KILL / KILL_CLIENT.
+const KILLED: u8 = 1;
+/// Asked to park (see session/park.rs).
+const PARK: u8 = 2;
+/// Parked: not asked again.
+const PARKED: u8 = 4;
 
 /// Where a client is connected from, and how.
 pub struct Connection {
@@ -187,7 +219,7 @@ impl Clients {
             link: AtomicU64::new(0),
             remote_pid: AtomicI32::new(0),
             wait_start: AtomicU64::new(0),
-            killed: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             prepared: AtomicU32::new(0),
             wake: Default::default(),
         });
@@ -202,6 +234,28 @@ impl Clients {
         let mut v: Vec<_> = self.map.lock().values().cloned().collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    /// Asks every idle client that started no request for `after` to park
+    /// without a task (see session/park.rs). Run once a second: a busy
+    /// client is idle for less between its requests and is never asked.
+    /// Returns how many.
+    pub fn park_idle(&self, after: std::time::Duration) -> usize {
+        let now = unix_micros(SystemTime::now());
+        let idle_since = now.saturating_sub(after.as_micros() as u64);
+        let map = self.map.lock();
+        let mut asked = 0;
+        for c in map.values() {
+            if c.state() == ClientState::Idle
+                && c.request_time() < idle_since
+                && c.flags.load(Relaxed) & (KILLED | PARK | PARKED) == 0
+            {
+                c.flags.fetch_or(PARK, Relaxed);
+                c.wake.wake();
+                asked += 1;
+            }
+        }
+        asked
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {

@@ -13,6 +13,7 @@ use std::task::Poll;
 use tokio::time::Instant;
 
 use super::consistency::{write_token, Wrote, TOKEN_IDLE_DELAY, TOKEN_WAIT};
+use super::park::Resume;
 use super::{secs, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
@@ -20,11 +21,12 @@ impl Session {
     /// No server attached: wait for the next request. Ok(tag): a unit of
     /// work starts with the message at the front of the buffer. Kept
     /// small: an idle client's task is this future.
-    /// Err: why the session closed.
-    pub(super) async fn idle(&mut self) -> Result<u8, &'static str> {
+    /// Err: why the session closed, or that it parks (`resumed`: it was
+    /// parked, see park.rs).
+    pub(super) async fn idle(&mut self, mut resumed: Option<Resume>) -> Result<u8, Left> {
         loop {
             if let Some(closed) = self.leave_if_due().await {
-                return Err(closed.reason());
+                return Err(Left::Closed(closed.reason()));
             }
             if self.client.buf.len() >= HEADER_LEN {
                 match self.next_request().await {
@@ -35,10 +37,14 @@ impl Session {
                         return Ok(tag);
                     }
                     Ok(None) => continue,
-                    Err(state) => return Err(state.reason()),
+                    Err(state) => return Err(Left::Closed(state.reason())),
                 }
             }
-            self.wait_for_client().await.map_err(State::reason)?;
+            match self.wait_for_client(resumed.take()).await {
+                Ok(None) => {}
+                Ok(Some(due)) => return Err(Left::Park(due)),
+                Err(state) => return Err(Left::Closed(state.reason())),
+            }
         }
     }
 
@@ -79,8 +85,12 @@ impl Session {
     }
 
     /// Nothing to do until the client speaks, a write's token is due, the
-    /// session is woken (KILL, shutdown) or a timeout passes.
-    pub(super) async fn wait_for_client(&mut self) -> Result<(), State> {
+    /// session is woken (KILL, shutdown) or a timeout passes. Ok(Some):
+    /// asked to park, with this deadline on its timer.
+    pub(super) async fn wait_for_client(
+        &mut self,
+        resumed: Option<Resume>,
+    ) -> Result<Option<Due>, State> {
         // An idle client holds no buffer: it goes back to the thread's
         // free list until the client speaks again.
         if self.client.buf.is_empty() {
@@ -89,16 +99,26 @@ impl Session {
         // A client idle for a moment after a write gets the write's token
         // (ParameterStatus causeway.token); one that goes on at once gets
         // it when it next needs it (see consistency.rs).
-        let token_at = self
-            .ryw
-            .wrote
-            .filter(|w| self.token_query(*w).is_some())
-            .map(|_| Instant::now() + TOKEN_IDLE_DELAY);
+        // Resumed after parking: the deadline its timer holds is kept.
+        let kept = resumed
+            .filter(|r| r.due != Due::Nothing)
+            .and_then(|r| Some((r.due, self.timer.as_ref()?.deadline())));
+        let token_at = match kept {
+            Some((Due::Token, at)) => Some(at),
+            _ => self
+                .ryw
+                .wrote
+                .filter(|w| self.token_query(*w).is_some())
+                .map(|_| Instant::now() + TOKEN_IDLE_DELAY),
+        };
         // The session's own timer (the pump's while attached): no timer
         // of its own in the idle future. Draining: the idle client's grace
         // ends (leave_if_due closes it). Only which deadline is first is
         // kept across the wait (the timer holds when).
-        let idle_end = secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t);
+        let idle_end = match kept {
+            Some((Due::IdleTimeout, at)) => Some(at),
+            _ => secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t),
+        };
         let drain_grace_end = self.rare.as_deref().and_then(|r| r.drain_grace_end);
         let due = [
             (idle_end, Due::IdleTimeout),
@@ -115,7 +135,11 @@ impl Session {
             }
             None => Due::Nothing,
         };
-        let woke = self.woken(due != Due::Nothing).await;
+        let woke = match resumed.and_then(|r| r.woke) {
+            Some(woke) => woke,
+            None if self.parks() => return Ok(Some(due)),
+            None => self.woken(due != Due::Nothing).await,
+        };
         const GONE: &str = "client closed connection";
         match woke {
             Woke::Readable(false) => return Err(State::Closed(GONE)),
@@ -123,6 +147,7 @@ impl Session {
                 Ok(Some(0)) | Err(_) => return Err(State::Closed(GONE)),
                 Ok(_) => {}
             },
+            Woke::Woken if self.parks() => return Ok(Some(due)),
             Woke::Woken => {}
             Woke::Timer => match due {
                 Due::IdleTimeout => {
@@ -140,7 +165,7 @@ impl Session {
                 Due::DrainGrace | Due::Nothing => {}
             },
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Until the client's socket is readable, the session is woken or
@@ -148,20 +173,15 @@ impl Session {
     /// with select!: an idle client's task holds this future, which is
     /// one pointer.
     fn woken(&mut self, timed: bool) -> impl Future<Output = Woke> + '_ {
-        std::future::poll_fn(move |cx| {
-            if let Poll::Ready(r) = self.client.stream.poll_read_ready(cx) {
-                return Poll::Ready(Woke::Readable(r.is_ok()));
-            }
-            if self.info.info.wake.poll_woken(cx).is_ready() {
-                return Poll::Ready(Woke::Woken);
-            }
-            if let Some(timer) = self.timer.as_mut().filter(|_| timed) {
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Woke::Timer);
-                }
-            }
-            Poll::Pending
-        })
+        std::future::poll_fn(move |cx| self.poll_woke(cx, timed))
+    }
+
+    /// Asked to park (see park.rs), and nothing else to do first: a KILL
+    /// or shutdown whose call this wait took is handled here, not parked.
+    fn parks(&self) -> bool {
+        self.info.info.park_requested()
+            && !self.info.info.is_killed()
+            && self.app.phase() == Phase::Running
     }
 
     /// The client stayed idle after a write: its token is fetched and
@@ -238,7 +258,11 @@ impl Session {
             }
             Some(t) if now < t => None,
             Some(_) => {
-                Box::pin(self.client.fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE)).await;
+                Box::pin(
+                    self.client
+                        .fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE),
+                )
+                .await;
                 Some(State::Closed("shutdown"))
             }
         }
@@ -287,9 +311,16 @@ impl Session {
     }
 }
 
+/// Why the idle wait ended without a request.
+pub(super) enum Left {
+    Closed(&'static str),
+    /// Asked to park (see park.rs), this deadline on its timer.
+    Park(Due),
+}
+
 /// Which deadline an idle client's timer is set to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Due {
+pub(super) enum Due {
     Nothing,
     /// client_idle_timeout: the client is closed.
     IdleTimeout,
@@ -300,7 +331,8 @@ enum Due {
 }
 
 /// What ended an idle client's wait.
-enum Woke {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Woke {
     /// The client's socket is readable (false: it failed).
     Readable(bool),
     /// KILL, shutdown or PAUSE.

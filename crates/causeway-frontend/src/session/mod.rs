@@ -26,6 +26,7 @@ mod local;
 mod local_ext;
 mod login;
 mod params;
+mod park;
 mod plan;
 mod prepared;
 mod primary;
@@ -261,18 +262,43 @@ impl Session {
                 .map_err(State::reason),
             _ => Ok(()),
         };
-        let reason = match welcomed {
-            Err(reason) => reason,
-            Ok(()) => loop {
-                let tag = match self.idle().await {
-                    Ok(tag) => tag,
-                    Err(reason) => break reason,
-                };
-                if let Some(reason) = Recycled::new_with(|| self.work(tag)).await {
-                    break reason;
-                }
-            },
+        match welcomed {
+            Err(reason) => self.closed(reason),
+            Ok(()) => {
+                // A client that has not spoken yet waits parked (park.rs):
+                // the login's task ends, and the session gets one when
+                // the client sends something.
+                self.info.info.request_park();
+                self.serve(None).await
+            }
+        }
+    }
+
+    /// From the idle wait (`resumed`: after parking, see park.rs) until
+    /// the session closes or parks.
+    async fn serve(mut self: Box<Self>, mut resumed: Option<park::Resume>) {
+        let reason = loop {
+            let tag = match self.idle(resumed.take()).await {
+                Ok(tag) => tag,
+                Err(idle::Left::Closed(reason)) => break reason,
+                Err(idle::Left::Park(due)) => match park::park(self, due) {
+                    Ok(()) => return,
+                    Err((session, resume)) => {
+                        self = session;
+                        resumed = Some(resume);
+                        continue;
+                    }
+                },
+            };
+            if let Some(reason) = Recycled::new_with(|| self.work(tag)).await {
+                break reason;
+            }
         };
+        self.closed(reason);
+    }
+
+    /// The session ends.
+    fn closed(&mut self, reason: &'static str) {
         self.release_welcomed();
         if self.cfg.log_disconnections {
             tracing::info!(client = %self.client.peer, database = %self.db.name, user = %self.user(), reason, "client closed");
@@ -391,10 +417,22 @@ mod tmp_sizes {
         eprintln!("drain {}", size_of::<Option<tokio::time::Instant>>());
         eprintln!("Admitted {}", size_of::<Admitted>());
         eprintln!("run fut {}", tests::returned_size(Session::run));
-        eprintln!("idle fut {}", tests::returned_size(|s: &'static mut Session| s.idle()));
-        eprintln!("leave fut {}", tests::returned_size(|s: &'static mut Session| s.leave_if_due()));
-        eprintln!("next fut {}", tests::returned_size(|s: &'static mut Session| s.next_request()));
-        eprintln!("wait fut {}", tests::returned_size(|s: &'static mut Session| s.wait_for_client()));
+        eprintln!(
+            "idle fut {}",
+            tests::returned_size(|s: &'static mut Session| s.idle())
+        );
+        eprintln!(
+            "leave fut {}",
+            tests::returned_size(|s: &'static mut Session| s.leave_if_due())
+        );
+        eprintln!(
+            "next fut {}",
+            tests::returned_size(|s: &'static mut Session| s.next_request())
+        );
+        eprintln!(
+            "wait fut {}",
+            tests::returned_size(|s: &'static mut Session| s.wait_for_client())
+        );
         eprintln!("pools {}", size_of::<Vec<Option<Pool>>>());
         eprintln!("startup {}", size_of::<Vec<(String, String)>>());
         eprintln!("pin {}", size_of::<Option<causeway_pool::PinGuard>>());
