@@ -235,7 +235,8 @@ pub(crate) fn run(
         client,
         db: l.db,
         mode: l.mode,
-        params: l.params,
+        // Most clients log in with the same parameters: one buffer.
+        params: l.params.shared(),
         key: l.key,
         pools: l.pools,
         timer: None,
