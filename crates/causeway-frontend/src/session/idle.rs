@@ -51,7 +51,7 @@ impl Session {
     /// The message at the front of the buffer (its header is there) is
     /// checked. Ok(Some(tag)): it starts a unit of work. Ok(None): answered
     /// here (Parses of statements known everywhere).
-    pub(super) async fn next_request(&mut self) -> Result<Option<u8>, State> {
+    async fn next_request(&mut self) -> Result<Option<u8>, State> {
         let tag = match front(&self.client.buf, self.cfg.max_packet_size) {
             Front::Request(tag) => tag,
             Front::Terminate => return Err(State::Closed("client terminated")),
@@ -87,10 +87,7 @@ impl Session {
     /// Nothing to do until the client speaks, a write's token is due, the
     /// session is woken (KILL, shutdown) or a timeout passes. Ok(Some):
     /// asked to park, with this deadline on its timer.
-    pub(super) async fn wait_for_client(
-        &mut self,
-        resumed: Option<Resume>,
-    ) -> Result<Option<Due>, State> {
+    async fn wait_for_client(&mut self, resumed: Option<Resume>) -> Result<Option<Due>, State> {
         // An idle client holds no buffer: it goes back to the thread's
         // free list until the client speaks again.
         if self.client.buf.is_empty() {
@@ -234,7 +231,7 @@ impl Session {
     /// once it has been silent for [`super::DRAIN_IDLE_GRACE`] (a request
     /// it sends meanwhile is run, and the client is closed right behind its
     /// ReadyForQuery instead).
-    pub(super) async fn leave_if_due(&mut self) -> Option<State> {
+    async fn leave_if_due(&mut self) -> Option<State> {
         if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
             return Box::pin(self.interrupted()).await;
         }

@@ -370,7 +370,7 @@ mod tests {
     use super::*;
 
     /// The size of the value a function returns, without running it.
-    pub(super) fn returned_size<A, F>(_: impl FnOnce(A) -> F) -> usize {
+    fn returned_size<A, F>(_: impl FnOnce(A) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
@@ -382,63 +382,26 @@ mod tests {
         // block; this future was ~13 KB, then 328 bytes in a 512-byte task).
         let task = std::mem::size_of::<crate::connection::Serve>();
         assert!(task <= 32, "connection::serve future is {task} bytes");
-        // The session's box: its loop and the idle wait. A unit of work
-        // and its attachment live in their own allocation while they run.
+        // An idle client has no task: it waits parked, in an Arc'd entry
+        // of one 48-byte block beside its Session (park.rs).
+        let parked = std::mem::size_of::<park::Parked>();
+        assert!(parked <= 32, "Parked is {parked} bytes");
+        // The session's loop while it has a task: the idle wait and a
+        // reason. A unit of work and its attachment live in their own
+        // allocation while they run. The first run adds the welcome.
+        let serve = returned_size(|s: Box<Session>| s.serve(None));
+        assert!(serve <= 112, "the session's loop future is {serve} bytes");
         let run = returned_size(Session::run);
-        assert!(run <= 224, "the session's future is {run} bytes");
-        // Every connected client holds one: what few clients use (local
+        assert!(run <= 144, "the session's future is {run} bytes");
+        // Every connected client holds one, in one 384-byte block
+        // (jemalloc's classes: 320, 384, 448): what few clients use (local
         // extended-protocol commands, credentials, prepared statements,
         // read-your-writes state, a timer) is boxed when first needed.
-        // One 384-byte block (jemalloc's classes: 320, 384, 448, 512).
         let session = std::mem::size_of::<Session>();
         assert!(session <= 384, "Session is {session} bytes");
         // With its Arc header, one 224-byte block (user and database
         // names, and the peer address, are shared, not copied per client).
         let info = std::mem::size_of::<crate::clients::ClientInfo>();
         assert!(info <= 208, "ClientInfo is {info} bytes");
-    }
-}
-#[cfg(test)]
-mod tmp_sizes {
-    use super::*;
-    use std::mem::size_of;
-    #[test]
-    fn print_sizes() {
-        eprintln!("Session {}", size_of::<Session>());
-        eprintln!("Registered {}", size_of::<Registered>());
-        eprintln!("Client {}", size_of::<Client>());
-        eprintln!("Stream {}", size_of::<causeway_net::Stream>());
-        eprintln!("PeerAddr {}", size_of::<causeway_net::PeerAddr>());
-        eprintln!("BytesMut {}", size_of::<bytes::BytesMut>());
-        eprintln!("ClientKey {}", size_of::<ClientKey>());
-        eprintln!("ParamSet {}", size_of::<ParamSet>());
-        eprintln!("Retry {}", size_of::<Retry>());
-        eprintln!("RouteOverride {}", size_of::<RouteOverride>());
-        eprintln!("sticky {}", size_of::<Option<usize>>());
-        eprintln!("drain {}", size_of::<Option<tokio::time::Instant>>());
-        eprintln!("Admitted {}", size_of::<Admitted>());
-        eprintln!("run fut {}", tests::returned_size(Session::run));
-        eprintln!(
-            "idle fut {}",
-            tests::returned_size(|s: &'static mut Session| s.idle())
-        );
-        eprintln!(
-            "leave fut {}",
-            tests::returned_size(|s: &'static mut Session| s.leave_if_due())
-        );
-        eprintln!(
-            "next fut {}",
-            tests::returned_size(|s: &'static mut Session| s.next_request())
-        );
-        eprintln!(
-            "wait fut {}",
-            tests::returned_size(|s: &'static mut Session| s.wait_for_client())
-        );
-        eprintln!("pools {}", size_of::<Vec<Option<Pool>>>());
-        eprintln!("startup {}", size_of::<Vec<(String, String)>>());
-        eprintln!("pin {}", size_of::<Option<causeway_pool::PinGuard>>());
-        eprintln!("closeidle {}", size_of::<pump::CloseIdle>());
-        eprintln!("mode {}", size_of::<PoolMode>());
-        eprintln!("tcp {}", size_of::<tokio::net::TcpStream>());
     }
 }
