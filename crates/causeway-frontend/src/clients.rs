@@ -1,7 +1,7 @@
 //! Connected clients as the admin console sees them (SHOW CLIENTS,
 //! KILL_CLIENT). Sessions update atomics; nothing here is on a lock per query.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
@@ -176,7 +176,31 @@ pub struct Connection {
 
 #[derive(Default)]
 pub struct Clients {
-    map: Mutex<HashMap<u64, Arc<ClientInfo>>>,
+    /// By id: the entry is the Arc alone (8 bytes, not 16 with the key).
+    map: Mutex<HashSet<ById>>,
+}
+
+/// A registry entry, hashed and compared by the client's id.
+struct ById(Arc<ClientInfo>);
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.id.hash(h);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::borrow::Borrow<u64> for ById {
+    fn borrow(&self) -> &u64 {
+        &self.0.id
+    }
 }
 
 /// Removes the client from the registry when the session ends.
@@ -223,7 +247,7 @@ impl Clients {
             prepared: AtomicU32::new(0),
             wake: Default::default(),
         });
-        self.map.lock().insert(id, info.clone());
+        self.map.lock().insert(ById(info.clone()));
         Registered {
             info,
             clients: self.clone(),
@@ -231,7 +255,7 @@ impl Clients {
     }
 
     pub fn all(&self) -> Vec<Arc<ClientInfo>> {
-        let mut v: Vec<_> = self.map.lock().values().cloned().collect();
+        let mut v: Vec<_> = self.map.lock().iter().map(|c| c.0.clone()).collect();
         v.sort_by_key(|c| c.id);
         v
     }
@@ -245,7 +269,7 @@ impl Clients {
         let idle_since = now.saturating_sub(after.as_micros() as u64);
         let map = self.map.lock();
         let mut asked = 0;
-        for c in map.values() {
+        for ById(c) in map.iter() {
             if c.state() == ClientState::Idle
                 && c.request_time() < idle_since
                 && c.flags.load(Relaxed) & (KILLED | PARK | PARKED) == 0
@@ -259,6 +283,6 @@ impl Clients {
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
-        self.map.lock().get(&id).cloned()
+        self.map.lock().get(&id).map(|c| c.0.clone())
     }
 }
