@@ -411,3 +411,34 @@ async fn show_databases_follows_reload() {
     simple_one(&app, "SELECT 1").await.unwrap();
     cw.stop().await;
 }
+
+/// A client that has sent nothing since its welcome waits parked, without
+/// a task (session/park.rs): KILL_CLIENT still reaches it, and the client
+/// beside it still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_client_reaches_a_parked_client() {
+    let cw = start().await;
+    let victim = cw.app().await;
+    let adm = admin(&cw, "admin", "admin_pw").await;
+    let id = rows(&adm, "SHOW CLIENTS")
+        .await
+        .iter()
+        .find(|r| r.get("user") == Some("app"))
+        .and_then(|r| r.get("id"))
+        .expect("the app client in SHOW CLIENTS")
+        .to_string();
+    let other = cw.app().await;
+    adm.simple_query(&format!("KILL_CLIENT {id}"))
+        .await
+        .unwrap();
+    let victim = &victim;
+    eventually(STEP, "the parked client is closed", || async move {
+        match victim.is_closed() {
+            true => Ok(()),
+            false => Err("still open"),
+        }
+    })
+    .await;
+    assert_eq!(simple_one(&other, "SELECT 7").await.unwrap(), "7");
+    cw.stop().await;
+}

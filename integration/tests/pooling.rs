@@ -401,3 +401,47 @@ async fn idle_server_connections_close_after_server_idle_timeout() {
     drop(clients);
     cw.stop().await;
 }
+
+/// Idle clients park without a task (session/park.rs; a fresh client at
+/// once, any other once the sweep finds it a second without a request).
+/// client_idle_timeout still closes a parked client on time (its deadline
+/// is kept across parking, not restarted), and a client that speaks every
+/// 1.5 s, parked and resumed in between, stays open and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_clients_answer_and_time_out_on_time() {
+    let c = cluster().await;
+    let cw = start_cw(
+        APP_USERS,
+        &(base_toml("transaction", "client_idle_timeout = 4") + &db_entry(c, "app", "")),
+    )
+    .await;
+    let idle = cw.app().await;
+    simple_one(&idle, "SELECT 1").await.unwrap();
+    let since = Instant::now();
+    let busy = cw.app().await;
+    let mut n = 0;
+    while !idle.is_closed() {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the idle client outlived client_idle_timeout by far"
+        );
+        n += 1;
+        let got = within(
+            T,
+            "the speaking client",
+            simple_one(&busy, &format!("SELECT {n}")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a client speaking every 1.5 s was closed: {e}"));
+        assert_eq!(got, n.to_string());
+        // The passage of idle time is what is tested here.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let took = since.elapsed();
+    assert!(
+        took >= Duration::from_millis(3500),
+        "closed after {took:?}, before client_idle_timeout"
+    );
+    assert!(n >= 3, "the speaking client was resumed {n} times");
+    cw.stop().await;
+}

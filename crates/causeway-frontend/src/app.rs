@@ -47,7 +47,14 @@ pub struct App {
     /// Connected clients per user (max_user_client_connections).
     user_clients: parking_lot::Mutex<std::collections::HashMap<Arc<str>, u32>>,
     phase: watch::Sender<Phase>,
+    /// What a unit that drops, renames or copies a database calls first
+    /// (session/database_ddl.rs): one for every session, made once.
+    pub(crate) close_idle: std::sync::OnceLock<CloseIdle>,
 }
+
+/// Closes the idle pooled connections to a database (by its name on the
+/// servers).
+pub(crate) type CloseIdle = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl App {
     pub fn new(layers: Layers, config: Config, secrets: Secrets, security: Security) -> Arc<App> {
@@ -64,6 +71,7 @@ impl App {
             logins: Default::default(),
             user_clients: Default::default(),
             phase: watch::channel(Phase::Running).0,
+            close_idle: Default::default(),
         })
     }
 
@@ -121,7 +129,9 @@ impl App {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| ClientPermit { app: self.clone() })
+            .map(|_| ClientPermit {
+                app: Some(self.clone()),
+            })
     }
 
     /// Counts a logged-in client of `user`; None past the user's
@@ -146,7 +156,7 @@ impl App {
         }
         *n += 1;
         Some(UserPermit {
-            app: self.clone(),
+            app: Some(self.clone()),
             user,
         })
     }
@@ -181,20 +191,63 @@ impl App {
     }
 }
 
+/// A session's hold on the app: its place in max_client_conn and among
+/// its user's clients (both freed when the session ends), and the app
+/// itself, one pointer for the three. Derefs to the app.
+pub struct Admitted {
+    app: Arc<App>,
+    user: Arc<str>,
+}
+
+impl Admitted {
+    pub fn new(mut client: ClientPermit, mut user: UserPermit) -> Admitted {
+        // The two permits' releases move here (one app pointer, not three).
+        client.app.take();
+        let app = user.app.take().expect("a user permit holds the app");
+        Admitted {
+            app,
+            user: std::mem::replace(&mut user.user, Arc::from("")),
+        }
+    }
+
+    /// The user's name, shared by every client of the user.
+    pub fn user(&self) -> &Arc<str> {
+        &self.user
+    }
+}
+
+impl std::ops::Deref for Admitted {
+    type Target = Arc<App>;
+    fn deref(&self) -> &Arc<App> {
+        &self.app
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.app.client_count.fetch_sub(1, Ordering::AcqRel);
+        self.app.release_user(&self.user);
+    }
+}
+
 /// One admitted client; frees its place when the session ends.
 pub struct ClientPermit {
-    app: Arc<App>,
+    /// None once handed to an [`Admitted`].
+    app: Option<Arc<App>>,
 }
 
 impl Drop for ClientPermit {
     fn drop(&mut self) {
-        self.app.client_count.fetch_sub(1, Ordering::AcqRel);
+        if let Some(app) = &self.app {
+            app.client_count.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
 /// One logged-in client of a user.
 pub struct UserPermit {
-    app: Arc<App>,
+    /// None once handed to an [`Admitted`].
+    app: Option<Arc<App>>,
     user: Arc<str>,
 }
 
@@ -207,11 +260,19 @@ impl UserPermit {
 
 impl Drop for UserPermit {
     fn drop(&mut self) {
-        let mut counts = self.app.user_clients.lock();
-        if let Some(n) = counts.get_mut(&self.user) {
+        if let Some(app) = &self.app {
+            app.release_user(&self.user);
+        }
+    }
+}
+
+impl App {
+    fn release_user(&self, user: &Arc<str>) {
+        let mut counts = self.user_clients.lock();
+        if let Some(n) = counts.get_mut(user) {
             *n -= 1;
             if *n == 0 {
-                counts.remove(&self.user);
+                counts.remove(user);
             }
         }
     }

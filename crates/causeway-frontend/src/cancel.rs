@@ -71,8 +71,9 @@ pub enum CancelRoute {
 
 /// A client's key; removes itself from the registry when dropped.
 pub struct ClientKey {
-    /// The client's id (SHOW CLIENTS, KILL_CLIENT): unique among live clients.
-    pub id: u64,
+    /// The client's id (SHOW CLIENTS, KILL_CLIENT): unique among live
+    /// clients (32 bits: packs beside the pid and secret).
+    pub id: u32,
     pub pid: i32,
     pub secret: [u8; 4],
     pub slot: Arc<CancelSlot>,
@@ -134,7 +135,7 @@ impl CancelRegistry {
         };
         clients.insert((pid, secret), slot.clone());
         ClientKey {
-            id: u64::from(pid as u32),
+            id: pid as u32,
             pid,
             secret,
             slot,

@@ -3,6 +3,7 @@
 //! Causeway writes itself.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
@@ -15,7 +16,9 @@ use crate::bufpool;
 
 pub struct Client {
     pub stream: Stream,
-    pub peer: PeerAddr,
+    /// Shared with the client's entry in the registry (SHOW CLIENTS):
+    /// one copy per client.
+    pub peer: Arc<PeerAddr>,
     /// Bytes received and not yet consumed.
     pub buf: BytesMut,
     /// Messages Causeway builds (errors, welcome); flushed with `flush`.
@@ -26,7 +29,7 @@ impl Client {
     pub fn new(stream: Stream, peer: PeerAddr) -> Self {
         Client {
             stream,
-            peer,
+            peer: Arc::new(peer),
             // Taken from the free list on the first read.
             buf: BytesMut::new(),
             // Taken when the client speaks, given back while it is idle.

@@ -1,9 +1,9 @@
 //! Connected clients as the admin console sees them (SHOW CLIENTS,
 //! KILL_CLIENT). Sessions update atomics; nothing here is on a lock per query.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -37,7 +37,8 @@ pub struct ClientInfo {
     /// database (its entry): an idle client holds no copy of its own.
     pub user: Arc<str>,
     pub database: Arc<str>,
-    pub addr: causeway_net::PeerAddr,
+    /// Shared with the session's client.
+    pub addr: Arc<causeway_net::PeerAddr>,
     pub local_addr: Option<SocketAddr>,
     /// TLS version and cipher suite (None: plain).
     pub tls: Option<Box<str>>,
@@ -52,7 +53,8 @@ pub struct ClientInfo {
     remote_pid: AtomicI32,
     /// Microseconds the current wait for a server started (0 = not waiting).
     wait_start: AtomicU64,
-    killed: AtomicBool,
+    /// KILLED, PARK (asked to park) and PARKED bits.
+    flags: AtomicU8,
     /// Named prepared statements the client holds (SHOW CLIENTS; 32 bits
     /// pack beside `remote_pid`).
     prepared: AtomicU32,
@@ -104,12 +106,36 @@ impl ClientInfo {
 
     /// KILL / KILL_CLIENT: the session closes at its next wake-up.
     pub fn kill(&self) {
-        self.killed.store(true, Relaxed);
+        self.flags.fetch_or(KILLED, Relaxed);
         self.wake.wake();
     }
 
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Relaxed)
+        self.flags.load(Relaxed) & KILLED != 0
+    }
+
+    /// Asked to park (see session/park.rs); stays asked until it parks.
+    pub fn park_requested(&self) -> bool {
+        self.flags.load(Relaxed) & PARK != 0
+    }
+
+    /// Asks the session to park at its next idle wait.
+    pub fn request_park(&self) {
+        self.flags.fetch_or(PARK, Relaxed);
+    }
+
+    /// Parked without a task (see session/park.rs; the request is met),
+    /// or resumed.
+    pub fn set_parked(&self, parked: bool) {
+        match parked {
+            true => self
+                .flags
+                .fetch_update(Relaxed, Relaxed, |f| Some(f & !PARK | PARKED)),
+            false => self
+                .flags
+                .fetch_update(Relaxed, Relaxed, |f| Some(f & !PARKED)),
+        }
+        .ok();
     }
 
     pub fn link(&self) -> u64 {
@@ -133,9 +159,16 @@ impl ClientInfo {
     }
 }
 
+/// `ClientInfo::flags`: KILL / KILL_CLIENT.
+const KILLED: u8 = 1;
+/// Asked to park (see session/park.rs).
+const PARK: u8 = 2;
+/// Parked: not asked again.
+const PARKED: u8 = 4;
+
 /// Where a client is connected from, and how.
 pub struct Connection {
-    pub addr: causeway_net::PeerAddr,
+    pub addr: Arc<causeway_net::PeerAddr>,
     pub local_addr: Option<SocketAddr>,
     /// TLS version and cipher suite (empty: plain).
     pub tls: String,
@@ -143,7 +176,31 @@ pub struct Connection {
 
 #[derive(Default)]
 pub struct Clients {
-    map: Mutex<HashMap<u64, Arc<ClientInfo>>>,
+    /// By id: the entry is the Arc alone (8 bytes, not 16 with the key).
+    map: Mutex<HashSet<ById>>,
+}
+
+/// A registry entry, hashed and compared by the client's id.
+struct ById(Arc<ClientInfo>);
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.id.hash(h);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::borrow::Borrow<u64> for ById {
+    fn borrow(&self) -> &u64 {
+        &self.0.id
+    }
 }
 
 /// Removes the client from the registry when the session ends.
@@ -186,11 +243,11 @@ impl Clients {
             link: AtomicU64::new(0),
             remote_pid: AtomicI32::new(0),
             wait_start: AtomicU64::new(0),
-            killed: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             prepared: AtomicU32::new(0),
             wake: Default::default(),
         });
-        self.map.lock().insert(id, info.clone());
+        self.map.lock().insert(ById(info.clone()));
         Registered {
             info,
             clients: self.clone(),
@@ -198,12 +255,34 @@ impl Clients {
     }
 
     pub fn all(&self) -> Vec<Arc<ClientInfo>> {
-        let mut v: Vec<_> = self.map.lock().values().cloned().collect();
+        let mut v: Vec<_> = self.map.lock().iter().map(|c| c.0.clone()).collect();
         v.sort_by_key(|c| c.id);
         v
     }
 
+    /// Asks every idle client that started no request for `after` to park
+    /// without a task (see session/park.rs). Run once a second: a busy
+    /// client is idle for less between its requests and is never asked.
+    /// Returns how many.
+    pub fn park_idle(&self, after: std::time::Duration) -> usize {
+        let now = unix_micros(SystemTime::now());
+        let idle_since = now.saturating_sub(after.as_micros() as u64);
+        let map = self.map.lock();
+        let mut asked = 0;
+        for ById(c) in map.iter() {
+            if c.state() == ClientState::Idle
+                && c.request_time() < idle_since
+                && c.flags.load(Relaxed) & (KILLED | PARK | PARKED) == 0
+            {
+                c.flags.fetch_or(PARK, Relaxed);
+                c.wake.wake();
+                asked += 1;
+            }
+        }
+        asked
+    }
+
     pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
-        self.map.lock().get(&id).cloned()
+        self.map.lock().get(&id).map(|c| c.0.clone())
     }
 }

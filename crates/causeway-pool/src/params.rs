@@ -9,8 +9,10 @@
 //! a well-known name spelled as the server spells it is an index into
 //! [`KNOWN`] instead of bytes.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::hash::Hasher;
+use std::sync::Arc;
 
 /// Names the server reports, as it spells them: stored as an index.
 const KNOWN: &[&str] = &[
@@ -38,7 +40,9 @@ const HEAD: usize = 7;
 
 #[derive(Clone, Default)]
 pub struct ParamSet {
-    buf: Vec<u8>,
+    /// Shared by clones (copied when one changes): clients with the same
+    /// parameters hold one buffer (see [`ParamSet::shared`]).
+    buf: Arc<[u8]>,
     fingerprint: u64,
 }
 
@@ -156,39 +160,62 @@ impl ParamSet {
             Ok(r) => {
                 let (start, end, value_at) = (r.start, r.end, r.value_at);
                 let same = r.value == value;
-                if reported {
-                    self.buf[start] |= REPORTED;
+                if reported && self.buf[start] & REPORTED == 0 {
+                    self.edit(|b| b[start] |= REPORTED);
                 }
                 if same {
                     return false;
                 }
                 let len = (value.len() as u32).to_le_bytes();
-                self.buf[start + 3..start + HEAD].copy_from_slice(&len);
-                self.splice(value_at..end, value.as_bytes());
+                self.edit(|b| {
+                    b[start + 3..start + HEAD].copy_from_slice(&len);
+                    b.splice(value_at..end, value.as_bytes().iter().copied());
+                });
             }
             Err(at) => {
                 let mut rec = Vec::with_capacity(encoded_len(name, value));
                 encode(&mut rec, name, value, reported);
-                self.splice(at..at, &rec);
+                self.edit(|b| {
+                    b.splice(at..at, rec);
+                });
             }
         }
         self.rehash();
         true
     }
 
-    /// Replaces `range` of the buffer with `with`, keeping no spare room.
-    fn splice(&mut self, range: std::ops::Range<usize>, with: &[u8]) {
-        let len = self.buf.len() - range.len() + with.len();
-        if len > self.buf.capacity() {
-            self.buf.reserve_exact(len - self.buf.len());
+    /// Changes the buffer: a copy, edited, becomes this set's own (one
+    /// allocation of its exact size; parameters change seldom).
+    fn edit(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut b = self.buf.to_vec();
+        f(&mut b);
+        self.buf = b.into();
+    }
+
+    /// The same set, sharing its buffer with the last equal set made
+    /// shared on this thread: clients that log in with the same
+    /// parameters (most of them) hold one copy.
+    pub fn shared(self) -> Self {
+        thread_local! {
+            static LAST: RefCell<ParamSet> = RefCell::default();
         }
-        self.buf.splice(range, with.iter().copied());
+        LAST.try_with(|last| {
+            let mut last = last.borrow_mut();
+            if last.fingerprint == self.fingerprint && last.buf == self.buf {
+                return last.clone();
+            }
+            *last = self.clone();
+            self.clone()
+        })
+        .unwrap_or(self)
     }
 
     pub fn remove(&mut self, name: &str) {
         if let Ok(r) = self.find(name) {
             let range = r.start..r.end;
-            self.buf.drain(range);
+            self.edit(|b| {
+                b.drain(range);
+            });
             self.rehash();
         }
     }
@@ -202,7 +229,7 @@ impl ParamSet {
             }
         }
         if out.len() != self.buf.len() {
-            self.buf = out;
+            self.buf = out.into();
         }
         self.rehash();
     }
@@ -377,8 +404,20 @@ mod tests {
                 ("TimeZone", "UTC"),
             ]
         );
-        // One allocation with no spare room.
-        assert_eq!(p.buf.len(), p.buf.capacity());
+        // Clients with the same parameters share one buffer; a change
+        // gives the changed one its own.
+        let a = p.clone().shared();
+        let mut b = p.clone();
+        b.set("my.custom", "x", false);
+        let b = ParamSet {
+            buf: b.buf.to_vec().into(),
+            ..b
+        }
+        .shared();
+        assert!(Arc::ptr_eq(&a.buf, &b.buf));
+        let mut c = b.clone();
+        c.set("my.custom", "y", false);
+        assert!(!Arc::ptr_eq(&c.buf, &b.buf) && b.get("my.custom") == Some("x"));
         // A longer and a shorter value, in place.
         assert!(p.set("DATESTYLE", "ISO, MDY, and more", true));
         assert!(p.set("timezone", "", true));

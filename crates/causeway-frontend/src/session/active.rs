@@ -11,7 +11,7 @@ use crate::app::Phase;
 impl Session {
     pub(super) async fn active(&mut self, mut att: Box<Attached>) -> State {
         att.flow.restores = !self.startup.is_empty();
-        att.flow.close_idle = Some(self.close_idle.clone());
+        att.flow.close_idle = Some(super::database_ddl::close_idle_hook(&self.app));
         att.flow.stop_when_idle |= self.leaves_at_boundary();
         loop {
             let end = self.pump(&mut att).await;

@@ -71,6 +71,21 @@ pub fn candidate(sql_start: &[u8]) -> bool {
     })
 }
 
+/// [`close_idle`] as a flow calls it: one shared by every session (a
+/// weak pointer: the app holds it).
+pub fn close_idle_hook(app: &std::sync::Arc<crate::app::App>) -> crate::app::CloseIdle {
+    app.close_idle
+        .get_or_init(|| {
+            let app = std::sync::Arc::downgrade(app);
+            std::sync::Arc::new(move |name: &str| {
+                if let Some(app) = app.upgrade() {
+                    close_idle(&app, name);
+                }
+            })
+        })
+        .clone()
+}
+
 /// Closes the idle pooled connections to database `name` (its name on the
 /// servers), in every pool of every configured database.
 pub fn close_idle(app: &crate::app::App, name: &str) {

@@ -164,7 +164,7 @@ impl Session {
             let ask = Ask {
                 waited: waited.is_some(),
                 fallback: self.cfg.ryw_fallback,
-                ..Ask::new(unit.req, *retry, self.sticky, floor)
+                ..Ask::new(unit.req, *retry, self.sticky.map(usize::from), floor)
             };
             let mut route = choose(&self.db.router().policy, &topo, &ask);
             if route == Route::Wait {

@@ -13,6 +13,7 @@ use std::task::Poll;
 use tokio::time::Instant;
 
 use super::consistency::{write_token, Wrote, TOKEN_IDLE_DELAY, TOKEN_WAIT};
+use super::park::Resume;
 use super::{secs, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
@@ -20,23 +21,30 @@ impl Session {
     /// No server attached: wait for the next request. Ok(tag): a unit of
     /// work starts with the message at the front of the buffer. Kept
     /// small: an idle client's task is this future.
-    /// Err: why the session closed.
-    pub(super) async fn idle(&mut self) -> Result<u8, &'static str> {
+    /// Err: why the session closed, or that it parks (`resumed`: it was
+    /// parked, see park.rs).
+    pub(super) async fn idle(&mut self, mut resumed: Option<Resume>) -> Result<u8, Left> {
         loop {
             if let Some(closed) = self.leave_if_due().await {
-                return Err(closed.reason());
+                return Err(Left::Closed(closed.reason()));
             }
             if self.client.buf.len() >= HEADER_LEN {
                 match self.next_request().await {
                     Ok(Some(tag)) => {
-                        self.drain_grace_end = None;
+                        if let Some(r) = self.rare.as_deref_mut() {
+                            r.drain_grace_end = None;
+                        }
                         return Ok(tag);
                     }
                     Ok(None) => continue,
-                    Err(state) => return Err(state.reason()),
+                    Err(state) => return Err(Left::Closed(state.reason())),
                 }
             }
-            self.wait_for_client().await.map_err(State::reason)?;
+            match self.wait_for_client(resumed.take()).await {
+                Ok(None) => {}
+                Ok(Some(due)) => return Err(Left::Park(due)),
+                Err(state) => return Err(Left::Closed(state.reason())),
+            }
         }
     }
 
@@ -49,16 +57,14 @@ impl Session {
             Front::Terminate => return Err(State::Closed("client terminated")),
             Front::Unknown(tag) => {
                 // Never forwarded: the server would end its connection.
-                let e = ProtocolError::UnknownMessageType(tag as char);
-                self.client
-                    .fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())
-                    .await;
+                let e = ProtocolError::UnknownMessageType(tag as char).to_string();
+                Box::pin(self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e)).await;
                 return Err(State::Closed("client protocol violation"));
             }
             Front::BadLength(len) => {
                 let max = self.cfg.max_packet_size;
                 let e = format!("invalid message length {len} (max_packet_size {max})");
-                self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e).await;
+                Box::pin(self.client.fatal(sqlstate::PROTOCOL_VIOLATION, &e)).await;
                 return Err(State::Closed("bad packet"));
             }
         };
@@ -79,8 +85,9 @@ impl Session {
     }
 
     /// Nothing to do until the client speaks, a write's token is due, the
-    /// session is woken (KILL, shutdown) or a timeout passes.
-    async fn wait_for_client(&mut self) -> Result<(), State> {
+    /// session is woken (KILL, shutdown) or a timeout passes. Ok(Some):
+    /// asked to park, with this deadline on its timer.
+    async fn wait_for_client(&mut self, resumed: Option<Resume>) -> Result<Option<Due>, State> {
         // An idle client holds no buffer: it goes back to the thread's
         // free list until the client speaks again.
         if self.client.buf.is_empty() {
@@ -89,42 +96,46 @@ impl Session {
         // A client idle for a moment after a write gets the write's token
         // (ParameterStatus causeway.token); one that goes on at once gets
         // it when it next needs it (see consistency.rs).
-        let token_at = self
-            .ryw
-            .wrote
-            .filter(|w| self.token_query(*w).is_some())
-            .map(|_| Instant::now() + TOKEN_IDLE_DELAY);
+        // Resumed after parking: the deadline its timer holds is kept.
+        let kept = resumed
+            .filter(|r| r.due != Due::Nothing)
+            .and_then(|r| Some((r.due, self.timer.as_ref()?.deadline())));
+        let token_at = match kept {
+            Some((Due::Token, at)) => Some(at),
+            _ => self
+                .ryw
+                .wrote
+                .filter(|w| self.token_query(*w).is_some())
+                .map(|_| Instant::now() + TOKEN_IDLE_DELAY),
+        };
         // The session's own timer (the pump's while attached): no timer
         // of its own in the idle future. Draining: the idle client's grace
-        // ends (leave_if_due closes it).
-        let idle_end = secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t);
-        let deadline = [idle_end, self.drain_grace_end, token_at]
-            .into_iter()
-            .flatten()
-            .min();
-        if let Some(d) = deadline {
-            self.timer().as_mut().reset(d);
-        }
-        // Polled by hand rather than with select!: the idle client's task
-        // is this future, and it stays a few pointers.
-        let woke = {
-            let wake = &self.info.info.wake;
-            let (stream, timer) = (&mut self.client.stream, &mut self.timer);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = stream.poll_read_ready(cx) {
-                    return Poll::Ready(Woke::Readable(r.is_ok()));
-                }
-                if wake.poll_woken(cx).is_ready() {
-                    return Poll::Ready(Woke::Woken);
-                }
-                if let Some(timer) = timer.as_mut().filter(|_| deadline.is_some()) {
-                    if timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Woke::Timer);
-                    }
-                }
-                Poll::Pending
-            })
-            .await
+        // ends (leave_if_due closes it). Only which deadline is first is
+        // kept across the wait (the timer holds when).
+        let idle_end = match kept {
+            Some((Due::IdleTimeout, at)) => Some(at),
+            _ => secs(self.cfg.client_idle_timeout).map(|t| Instant::now() + t),
+        };
+        let drain_grace_end = self.rare.as_deref().and_then(|r| r.drain_grace_end);
+        let due = [
+            (idle_end, Due::IdleTimeout),
+            (drain_grace_end, Due::DrainGrace),
+            (token_at, Due::Token),
+        ]
+        .into_iter()
+        .filter_map(|(at, due)| Some((at?, due)))
+        .min_by_key(|(at, _)| *at);
+        let due = match due {
+            Some((at, due)) => {
+                self.timer().as_mut().reset(at);
+                due
+            }
+            None => Due::Nothing,
+        };
+        let woke = match resumed.and_then(|r| r.woke) {
+            Some(woke) => woke,
+            None if self.parks() => return Ok(Some(due)),
+            None => self.woken(due != Due::Nothing).await,
         };
         const GONE: &str = "client closed connection";
         match woke {
@@ -133,20 +144,41 @@ impl Session {
                 Ok(Some(0)) | Err(_) => return Err(State::Closed(GONE)),
                 Ok(_) => {}
             },
+            Woke::Woken if self.parks() => return Ok(Some(due)),
             Woke::Woken => {}
-            Woke::Timer => {
-                if idle_end.is_some_and(|t| Instant::now() >= t) {
-                    self.client
-                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout")
-                        .await;
+            Woke::Timer => match due {
+                Due::IdleTimeout => {
+                    let fatal = self
+                        .client
+                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout");
+                    Box::pin(fatal).await;
                     return Err(State::Closed("client_idle_timeout"));
                 }
-                if let Some(w) = self.ryw.wrote.filter(|_| token_at <= Some(Instant::now())) {
-                    self.report_token_while_idle(w).await?;
+                Due::Token => {
+                    if let Some(w) = self.ryw.wrote {
+                        Box::pin(self.report_token_while_idle(w)).await?;
+                    }
                 }
-            }
+                Due::DrainGrace | Due::Nothing => {}
+            },
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Until the client's socket is readable, the session is woken or
+    /// (`timed`) the session's timer fires. Polled by hand rather than
+    /// with select!: an idle client's task holds this future, which is
+    /// one pointer.
+    fn woken(&mut self, timed: bool) -> impl Future<Output = Woke> + '_ {
+        std::future::poll_fn(move |cx| self.poll_woke(cx, timed))
+    }
+
+    /// Asked to park (see park.rs), and nothing else to do first: a KILL
+    /// or shutdown whose call this wait took is handled here, not parked.
+    fn parks(&self) -> bool {
+        self.info.info.park_requested()
+            && !self.info.info.is_killed()
+            && self.app.phase() == Phase::Running
     }
 
     /// The client stayed idle after a write: its token is fetched and
@@ -201,7 +233,7 @@ impl Session {
     /// ReadyForQuery instead).
     async fn leave_if_due(&mut self) -> Option<State> {
         if self.info.info.is_killed() || self.app.phase() == Phase::Stopping {
-            return self.interrupted().await;
+            return Box::pin(self.interrupted()).await;
         }
         if !self.leaves_at_boundary() {
             return None;
@@ -216,16 +248,18 @@ impl Session {
             return None;
         }
         let now = tokio::time::Instant::now();
-        match self.drain_grace_end {
+        match self.rare.as_deref().and_then(|r| r.drain_grace_end) {
             None => {
-                self.drain_grace_end = Some(now + super::DRAIN_IDLE_GRACE);
+                self.rare().drain_grace_end = Some(now + super::DRAIN_IDLE_GRACE);
                 None
             }
             Some(t) if now < t => None,
             Some(_) => {
-                self.client
-                    .fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE)
-                    .await;
+                Box::pin(
+                    self.client
+                        .fatal(sqlstate::ADMIN_SHUTDOWN, SHUTDOWN_MESSAGE),
+                )
+                .await;
                 Some(State::Closed("shutdown"))
             }
         }
@@ -274,8 +308,28 @@ impl Session {
     }
 }
 
+/// Why the idle wait ended without a request.
+pub(super) enum Left {
+    Closed(&'static str),
+    /// Asked to park (see park.rs), this deadline on its timer.
+    Park(Due),
+}
+
+/// Which deadline an idle client's timer is set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    Nothing,
+    /// client_idle_timeout: the client is closed.
+    IdleTimeout,
+    /// Draining: leave_if_due closes the client.
+    DrainGrace,
+    /// A write's token is reported.
+    Token,
+}
+
 /// What ended an idle client's wait.
-enum Woke {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Woke {
     /// The client's socket is readable (false: it failed).
     Readable(bool),
     /// KILL, shutdown or PAUSE.

@@ -142,7 +142,7 @@ impl Session {
             flow.limit_to_unit(unit.len, hold);
         }
         if replica && read && unit.len > 0 && self.db.router().routing.sticky_reads {
-            self.sticky = Some(server);
+            self.sticky = u16::try_from(server).ok();
         }
         if read {
             self.db.load.start(server);

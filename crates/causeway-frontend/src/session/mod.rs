@@ -26,6 +26,7 @@ mod local;
 mod local_ext;
 mod login;
 mod params;
+mod park;
 mod plan;
 mod prepared;
 mod primary;
@@ -53,7 +54,7 @@ use causeway_pool::{ParamSet, Pool, ServerConn};
 use causeway_routing::{Classifier, RouteOverride};
 use tokio::time::Sleep;
 
-use crate::app::{App, ClientPermit, UserPermit};
+use crate::app::{Admitted, App};
 use crate::cancel::ClientKey;
 use crate::clients::Registered;
 use crate::databases::Database;
@@ -109,17 +110,12 @@ struct Attached {
 struct Session {
     /// What SHOW CLIENTS reports; KILL reaches the session through it.
     info: Registered,
-    app: Arc<App>,
+    /// The app, with the client's places in max_client_conn and among its
+    /// user's clients (freed when the session ends); holds the user's name.
+    app: Admitted,
     cfg: Arc<Config>,
     client: Client,
     db: Arc<Database>,
-    /// What the client proved at login (reused towards servers). Boxed,
-    /// and only when there is something (see [`Session::creds`]).
-    creds: Option<Box<Credentials>>,
-    /// Its place among the user's clients; holds the user's name.
-    user_permit: UserPermit,
-    /// Its place in max_client_conn.
-    _client_permit: ClientPermit,
     mode: PoolMode,
     /// What the client believes its session parameters are.
     params: ParamSet,
@@ -135,8 +131,9 @@ struct Session {
     classifier: Arc<Classifier>,
     /// `SET causeway.route`.
     route: RouteOverride,
-    /// The replica of the last read (`sticky_reads`).
-    sticky: Option<usize>,
+    /// The replica of the last read (`sticky_reads`); 16 bits pack beside
+    /// `mode`, `split` and `route`.
+    sticky: Option<u16>,
     retry: Retry,
     /// Read-your-writes state (boxed once there is any).
     ryw: consistency::LazyRyw,
@@ -146,17 +143,26 @@ struct Session {
     prep: Option<Box<prepared::Prep>>,
     /// The client's startup parameters (ignored ones and `causeway.*`
     /// left out): what RESET restores.
-    startup: Vec<(String, String)>,
-    /// Session mode: the server acquired for the welcome, until the first
-    /// request attaches it.
-    /// Boxed: only session mode has one, and only until the first request.
-    welcomed: Option<Box<(ServerConn, Pool)>>,
-    /// Lent to each attachment's flow (see database_ddl.rs).
-    close_idle: pump::CloseIdle,
+    startup: Box<[(Box<str>, Box<str>)]>,
     /// Transaction mode: pinned to its server by session state (state.rs).
     pin: Option<causeway_pool::PinGuard>,
     /// Statements and portals that are Causeway commands.
     local_ext: local_ext::Lazy,
+    /// What few sessions hold, boxed when there is any (see [`Rare`]).
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session most clients never have, in one box made when
+/// the first is needed: an idle trust-auth client in transaction mode
+/// holds none.
+#[derive(Default)]
+struct Rare {
+    /// What the client proved at login (reused towards servers; see
+    /// [`Session::creds`]).
+    creds: Option<Credentials>,
+    /// Session mode: the server acquired for the welcome, until the first
+    /// request attaches it.
+    welcomed: Option<(ServerConn, Pool)>,
     /// Draining and idle: when the client is closed if it sends nothing
     /// before (see `Session::leave_if_due`).
     drain_grace_end: Option<tokio::time::Instant>,
@@ -185,7 +191,7 @@ pub(crate) fn run(
     let cfg = app.config();
     let app_name = l.params.get("application_name").unwrap_or("").to_string();
     let registered = app.clients.register(
-        l.key.id,
+        u64::from(l.key.id),
         l._user_permit.user(),
         &l.db.name,
         crate::clients::Connection {
@@ -198,24 +204,26 @@ pub(crate) fn run(
     let split = l.db.splits() && l.mode != PoolMode::Session;
     let classifier = l.db.router().classifier.clone();
     let ryw = consistency::LazyRyw::new(cfg.consistency_for(&l.db.cfg(), &l.user));
-    let mut startup: Vec<_> = l
+    // Kept for the whole session: no spare room.
+    let startup = l
         .startup
         .into_iter()
         .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("causeway."))
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
         .collect();
-    // Kept for the whole session: no spare room.
-    startup.shrink_to_fit();
-    let creds = (l.creds.password.is_some() || l.creds.scram_keys.is_some())
-        .then(|| Box::new(std::mem::take(&mut l.creds)));
-    let for_ddl = app.clone();
+    let rare = (l.creds.password.is_some() || l.creds.scram_keys.is_some()).then(|| {
+        Box::new(Rare {
+            creds: Some(std::mem::take(&mut l.creds)),
+            ..Rare::default()
+        })
+    });
+    drop(app);
     Box::new(Session {
-        close_idle: Arc::new(move |name: &str| database_ddl::close_idle(&for_ddl, name)),
         pin: None,
         startup,
-        welcomed: None,
         prep: None,
         local_ext: Default::default(),
-        drain_grace_end: None,
+        rare,
         ryw,
         split,
         classifier,
@@ -223,15 +231,13 @@ pub(crate) fn run(
         sticky: None,
         retry: Retry::default(),
         info: registered,
-        app,
+        app: Admitted::new(l._client_permit, l._user_permit),
         cfg,
         client,
         db: l.db,
-        creds,
-        user_permit: l._user_permit,
-        _client_permit: l._client_permit,
         mode: l.mode,
-        params: l.params,
+        // Most clients log in with the same parameters: one buffer.
+        params: l.params.shared(),
         key: l.key,
         pools: l.pools,
         timer: None,
@@ -242,9 +248,8 @@ pub(crate) fn run(
 impl Session {
     async fn run(mut self: Box<Self>) {
         if let Err(e) = self.startup_options() {
-            self.client
-                .fatal(causeway_protocol::sqlstate::INVALID_PARAMETER_VALUE, &e)
-                .await;
+            let code = causeway_protocol::sqlstate::INVALID_PARAMETER_VALUE;
+            Box::pin(self.client.fatal(code, &e)).await;
             return;
         }
         // The task of an idle client holds only this loop and the idle
@@ -259,18 +264,43 @@ impl Session {
                 .map_err(State::reason),
             _ => Ok(()),
         };
-        let reason = match welcomed {
-            Err(reason) => reason,
-            Ok(()) => loop {
-                let tag = match self.idle().await {
-                    Ok(tag) => tag,
-                    Err(reason) => break reason,
-                };
-                if let Some(reason) = Recycled::new_with(|| self.work(tag)).await {
-                    break reason;
-                }
-            },
+        match welcomed {
+            Err(reason) => self.closed(reason),
+            Ok(()) => {
+                // A client that has not spoken yet waits parked (park.rs):
+                // the login's task ends, and the session gets one when
+                // the client sends something.
+                self.info.info.request_park();
+                self.serve(None).await
+            }
+        }
+    }
+
+    /// From the idle wait (`resumed`: after parking, see park.rs) until
+    /// the session closes or parks.
+    async fn serve(mut self: Box<Self>, mut resumed: Option<park::Resume>) {
+        let reason = loop {
+            let tag = match self.idle(resumed.take()).await {
+                Ok(tag) => tag,
+                Err(idle::Left::Closed(reason)) => break reason,
+                Err(idle::Left::Park(due)) => match park::park(self, due) {
+                    Ok(()) => return,
+                    Err((session, resume)) => {
+                        self = session;
+                        resumed = Some(resume);
+                        continue;
+                    }
+                },
+            };
+            if let Some(reason) = Recycled::new_with(|| self.work(tag)).await {
+                break reason;
+            }
         };
+        self.closed(reason);
+    }
+
+    /// The session ends.
+    fn closed(&mut self, reason: &'static str) {
         self.release_welcomed();
         if self.cfg.log_disconnections {
             tracing::info!(client = %self.client.peer, database = %self.db.name, user = %self.user(), reason, "client closed");
@@ -301,12 +331,20 @@ impl Session {
             password: None,
             scram_keys: None,
         };
-        self.creds.as_deref().unwrap_or(&NONE)
+        self.rare
+            .as_deref()
+            .and_then(|r| r.creds.as_ref())
+            .unwrap_or(&NONE)
+    }
+
+    /// What few sessions hold, made on first use.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
     }
 
     /// The user it logged in as.
     fn user(&self) -> &str {
-        self.user_permit.user()
+        self.app.user()
     }
 
     /// The session's timer, made when first needed.
@@ -345,18 +383,26 @@ mod tests {
         // block; this future was ~13 KB, then 328 bytes in a 512-byte task).
         let task = std::mem::size_of::<crate::connection::Serve>();
         assert!(task <= 32, "connection::serve future is {task} bytes");
-        // The session's box: its loop and the idle wait. A unit of work
-        // and its attachment live in their own allocation while they run.
+        // An idle client has no task: it waits parked, in an Arc'd entry
+        // of one 48-byte block beside its Session (park.rs).
+        let parked = std::mem::size_of::<park::Parked>();
+        assert!(parked <= 32, "Parked is {parked} bytes");
+        // The session's loop while it has a task: the idle wait and a
+        // reason. A unit of work and its attachment live in their own
+        // allocation while they run. The first run adds the welcome.
+        let serve = returned_size(|s: Box<Session>| s.serve(None));
+        assert!(serve <= 112, "the session's loop future is {serve} bytes");
         let run = returned_size(Session::run);
-        assert!(run <= 224, "the session's future is {run} bytes");
-        // Every connected client holds one: what few clients use (local
+        assert!(run <= 144, "the session's future is {run} bytes");
+        // Every connected client holds one, in one 384-byte block
+        // (jemalloc's classes: 320, 384, 448): what few clients use (local
         // extended-protocol commands, credentials, prepared statements,
         // read-your-writes state, a timer) is boxed when first needed.
         let session = std::mem::size_of::<Session>();
-        assert!(session <= 512, "Session is {session} bytes");
-        // With its Arc header, one 256-byte block (user and database
-        // names are shared, not copied per client).
+        assert!(session <= 384, "Session is {session} bytes");
+        // With its Arc header, one 224-byte block (user and database
+        // names, and the peer address, are shared, not copied per client).
         let info = std::mem::size_of::<crate::clients::ClientInfo>();
-        assert!(info <= 240, "ClientInfo is {info} bytes");
+        assert!(info <= 208, "ClientInfo is {info} bytes");
     }
 }

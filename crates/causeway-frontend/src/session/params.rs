@@ -30,9 +30,9 @@ pub fn is_tracked(name: &str, cfg: &Config) -> bool {
 /// The client's expected parameters at login, and the ParameterStatus
 /// messages to welcome it with (the server's values, the client's own
 /// where it set one at startup, as PostgreSQL would report them).
-pub fn initial(
+pub fn initial<K: AsRef<str>, V: AsRef<str>>(
     welcome: &ParamSet,
-    startup: &[(String, String)],
+    startup: &[(K, V)],
     cfg: &Config,
 ) -> (ParamSet, Vec<(String, String)>) {
     let mut mine = ParamSet::new();
@@ -42,6 +42,7 @@ pub fn initial(
         }
     }
     for (k, v) in startup {
+        let (k, v) = (k.as_ref(), v.as_ref());
         if cfg
             .ignore_startup_parameters
             .iter()
@@ -221,11 +222,7 @@ mod tests {
             ignore_startup_parameters: vec!["extra_float_digits".into()],
             ..Config::default()
         };
-        let (mine, _) = initial(
-            &ParamSet::new(),
-            &[("extra_float_digits".into(), "3".into())],
-            &cfg,
-        );
+        let (mine, _) = initial(&ParamSet::new(), &[("extra_float_digits", "3")], &cfg);
         assert!(!mine.contains("extra_float_digits"));
     }
 }

@@ -44,7 +44,7 @@ impl Session {
 
 /// Sets each startup value whose parameter a RESET reverted (its source is
 /// no longer `session`); values the client set since stay.
-fn restore_sql(startup: &[(String, String)]) -> String {
+fn restore_sql<K: AsRef<str>, V: AsRef<str>>(startup: &[(K, V)]) -> String {
     let mut sql =
         String::from("SELECT pg_catalog.set_config(s.name, v.setting, false) FROM (VALUES ");
     for (i, (k, v)) in startup.iter().enumerate() {
@@ -52,9 +52,9 @@ fn restore_sql(startup: &[(String, String)]) -> String {
             sql.push(',');
         }
         sql.push('(');
-        quote_literal(&mut sql, k);
+        quote_literal(&mut sql, k.as_ref());
         sql.push(',');
-        quote_literal(&mut sql, v);
+        quote_literal(&mut sql, v.as_ref());
         sql.push(')');
     }
     sql.push_str(
@@ -69,10 +69,7 @@ mod tests {
 
     #[test]
     fn restores_only_what_reset_reverted() {
-        let sql = restore_sql(&[
-            ("DateStyle".into(), "ISO, DMY".into()),
-            ("application_name".into(), "it's".into()),
-        ]);
+        let sql = restore_sql(&[("DateStyle", "ISO, DMY"), ("application_name", "it's")]);
         assert!(
             sql.contains("('DateStyle','ISO, DMY'),('application_name','it''s')"),
             "{sql}"

@@ -42,7 +42,7 @@ impl Session {
         self.key.repoint(conn.cancel().pid);
         backend::write_backend_key_data(&mut self.client.out, self.key.pid, &self.key.secret);
         backend::write_ready_for_query(&mut self.client.out, b'I');
-        self.welcomed = Some(Box::new((conn, pool)));
+        self.rare().welcomed = Some((conn, pool));
         if self.client.flush().await.is_err() {
             return Err(State::Closed("client closed connection"));
         }
@@ -52,8 +52,9 @@ impl Session {
     /// The connection [`Session::welcome_session`] acquired, for the first
     /// attachment to `pool`.
     pub(super) fn take_welcomed(&mut self, pool: &Pool) -> Option<ServerConn> {
-        match &self.welcomed {
-            Some(w) if w.1.key() == pool.key() => self.welcomed.take().map(|w| w.0),
+        let welcomed = &mut self.rare.as_deref_mut()?.welcomed;
+        match welcomed {
+            Some(w) if w.1.key() == pool.key() => welcomed.take().map(|w| w.0),
             _ => None,
         }
     }
@@ -61,8 +62,7 @@ impl Session {
     /// The session ends before its first request: the welcomed connection
     /// did nothing and goes back to the pool.
     pub(super) fn release_welcomed(&mut self) {
-        if let Some(w) = self.welcomed.take() {
-            let (conn, pool) = *w;
+        if let Some((conn, pool)) = self.rare.as_deref_mut().and_then(|r| r.welcomed.take()) {
             pool.release(conn);
         }
     }
