@@ -16,7 +16,7 @@
 #   PGBOUNCER      PgBouncer binary (default: PgBouncer 1.25.2 built by
 #                  $ANCHORS/build-pgbouncer.sh, else Debian's package)
 #   ANCHORS        directory of build-pgbouncer.sh (default /work/shared/anchors or ../shared/anchors)
-#   IDLE_CLIENTS   idle clients for the RSS test, each pooler a fresh process (default 1000)
+#   IDLE_CLIENTS   idle clients for the RSS test, each pooler a fresh process (default 10000, as issue 14 asks)
 #   IDLE_HOLD      seconds to hold them (default 5)
 #   MANY_CLIENTS   clients of the clients10k row, 50 of them running pgbench (default 10000)
 #   WAITERS        clients of the waiters row, on a $POOL_SIZE-connection pool (default 5000)
@@ -31,7 +31,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-15}
 BENCH_REPEAT=${BENCH_REPEAT:-1}
 BASELINE_BIN=${BASELINE_BIN:-}
 BENCH_ROWS=${BENCH_ROWS:-select tls idle workers tpcb waiters clients10k${BASELINE_BIN:+ baseline}}
-IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
+IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-5}
 MANY_CLIENTS=${MANY_CLIENTS:-10000}
 WAITERS=${WAITERS:-5000}
