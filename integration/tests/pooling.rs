@@ -434,7 +434,7 @@ async fn parked_clients_answer_and_time_out_on_time() {
         .await
         .unwrap_or_else(|e| panic!("a client speaking every 1.5 s was closed: {e}"));
         assert_eq!(got, n.to_string());
-        // The passage of idle time is what is tested here.
+        // sleep-ok: the passage of idle time (parked between queries) is what is tested.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     let took = since.elapsed();

@@ -17,7 +17,18 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
-use crate::pool::Grant;
+use crate::server::ServerConn;
+use crate::slot::SlotGuard;
+
+/// What a waiting client is handed.
+pub(crate) enum Grant {
+    /// A ready connection.
+    Conn(ServerConn),
+    /// Permission (a slot already counted) to open a new connection.
+    Slot(SlotGuard),
+    /// query_wait_timeout passed (from the expiry watcher).
+    Expired,
+}
 
 /// Blocks kept per thread for reuse.
 const KEEP: usize = 64;

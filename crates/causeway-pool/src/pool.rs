@@ -21,7 +21,7 @@ use tokio::time;
 
 use crate::error::{PoolError, ServerError};
 use crate::expiry;
-use crate::handoff;
+use crate::handoff::{self, Grant};
 use crate::info::{ServerInfo, ServerState};
 use crate::limits::{Blocked, Limit};
 use crate::liveness;
@@ -150,15 +150,6 @@ impl State {
         }
         next
     }
-}
-
-pub(crate) enum Grant {
-    /// A ready connection.
-    Conn(ServerConn),
-    /// Permission (a slot already counted) to open a new connection.
-    Slot(SlotGuard),
-    /// query_wait_timeout passed (from the expiry watcher).
-    Expired,
 }
 
 /// A client waiting in [`Pool::lease`]. If it gives up (its future is

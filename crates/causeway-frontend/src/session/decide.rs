@@ -191,19 +191,7 @@ impl Session {
                 waited = Some(started);
             }
             return match route {
-                Route::Server(placed) => {
-                    if let Some(started) = waited {
-                        self.db.ryw.waited(started.elapsed());
-                    }
-                    if placed.fell_back {
-                        self.db.ryw.fallback();
-                    }
-                    tracing::debug!(client = %self.client.peer, tag = %(unit.tag as char), unit = unit.len, intent = ?unit.req.intent, server = placed.server, why = ?placed.why, replica = placed.replica, "routed");
-                    if self.split {
-                        self.db.routes.count(placed.replica, placed.why);
-                    }
-                    Ok(placed)
-                }
+                Route::Server(placed) => Ok(self.placed(unit, placed, waited)),
                 Route::Refuse { sqlstate, .. }
                     if super::rerun::waits_for_topology(unit.req.intent, retry, sqlstate)
                         && self.wait_for_topology(retry).await =>
@@ -229,6 +217,21 @@ impl Session {
                 Route::Wait => unreachable!("a session that waited is never told to wait"),
             };
         }
+    }
+
+    /// Counts a unit's route (and its read-your-writes wait) as it goes.
+    fn placed(&self, unit: &Unit, placed: Placed, waited: Option<Instant>) -> Placed {
+        if let Some(started) = waited {
+            self.db.ryw.waited(started.elapsed());
+        }
+        if placed.fell_back {
+            self.db.ryw.fallback();
+        }
+        tracing::debug!(client = %self.client.peer, tag = %(unit.tag as char), unit = unit.len, intent = ?unit.req.intent, server = placed.server, why = ?placed.why, replica = placed.replica, "routed");
+        if self.split {
+            self.db.routes.count(placed.replica, placed.why);
+        }
+        placed
     }
 }
 

@@ -13,7 +13,7 @@ use std::task::Poll;
 use tokio::time::Instant;
 
 use super::consistency::{write_token, Wrote, TOKEN_IDLE_DELAY, TOKEN_WAIT};
-use super::park::Resume;
+use super::park::{Due, Resume, Woke};
 use super::{secs, Session, State, SHUTDOWN_MESSAGE};
 use crate::app::Phase;
 
@@ -93,6 +93,43 @@ impl Session {
         if self.client.buf.is_empty() {
             self.client.park_buffer();
         }
+        let due = self.arm_timer(resumed);
+        let woke = match resumed.and_then(|r| r.woke) {
+            Some(woke) => woke,
+            None if self.parks() => return Ok(Some(due)),
+            None => self.woken(due != Due::Nothing).await,
+        };
+        const GONE: &str = "client closed connection";
+        match woke {
+            Woke::Readable(false) => return Err(State::Closed(GONE)),
+            Woke::Readable(true) => match self.client.try_read_more() {
+                Ok(Some(0)) | Err(_) => return Err(State::Closed(GONE)),
+                Ok(_) => {}
+            },
+            Woke::Woken if self.parks() => return Ok(Some(due)),
+            Woke::Woken => {}
+            Woke::Timer => match due {
+                Due::IdleTimeout => {
+                    let fatal = self
+                        .client
+                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout");
+                    Box::pin(fatal).await;
+                    return Err(State::Closed("client_idle_timeout"));
+                }
+                Due::Token => {
+                    if let Some(w) = self.ryw.wrote {
+                        Box::pin(self.report_token_while_idle(w)).await?;
+                    }
+                }
+                Due::DrainGrace | Due::Nothing => {}
+            },
+        }
+        Ok(None)
+    }
+
+    /// Sets the session's timer to the idle wait's first deadline and
+    /// says which it is.
+    fn arm_timer(&mut self, resumed: Option<Resume>) -> Due {
         // A client idle for a moment after a write gets the write's token
         // (ParameterStatus causeway.token); one that goes on at once gets
         // it when it next needs it (see consistency.rs).
@@ -125,44 +162,13 @@ impl Session {
         .into_iter()
         .filter_map(|(at, due)| Some((at?, due)))
         .min_by_key(|(at, _)| *at);
-        let due = match due {
+        match due {
             Some((at, due)) => {
                 self.timer().as_mut().reset(at);
                 due
             }
             None => Due::Nothing,
-        };
-        let woke = match resumed.and_then(|r| r.woke) {
-            Some(woke) => woke,
-            None if self.parks() => return Ok(Some(due)),
-            None => self.woken(due != Due::Nothing).await,
-        };
-        const GONE: &str = "client closed connection";
-        match woke {
-            Woke::Readable(false) => return Err(State::Closed(GONE)),
-            Woke::Readable(true) => match self.client.try_read_more() {
-                Ok(Some(0)) | Err(_) => return Err(State::Closed(GONE)),
-                Ok(_) => {}
-            },
-            Woke::Woken if self.parks() => return Ok(Some(due)),
-            Woke::Woken => {}
-            Woke::Timer => match due {
-                Due::IdleTimeout => {
-                    let fatal = self
-                        .client
-                        .fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout");
-                    Box::pin(fatal).await;
-                    return Err(State::Closed("client_idle_timeout"));
-                }
-                Due::Token => {
-                    if let Some(w) = self.ryw.wrote {
-                        Box::pin(self.report_token_while_idle(w)).await?;
-                    }
-                }
-                Due::DrainGrace | Due::Nothing => {}
-            },
         }
-        Ok(None)
     }
 
     /// Until the client's socket is readable, the session is woken or
@@ -313,28 +319,6 @@ pub(super) enum Left {
     Closed(&'static str),
     /// Asked to park (see park.rs), this deadline on its timer.
     Park(Due),
-}
-
-/// Which deadline an idle client's timer is set to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Due {
-    Nothing,
-    /// client_idle_timeout: the client is closed.
-    IdleTimeout,
-    /// Draining: leave_if_due closes the client.
-    DrainGrace,
-    /// A write's token is reported.
-    Token,
-}
-
-/// What ended an idle client's wait.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Woke {
-    /// The client's socket is readable (false: it failed).
-    Readable(bool),
-    /// KILL, shutdown or PAUSE.
-    Woken,
-    Timer,
 }
 
 /// What the message at the front of an idle client's buffer is (its

@@ -16,8 +16,29 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
-use super::idle::{Due, Woke};
 use super::Session;
+
+/// Which deadline an idle client's timer is set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    Nothing,
+    /// client_idle_timeout: the client is closed.
+    IdleTimeout,
+    /// Draining: leave_if_due closes the client.
+    DrainGrace,
+    /// A write's token is reported.
+    Token,
+}
+
+/// What ended an idle client's wait.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Woke {
+    /// The client's socket is readable (false: it failed).
+    Readable(bool),
+    /// KILL, shutdown or PAUSE.
+    Woken,
+    Timer,
+}
 
 /// How a session goes back to its idle wait after parking.
 #[derive(Debug, Clone, Copy)]
