@@ -127,11 +127,20 @@ struct PgBouncer(Child);
 
 impl PgBouncer {
     fn start(bin: &Path, ini: &Path, port: u16) -> PgBouncer {
-        // PgBouncer refuses to run as root.
+        // PgBouncer refuses to run as root. setpriv execs in place, so the
+        // child is PgBouncer itself and the signals on drop reach it
+        // (runuser stayed as a parent: a killed runuser left PgBouncer
+        // running).
         // SAFETY: geteuid has no preconditions.
         let mut cmd = if unsafe { libc::geteuid() } == 0 {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(bin);
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(bin);
             c
         } else {
             Command::new(bin)
@@ -157,7 +166,7 @@ impl PgBouncer {
 
 impl Drop for PgBouncer {
     fn drop(&mut self) {
-        // runuser passes SIGINT on to PgBouncer (a fast shutdown).
+        // SIGINT: PgBouncer's fast shutdown.
         let pid = self.0.id() as libc::pid_t;
         // SAFETY: plain syscall on our own child, not yet reaped.
         unsafe { libc::kill(pid, libc::SIGINT) };
