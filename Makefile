@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CAUSEWAY_BIN ?= $(CURDIR)/target/debug/causeway
 
-.PHONY: all build demo test unit lint bench release clean drivers classifier-check fuzz soak ryw-check
+.PHONY: all build demo test unit lint bench profile release clean drivers classifier-check fuzz soak ryw-check
 
 all: build
 
@@ -60,6 +60,11 @@ ryw-check: release
 # PGBOUNCER=/path, MANY_CLIENTS, WAITERS.
 bench: release
 	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway bash bench/run.sh
+
+# Instructions (callgrind) and syscalls (perf) per transaction, PgBouncer
+# beside Causeway (needs valgrind; see bench/README.md "Profile").
+profile: release
+	CAUSEWAY_BIN=$(CURDIR)/target/release/causeway bash bench/profile.sh
 
 clean:
 	$(CARGO) clean

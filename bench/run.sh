@@ -429,7 +429,7 @@ declare -A TPS LAT CPU
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 # Results, keyed "<rep>:<row>/<target>" ($REP: which run of BENCH_REPEAT).
-declare -A LOADS STDDEV CPU_PCT
+declare -A LOADS STDDEV CPU_PCT TXNS TICKS
 REP=1
 # bench ROW TARGET PORT PID MODE CLIENTS THREADS [EXTRA_PGBENCH_ARGS]
 # ($SSLMODE, default disable, is the clients' sslmode; $SCRIPT, default -S,
@@ -474,6 +474,7 @@ bench() {
         return
     fi
     TPS[$key]=$tps; LAT[$key]=$lat
+    TXNS[$key]=$txns; TICKS[$key]=$((t1 - t0))
     if [[ -n $pid ]]; then
         # CPU microseconds per transaction == CPU ms per 1,000 transactions.
         CPU[$key]=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$txns" 'BEGIN {printf "%.2f", d / hz / n * 1e6}')
@@ -552,8 +553,25 @@ run_tpcb() {
 # $WAITERS clients on the $POOL_SIZE-connection pool: all but 20 wait at any
 # time. -P makes pgbench print the latency's standard deviation (unfair
 # service shows as a large one).
+# logins ROW TARGET PORT PID: the pooler's CPU ticks for $WAITERS clients
+# that log in, run one transaction each and leave (pgbench -t 1): the same
+# logins and goodbyes as the waiters row, so subtracting it leaves what
+# waiting for a connection and the transactions cost.
+declare -A LOGIN_TICKS
+logins() {
+    local row=$1 target=$2 port=$3 pid=$4 t0 rc=0
+    [[ -n $port && -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    t0=$(cpu_ticks "$pid")
+    run_child "$TMP/logins-$target-run$REP.log" timeout -k 5 120 \
+        "$PGBENCH" -h 127.0.0.1 -p "$port" -U postgres -n -S -M simple \
+        -c "$WAITERS" -j 2 -t 1 "$DB" || rc=$?
+    [[ $rc -eq 0 ]] && LOGIN_TICKS["$REP:$row/$target"]=$(( $(cpu_ticks "$pid") - t0 ))
+    log "$target: $WAITERS logins + 1 transaction each: $(( ${LOGIN_TICKS["$REP:$row/$target"]:-0} )) ticks (exit $rc)"
+}
 run_waiters() {
+    logins "waiters $WAITERS" pgbouncer "$PGB_PORT" "$PGB_PID"
     bench "waiters $WAITERS" pgbouncer "$PGB_PORT" "$PGB_PID" simple "$WAITERS" 2 "-P $BENCH_SECONDS"
+    logins "waiters $WAITERS" causeway "${CW_ARGS[0]}" "${CW_ARGS[1]}"
     bench "waiters $WAITERS" causeway  "${CW_ARGS[0]}" "${CW_ARGS[1]}" simple "$WAITERS" 2 "-P $BENCH_SECONDS"
 }
 
@@ -761,12 +779,19 @@ report_run() {
     fi
     if want waiters; then
     local k="$R:waiters $WAITERS" s50="$R:simple 50"
-    echo "$WAITERS clients on a $POOL_SIZE-connection pool (pgbench -S -M simple -j 2); CPU includes the $WAITERS logins"
-    printf '%-10s | %9s %9s %9s | %8s %11s\n' target TPS "lat ms" "stddev" "CPU us" "us vs 50cl"
-    printf '%s\n' "-----------+-------------------------------+---------------------"
+    echo "$WAITERS clients on a $POOL_SIZE-connection pool (pgbench -S -M simple -j 2)"
+    echo "  CPU us: all of the pooler's CPU over the run, the $WAITERS logins included; net: less a pass of the same logins (pgbench -t 1)"
+    printf '%-10s | %9s %9s %9s | %8s %11s | %8s %11s\n' target TPS "lat ms" "stddev" "CPU us" "us vs 50cl" "net us" "net vs 50cl"
+    printf '%s\n' "-----------+-------------------------------+----------------------+---------------------"
     for t in pgbouncer causeway; do
-        printf '%-10s | %9s %9s %9s | %8s %11s\n' "$t" "$(num "${TPS[$k/$t]}" 0)" "$(num "${LAT[$k/$t]}" 1)" \
-            "$(num "${STDDEV[$k/$t]:--}" 1)" "$(num "${CPU[$k/$t]}" 1)" "$(ratio "${CPU[$k/$t]}" "${CPU[$s50/$t]:--}")"
+        local net=-
+        if [[ -n ${LOGIN_TICKS[$k/$t]:-} && -n ${TXNS[$k/$t]:-} ]]; then
+            net=$(awk -v d=$(( TICKS[$k/$t] - LOGIN_TICKS[$k/$t] )) -v hz="$CLK_TCK" -v n=$(( TXNS[$k/$t] - WAITERS )) \
+                'BEGIN {if (n > 0 && d > 0) printf "%.2f", d / hz / n * 1e6; else print "-"}')
+        fi
+        printf '%-10s | %9s %9s %9s | %8s %11s | %8s %11s\n' "$t" "$(num "${TPS[$k/$t]}" 0)" "$(num "${LAT[$k/$t]}" 1)" \
+            "$(num "${STDDEV[$k/$t]:--}" 1)" "$(num "${CPU[$k/$t]}" 1)" "$(ratio "${CPU[$k/$t]}" "${CPU[$s50/$t]:--}")" \
+            "$(num "$net" 1)" "$(ratio "$net" "${CPU[$s50/$t]:--}")"
     done
     echo
     fi
